@@ -1,0 +1,98 @@
+package datastore
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Engine names a model-server implementation; it selects the metric names
+// the scraper reads (REFERENCE §4). Values follow the pod label
+// inference.networking.k8s.io/engine-type.
+type Engine string
+
+// Engines igw knows how to scrape.
+const (
+	EngineVLLM        Engine = "vllm"
+	EngineSGLang      Engine = "sglang"
+	EngineTRTLLMServe Engine = "trtllm-serve"
+	EngineTritonTRT   Engine = "triton-tensorrt-llm"
+)
+
+// Metrics is one scrape of a model server. It is immutable once published:
+// the scraper builds a new value for every scrape.
+type Metrics struct {
+	// WaitingQueueSize is the number of requests the server has accepted but
+	// not started.
+	WaitingQueueSize int
+	// RunningRequests is the number of sequences in the running batch.
+	RunningRequests int
+	// KVCacheUsage is the fraction of KV-cache blocks in use, 0..1.
+	KVCacheUsage float64
+	// ActiveAdapters and WaitingAdapters are the LoRA adapters with running
+	// and waiting requests; MaxActiveAdapters is the server's slot count
+	// (0 when the server reports no LoRA information).
+	ActiveAdapters    map[string]struct{}
+	WaitingAdapters   map[string]struct{}
+	MaxActiveAdapters int
+	// CacheBlockSize and CacheNumBlocks describe the KV cache geometry when
+	// the server reports it (0 otherwise).
+	CacheBlockSize int
+	CacheNumBlocks int
+	// UpdateTime is when the scrape finished; the basis of staleness.
+	UpdateTime time.Time
+}
+
+// Fresh reports whether the snapshot is younger than maxAge at now.
+func (m *Metrics) Fresh(now time.Time, maxAge time.Duration) bool {
+	return m != nil && now.Sub(m.UpdateTime) <= maxAge
+}
+
+// Endpoint is one model-server address a pool can route to (a pod:port pair
+// or a static URL). Its identity fields are set at creation and never
+// change; its metrics and in-flight count change concurrently.
+type Endpoint struct {
+	// Name identifies the endpoint within its pool, e.g. "pod-a:8000".
+	Name string
+	// Address is host:port, the value sent as x-gateway-destination-endpoint.
+	Address string
+	// Pool is the namespaced name of the InferencePool that owns it.
+	Pool string
+	// Labels are the endpoint's labels (pod labels, or static config labels),
+	// used by label filters.
+	Labels map[string]string
+	// Engine selects the scraper's metric mapping.
+	Engine Engine
+
+	metrics  atomic.Pointer[Metrics]
+	ready    atomic.Bool
+	inFlight atomic.Int64
+}
+
+// NewEndpoint creates an endpoint with no metrics yet (not ready).
+func NewEndpoint(name, address, pool string, engine Engine, labels map[string]string) *Endpoint {
+	if engine == "" {
+		engine = EngineVLLM
+	}
+	return &Endpoint{Name: name, Address: address, Pool: pool, Engine: engine, Labels: labels}
+}
+
+// Metrics returns the latest snapshot, or nil before the first scrape.
+func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
+
+// SetMetrics publishes a new snapshot. m must not be modified afterwards.
+func (e *Endpoint) SetMetrics(m *Metrics) { e.metrics.Store(m) }
+
+// Ready reports whether the endpoint's health check last passed.
+func (e *Endpoint) Ready() bool { return e.ready.Load() }
+
+// SetReady records the latest health-check result.
+func (e *Endpoint) SetReady(ok bool) { e.ready.Store(ok) }
+
+// InFlight is the number of requests igw has sent to the endpoint that have
+// not completed: fresher than any scrape, so scorers can account for
+// requests the server has not reported yet.
+func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
+
+// AddInFlight adjusts the in-flight count by delta (+1 on dispatch, -1 on
+// completion).
+func (e *Endpoint) AddInFlight(delta int64) { e.inFlight.Add(delta) }
