@@ -1,0 +1,462 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/igw-dev/igw/pkg/openai"
+)
+
+// maxRequestBody bounds what one request may send; vLLM has no limit of its
+// own, but a simulator that buffers a runaway body helps nobody.
+const maxRequestBody = 64 << 20
+
+// Server is one simulated model-server replica: an Engine behind vLLM's
+// HTTP API.
+type Server struct {
+	cfg     Config
+	engine  *Engine
+	vocab   *vocab
+	reg     *prometheus.Registry
+	readyAt time.Time
+	mux     *http.ServeMux
+	ids     atomic.Uint64
+	created int64
+
+	mu       sync.Mutex
+	adapters []string // loaded LoRA adapters, in load order
+	failures *rand.Rand
+}
+
+// NewServer builds replica number replica (0-based) of cfg. The engine does
+// not run until Run is called.
+func NewServer(cfg Config, replica int, v *vocab) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	m, attach := newMetrics(reg, cfg.Engine, cfg.ServedName())
+	s := &Server{
+		cfg:      cfg,
+		engine:   NewEngine(cfg, m),
+		vocab:    v,
+		reg:      reg,
+		readyAt:  time.Now().Add(time.Duration(float64(cfg.StartupDelay.Duration) / cfg.TimeScale)),
+		created:  time.Now().Unix(),
+		failures: rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(replica)+1)),
+	}
+	for _, spec := range cfg.LoRAModules {
+		name, _, _ := strings.Cut(spec, "=") // vLLM's name=path form
+		s.adapters = append(s.adapters, name)
+	}
+	attach(s.engine)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
+	mux.HandleFunc("POST /v1/completions", s.handleCompletion)
+	mux.HandleFunc("GET /v1/models", s.handleModels)
+	mux.HandleFunc("GET /health", s.handleHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("POST /v1/load_lora_adapter", s.handleLoadLoRA)
+	mux.HandleFunc("POST /v1/unload_lora_adapter", s.handleUnloadLoRA)
+	s.mux = mux
+	return s, nil
+}
+
+// Engine exposes the replica's engine, for tests and the fleet's reports.
+func (s *Server) Engine() *Engine { return s.engine }
+
+// Run drives the engine until ctx ends.
+func (s *Server) Run(ctx context.Context) { s.engine.Run(ctx) }
+
+// ServeHTTP routes to vLLM's endpoints.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) ready() bool { return !time.Now().Before(s.readyAt) }
+
+func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
+	base := s.cfg.ServedName()
+	list := openai.ModelList{Object: openai.ObjectList}
+	list.Data = append(list.Data, openai.Model{ID: base, Object: openai.ObjectModel, Created: s.created, OwnedBy: "vllm", Root: s.cfg.Model})
+	s.mu.Lock()
+	for _, a := range s.adapters {
+		parent := base
+		list.Data = append(list.Data, openai.Model{ID: a, Object: openai.ObjectModel, Created: s.created, OwnedBy: "vllm", Root: a, Parent: &parent})
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, list)
+}
+
+type loraRequest struct {
+	Name string `json:"lora_name"`
+	Path string `json:"lora_path"`
+}
+
+func (s *Server) handleLoadLoRA(w http.ResponseWriter, r *http.Request) {
+	var req loraRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		openai.WriteError(w, e)
+		return
+	}
+	if req.Name == "" {
+		openai.WriteError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "lora_name must be provided."))
+		return
+	}
+	s.mu.Lock()
+	if req.Name == s.cfg.ServedName() || slices.Contains(s.adapters, req.Name) {
+		s.mu.Unlock()
+		openai.WriteError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest,
+			fmt.Sprintf("The lora adapter '%s' has already been loaded.", req.Name)))
+		return
+	}
+	s.adapters = append(s.adapters, req.Name)
+	s.mu.Unlock()
+	writeText(w, http.StatusOK, fmt.Sprintf("Success: LoRA adapter '%s' added successfully.", req.Name))
+}
+
+func (s *Server) handleUnloadLoRA(w http.ResponseWriter, r *http.Request) {
+	var req loraRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		openai.WriteError(w, e)
+		return
+	}
+	s.mu.Lock()
+	i := slices.Index(s.adapters, req.Name)
+	if i < 0 {
+		s.mu.Unlock()
+		openai.WriteError(w, openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
+			fmt.Sprintf("The lora adapter '%s' cannot be found.", req.Name)))
+		return
+	}
+	s.adapters = slices.Delete(s.adapters, i, i+1)
+	s.mu.Unlock()
+	writeText(w, http.StatusOK, fmt.Sprintf("Success: LoRA adapter '%s' removed successfully.", req.Name))
+}
+
+// resolveModel maps the requested model to the adapter to run ("" = base).
+// vLLM serves its base model when the request names none.
+func (s *Server) resolveModel(model string) (adapter string, e *openai.Error) {
+	if model == "" || model == s.cfg.ServedName() {
+		return "", nil
+	}
+	s.mu.Lock()
+	loaded := slices.Contains(s.adapters, model)
+	s.mu.Unlock()
+	if !loaded {
+		e := openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, fmt.Sprintf("The model `%s` does not exist.", model))
+		e.Param = "model"
+		return "", e
+	}
+	return model, nil
+}
+
+// precheck answers what every generation request faces first: startup and
+// injected faults.
+func (s *Server) precheck() *openai.Error {
+	if !s.ready() {
+		return openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "The server is starting up.")
+	}
+	if s.cfg.FailureRate > 0 {
+		s.mu.Lock()
+		fail := s.failures.Float64() < s.cfg.FailureRate
+		s.mu.Unlock()
+		if fail {
+			return openai.NewError(s.cfg.FailureStatus, failureType(s.cfg.FailureStatus), "Simulated failure (failure-rate).")
+		}
+	}
+	return nil
+}
+
+func failureType(status int) string {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return openai.ErrTypeRateLimit
+	case status >= 500:
+		return openai.ErrTypeServer
+	default:
+		return openai.ErrTypeInvalidRequest
+	}
+}
+
+// generation is a parsed request ready for the engine, whatever its API.
+type generation struct {
+	model     string // as reported back to the client
+	adapter   string
+	prompt    []uint32
+	limit     int
+	ignoreEOS bool
+	seed      *int64
+	stream    bool
+	usage     bool // stream_options.include_usage
+}
+
+func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
+	var req openai.ChatCompletionRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		openai.WriteError(w, e)
+		return
+	}
+	if len(req.Messages) == 0 {
+		openai.WriteError(w, invalid("messages", "messages must be a non-empty array."))
+		return
+	}
+	g := generation{
+		model:     req.Model,
+		prompt:    appendChatPrompt(nil, req.Messages),
+		limit:     req.OutputLimit(),
+		ignoreEOS: req.IgnoreEOS,
+		seed:      req.Seed,
+		stream:    req.Stream,
+		usage:     req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
+	}
+	s.generate(w, r, &g, true)
+}
+
+func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
+	var req openai.CompletionRequest
+	if e := decodeBody(w, r, &req); e != nil {
+		openai.WriteError(w, e)
+		return
+	}
+	prompt := req.Prompt.Tokens
+	if prompt == nil {
+		prompt = openai.AppendTokens(nil, req.Prompt.Text)
+	}
+	if len(prompt) == 0 {
+		openai.WriteError(w, invalid("prompt", "The prompt must not be empty."))
+		return
+	}
+	limit := 0
+	if req.MaxTokens != nil {
+		limit = *req.MaxTokens
+	} else {
+		limit = 16 // the OpenAI completions API default
+	}
+	g := generation{
+		model:     req.Model,
+		prompt:    prompt,
+		limit:     limit,
+		ignoreEOS: req.IgnoreEOS,
+		seed:      req.Seed,
+		stream:    req.Stream,
+		usage:     req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
+	}
+	s.generate(w, r, &g, false)
+}
+
+// generate runs g on the engine and writes the response in the chat or
+// completions shape, streamed or not.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation, chat bool) {
+	if e := s.precheck(); e != nil {
+		openai.WriteError(w, e)
+		return
+	}
+	adapter, e := s.resolveModel(g.model)
+	if e != nil {
+		openai.WriteError(w, e)
+		return
+	}
+	g.adapter = adapter
+	if g.model == "" {
+		g.model = s.cfg.ServedName()
+	}
+	if g.limit < 0 {
+		openai.WriteError(w, invalid("max_tokens", "max_tokens must be at least 1, got "+strconv.Itoa(g.limit)+"."))
+		return
+	}
+	maxLen := s.cfg.MaxModelLen
+	if len(g.prompt) >= maxLen || len(g.prompt)+g.limit > maxLen {
+		openai.WriteError(w, invalid("messages", fmt.Sprintf(
+			"This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
+			maxLen, len(g.prompt)+g.limit, len(g.prompt), g.limit)))
+		return
+	}
+	plan := planOutput(s.cfg.Seed, g.seed, adapter, g.prompt, g.limit, maxLen-len(g.prompt), g.ignoreEOS, s.cfg.Perf.MeanOutputTokens)
+	seq, err := s.engine.Submit(Request{Prompt: g.prompt, Output: plan.tokens(s.vocab), Adapter: adapter, FinishReason: plan.finish})
+	if err != nil {
+		if errors.Is(err, ErrEngineStopped) {
+			openai.WriteError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "The server is shutting down."))
+			return
+		}
+		openai.WriteError(w, invalid("messages", err.Error()))
+		return
+	}
+	id := s.requestID(chat)
+	if g.stream {
+		s.stream(w, r, g, seq, plan, id, chat)
+		return
+	}
+	select {
+	case <-seq.Done():
+	case <-r.Context().Done():
+		s.engine.Abort(seq)
+		return
+	}
+	if seq.Err() != nil {
+		openai.WriteError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, seq.Err().Error()))
+		return
+	}
+	usage := usageOf(seq)
+	created := time.Now().Unix()
+	text := plan.text(seq.OutputTokens())
+	if chat {
+		writeJSON(w, http.StatusOK, openai.ChatCompletion{
+			ID: id, Object: openai.ObjectChatCompletion, Created: created, Model: g.model,
+			Choices: []openai.ChatChoice{{Message: openai.ChatMessage{Role: "assistant", Content: openai.MessageContent{Text: text}}, FinishReason: plan.finish}},
+			Usage:   usage,
+		})
+		return
+	}
+	finish := plan.finish
+	writeJSON(w, http.StatusOK, openai.Completion{
+		ID: id, Object: openai.ObjectTextCompletion, Created: created, Model: g.model,
+		Choices: []openai.CompletionChoice{{Text: text, FinishReason: &finish}},
+		Usage:   usage,
+	})
+}
+
+// stream writes the SSE response as vLLM does: for chat a first chunk with
+// the assistant role, then one chunk per token (the last carrying the finish
+// reason), an optional usage chunk with no choices, and [DONE]. Tokens that
+// pile up while the client is slow are written together and flushed once.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, g *generation, seq *Sequence, plan outputPlan, id string, chat bool) {
+	created := time.Now().Unix()
+	sse := openai.NewSSEWriter(w)
+	chunks := newChunkEncoder(id, created, g.model, chat, s.vocab)
+	if chat {
+		empty := ""
+		first, _ := json.Marshal(openai.ChatCompletionChunk{ID: id, Object: openai.ObjectChatCompletionChunk, Created: created, Model: g.model,
+			Choices: []openai.ChatChunkChoice{{Delta: openai.ChatDelta{Role: "assistant", Content: &empty}}}})
+		if sse.Event(first) != nil {
+			s.engine.Abort(seq)
+			return
+		}
+	}
+	sent := 0
+	var buf []byte
+	for {
+		var finished bool
+		select {
+		case <-seq.Notify():
+		case <-seq.Done():
+			finished = true
+		case <-r.Context().Done():
+			s.engine.Abort(seq)
+			return
+		}
+		if finished && seq.Err() != nil {
+			return // the engine stopped; end the stream without [DONE]
+		}
+		n := seq.Generated()
+		buf = buf[:0]
+		for ; sent < n; sent++ {
+			finish := ""
+			if sent == seq.OutputTokens()-1 {
+				finish = plan.finish
+			}
+			buf = chunks.appendToken(buf, plan.words[sent], finish)
+		}
+		if len(buf) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				s.engine.Abort(seq)
+				return
+			}
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+		}
+		if finished {
+			break
+		}
+	}
+	if g.usage {
+		var payload []byte
+		if chat {
+			payload, _ = json.Marshal(openai.ChatCompletionChunk{ID: id, Object: openai.ObjectChatCompletionChunk, Created: created, Model: g.model,
+				Choices: []openai.ChatChunkChoice{}, Usage: usageOf(seq)})
+		} else {
+			payload, _ = json.Marshal(openai.Completion{ID: id, Object: openai.ObjectTextCompletion, Created: created, Model: g.model,
+				Choices: []openai.CompletionChoice{}, Usage: usageOf(seq)})
+		}
+		if sse.Event(payload) != nil {
+			return
+		}
+	}
+	_ = sse.Done()
+}
+
+func usageOf(seq *Sequence) *openai.Usage {
+	p, c := seq.PromptTokens(), seq.Generated()
+	return &openai.Usage{PromptTokens: p, CompletionTokens: c, TotalTokens: p + c,
+		PromptTokensDetails: &openai.PromptTokensDetails{CachedTokens: seq.CachedTokens()}}
+}
+
+func (s *Server) requestID(chat bool) string {
+	prefix := "cmpl-"
+	if chat {
+		prefix = "chatcmpl-"
+	}
+	return prefix + strconv.FormatUint(uint64(s.cfg.Port), 16) + "-" + strconv.FormatUint(s.ids.Add(1), 16)
+}
+
+func invalid(param, msg string) *openai.Error {
+	e := openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, msg)
+	e.Param = param
+	return e
+}
+
+// decodeBody reads a bounded JSON body into v, answering what vLLM answers
+// for malformed input.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) *openai.Error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest, "Request body too large.")
+		}
+		return openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "Could not read the request body.")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "Invalid JSON body: "+err.Error())
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		openai.WriteError(w, openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, err.Error()))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func writeText(w http.ResponseWriter, status int, text string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, text)
+}
