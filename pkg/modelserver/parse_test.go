@@ -1,0 +1,347 @@
+package modelserver
+
+import (
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/igw-dev/igw/pkg/datastore"
+)
+
+func readPage(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// want is the part of a snapshot a parse test compares; adapter sets are
+// compared as sorted names.
+type want struct {
+	waiting, running        int
+	kv                      float64
+	active, waitingAdapters []string
+	maxAdapters             int
+	blockSize, numBlocks    int
+}
+
+func setNames(s map[string]struct{}) []string {
+	return slices.Sorted(maps.Keys(s))
+}
+
+func checkMetrics(t *testing.T, got *datastore.Metrics, w want) {
+	t.Helper()
+	if got.WaitingQueueSize != w.waiting || got.RunningRequests != w.running {
+		t.Errorf("waiting, running = %d, %d; want %d, %d", got.WaitingQueueSize, got.RunningRequests, w.waiting, w.running)
+	}
+	if got.KVCacheUsage != w.kv {
+		t.Errorf("KVCacheUsage = %v, want %v", got.KVCacheUsage, w.kv)
+	}
+	if a := setNames(got.ActiveAdapters); !slices.Equal(a, w.active) {
+		t.Errorf("ActiveAdapters = %q, want %q", a, w.active)
+	}
+	if a := setNames(got.WaitingAdapters); !slices.Equal(a, w.waitingAdapters) {
+		t.Errorf("WaitingAdapters = %q, want %q", a, w.waitingAdapters)
+	}
+	if got.MaxActiveAdapters != w.maxAdapters {
+		t.Errorf("MaxActiveAdapters = %d, want %d", got.MaxActiveAdapters, w.maxAdapters)
+	}
+	if got.CacheBlockSize != w.blockSize || got.CacheNumBlocks != w.numBlocks {
+		t.Errorf("cache geometry = %d×%d, want %d×%d", got.CacheBlockSize, got.CacheNumBlocks, w.blockSize, w.numBlocks)
+	}
+	if !got.UpdateTime.IsZero() {
+		t.Errorf("UpdateTime = %v, want zero (stamped by the scraper)", got.UpdateTime)
+	}
+}
+
+func TestParse_Engines(t *testing.T) {
+	tests := []struct {
+		name   string
+		engine datastore.Engine
+		page   string // file under testdata
+		want   want
+	}{
+		{
+			// Two model_name series (base model and a LoRA) are summed;
+			// the newest of three lingering LoRA series wins.
+			name: "vllm", engine: datastore.EngineVLLM, page: "vllm.txt",
+			want: want{
+				waiting: 4, running: 9, kv: 0.4375,
+				active: []string{"sql-lora", "tweet-lora"}, waitingAdapters: []string{"chat-lora"}, maxAdapters: 4,
+				blockSize: 16, numBlocks: 27503,
+			},
+		},
+		{
+			// Older vLLM: only vllm:gpu_cache_usage_perc; the newest LoRA
+			// series is listed last and has no running adapters.
+			name: "vllm v0 fallback", engine: datastore.EngineVLLM, page: "vllm_v0.txt",
+			want: want{
+				waiting: 6, running: 12, kv: 0.91,
+				waitingAdapters: []string{"new-lora"}, maxAdapters: 2,
+				blockSize: 32, numBlocks: 4096,
+			},
+		},
+		{
+			name: "empty engine means vllm", engine: "", page: "vllm_v0.txt",
+			want: want{
+				waiting: 6, running: 12, kv: 0.91,
+				waitingAdapters: []string{"new-lora"}, maxAdapters: 2,
+				blockSize: 32, numBlocks: 4096,
+			},
+		},
+		{
+			name: "sglang", engine: datastore.EngineSGLang, page: "sglang.txt",
+			want: want{waiting: 9, running: 24, kv: 0.28, blockSize: 1, numBlocks: 440311},
+		},
+		{
+			name: "trtllm-serve", engine: datastore.EngineTRTLLMServe, page: "trtllm_serve.txt",
+			want: want{waiting: 2, running: 31, kv: 0.65, blockSize: 32, numBlocks: 12288},
+		},
+		{
+			name: "triton-tensorrt-llm", engine: datastore.EngineTritonTRT, page: "triton.txt",
+			want: want{waiting: 4, running: 14, kv: 0.3515625},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewParser(tc.engine)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.Parse(readPage(t, tc.page))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkMetrics(t, got, tc.want)
+		})
+	}
+}
+
+func TestParse_Edges(t *testing.T) {
+	tests := []struct {
+		name    string
+		engine  datastore.Engine
+		page    string
+		want    want
+		wantErr error // nil: success; errAny: any error
+	}{
+		{
+			name:   "no trailing newline, untyped, no labels",
+			engine: datastore.EngineVLLM,
+			page:   "vllm:num_requests_waiting 2\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.5",
+			want:   want{waiting: 2, running: 1, kv: 0.5},
+		},
+		{
+			name:   "quoted metric names",
+			engine: datastore.EngineVLLM,
+			page: `{"vllm:num_requests_waiting",model_name="m"} 3
+{"vllm:num_requests_running",model_name="m"} 4
+{"vllm:kv_cache_usage_perc",model_name="m"} 0.25
+`,
+			want: want{waiting: 3, running: 4, kv: 0.25},
+		},
+		{
+			name:   "usage above 1 and negative counts are clamped",
+			engine: datastore.EngineSGLang,
+			page:   "sglang:num_queue_reqs -1\nsglang:num_running_reqs 2.6\nsglang:token_usage 1.02\n",
+			want:   want{waiting: 0, running: 3, kv: 1},
+		},
+		{
+			name:   "new name preferred over the old one",
+			engine: datastore.EngineVLLM,
+			page:   "vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:gpu_cache_usage_perc 0.9\nvllm:kv_cache_usage_perc 0.1\n",
+			want:   want{kv: 0.1},
+		},
+		{
+			name:   "unparsable optional geometry is ignored",
+			engine: datastore.EngineVLLM,
+			page:   "vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\nvllm:cache_config_info{block_size=\"16\",num_gpu_blocks=\"None\"} 1\n",
+			want:   want{blockSize: 16},
+		},
+		{
+			name:   "malformed line elsewhere on the page is not read",
+			engine: datastore.EngineVLLM,
+			page:   "vllm:num_requests_waiting 1\nsomething{ broken\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.5\n",
+			want:   want{waiting: 1, running: 1, kv: 0.5},
+		},
+		{
+			name:    "missing KV usage",
+			engine:  datastore.EngineVLLM,
+			page:    "vllm:num_requests_waiting 1\nvllm:num_requests_running 1\n",
+			wantErr: ErrMissingMetric,
+		},
+		{
+			name:    "empty page",
+			engine:  datastore.EngineTRTLLMServe,
+			page:    "",
+			wantErr: ErrMissingMetric,
+		},
+		{
+			name:    "wrong engine",
+			engine:  datastore.EngineSGLang,
+			page:    "vllm:num_requests_waiting 1\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.5\n",
+			wantErr: ErrMissingMetric,
+		},
+		{
+			name:    "triton family without the waiting series",
+			engine:  datastore.EngineTritonTRT,
+			page:    "nv_trt_llm_request_metrics{request_type=\"scheduled\"} 1\nnv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=\"fraction\"} 0.1\n",
+			wantErr: ErrMissingMetric,
+		},
+		{
+			name:    "NaN is no value",
+			engine:  datastore.EngineVLLM,
+			page:    "vllm:num_requests_waiting 1\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc NaN\n",
+			wantErr: ErrMissingMetric,
+		},
+		{
+			name:    "garbage",
+			engine:  datastore.EngineVLLM,
+			page:    "<html><body>502 Bad Gateway</body></html>\n",
+			wantErr: errAny,
+		},
+		{
+			name:    "malformed wanted line",
+			engine:  datastore.EngineVLLM,
+			page:    "vllm:num_requests_waiting{model_name=\"m\" 1\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.5\n",
+			wantErr: errAny,
+		},
+		{
+			name:    "non-numeric value",
+			engine:  datastore.EngineVLLM,
+			page:    "vllm:num_requests_waiting many\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.5\n",
+			wantErr: errAny,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := NewParser(tc.engine)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.Parse([]byte(tc.page))
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Fatalf("Parse: %v", err)
+			case tc.wantErr == nil:
+				checkMetrics(t, got, tc.want)
+			case err == nil:
+				t.Fatalf("Parse succeeded with %+v, want error", got)
+			case tc.wantErr != errAny && !errors.Is(err, tc.wantErr):
+				t.Fatalf("Parse error %v, want %v", err, tc.wantErr)
+			default:
+				t.Logf("error (expected): %v", err)
+			}
+		})
+	}
+}
+
+var errAny = errors.New("any error")
+
+func TestNewParser_UnknownEngine(t *testing.T) {
+	_, err := NewParser("tgi")
+	if !errors.Is(err, ErrUnknownEngine) {
+		t.Fatalf("NewParser(tgi) error = %v, want ErrUnknownEngine", err)
+	}
+}
+
+func TestParse_ReusesUnchangedAdapterSets(t *testing.T) {
+	p, err := NewParser(datastore.EngineVLLM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func(running string) []byte {
+		return []byte("vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n" +
+			`vllm:lora_requests_info{max_lora="2",running_lora_adapters="` + running + `",waiting_lora_adapters=""} 1` + "\n")
+	}
+	m1, err := p.Parse(page("a,b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := p.Parse(page("b, a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m1.ActiveAdapters) != 2 || !sameMap(m1.ActiveAdapters, m2.ActiveAdapters) {
+		t.Fatalf("unchanged adapter set was rebuilt: %v then %v", m1.ActiveAdapters, m2.ActiveAdapters)
+	}
+	m3, err := p.Parse(page("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sameMap(m2.ActiveAdapters, m3.ActiveAdapters) {
+		t.Fatal("changed adapter set shares the previous map")
+	}
+	if got := setNames(m1.ActiveAdapters); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("published snapshot was modified: %q", got)
+	}
+	if got := setNames(m3.ActiveAdapters); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("ActiveAdapters = %q, want [a]", got)
+	}
+}
+
+// sameMap reports whether a and b are the same map value (not just equal).
+func sameMap(a, b map[string]struct{}) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	const probe = "\x00probe"
+	a[probe] = struct{}{}
+	_, shared := b[probe]
+	delete(a, probe)
+	return shared
+}
+
+func TestLineFamily(t *testing.T) {
+	tests := map[string]string{
+		"vllm:num_requests_waiting{model_name=\"m\"} 1\n": "vllm:num_requests_waiting",
+		"vllm:num_requests_waiting 1":                     "vllm:num_requests_waiting",
+		"  vllm:x\t1\n":                                   "vllm:x",
+		"# HELP vllm:x Some help.\n":                      "vllm:x",
+		"#\tTYPE   vllm:x gauge\n":                        "vllm:x",
+		"# TYPE \"my.metric\" gauge\n":                    "my.metric",
+		"{\"my.metric\",a=\"b\"} 1\n":                     "my.metric",
+		"vllm:x_bucket{le=\"0.1\"} 3\n":                   "vllm:x_bucket",
+		"# HELPER vllm:x\n":                               "",
+		"# just a comment\n":                              "",
+		"# EOF\n":                                         "",
+		"\n":                                              "",
+		"   \n":                                           "",
+	}
+	for line, want := range tests {
+		if got := string(lineFamily([]byte(line))); got != want {
+			t.Errorf("lineFamily(%q) = %q, want %q", line, got, want)
+		}
+	}
+}
+
+func TestParse_IgnoresHistogramsOfWantedPrefix(t *testing.T) {
+	// A histogram whose name starts like a wanted gauge must not confuse
+	// the filter or the parser.
+	page := strings.Join([]string{
+		"# TYPE vllm:num_requests_waiting_time histogram",
+		`vllm:num_requests_waiting_time_bucket{le="1"} 1`,
+		`vllm:num_requests_waiting_time_bucket{le="+Inf"} 2`,
+		"vllm:num_requests_waiting_time_sum 3",
+		"vllm:num_requests_waiting_time_count 2",
+		"# TYPE vllm:num_requests_waiting gauge",
+		"vllm:num_requests_waiting 5",
+		"vllm:num_requests_running 1",
+		"vllm:kv_cache_usage_perc 0.5",
+	}, "\n")
+	p, err := NewParser(datastore.EngineVLLM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Parse([]byte(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMetrics(t, got, want{waiting: 5, running: 1, kv: 0.5})
+}
