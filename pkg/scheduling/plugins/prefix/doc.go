@@ -1,0 +1,59 @@
+// Package prefix is the prefix-cache-scorer plugin (approximate prefix
+// cache): it sends a request to the endpoint most likely to still hold its
+// prompt's prefix in its KV cache, because a prefix-cache hit skips
+// recomputing those tokens and cuts time to first token dramatically on
+// chat and agent workloads that resend a long shared context.
+//
+// Type name: prefix-cache-scorer (a Scorer, a PreRequest hook and an
+// EndpointForgetter).
+//
+// How it works. The prompt (Request.Prompt) is cut into blocks of
+// blockSize bytes; only full blocks count, at most maxPrefixBlocksToMatch
+// of them from the start. Block i is hashed with xxhash64 seeded with block
+// i−1's hash, and the chain is seeded with the hash of the target model
+// name, so one hash stands for the whole prefix up to that block and two
+// models never share entries. The hashes are computed once per request and
+// kept in the request's CycleState.
+//
+// The scorer does not ask the model servers what they cache; it remembers
+// what it sent where. When a request is routed (the PreRequest hook, with
+// the endpoint actually used), the request's block hashes are recorded for
+// that endpoint, as most recent in a per-endpoint LRU of
+// lruCapacityPerServer blocks — the default 31,250 blocks of 64 bytes is
+// about 2 MB of prompt text, roughly what a GPU's KV cache holds. The
+// prompt's first block is recorded as the most recent so an endpoint
+// forgets a prompt's tail before its shared head.
+//
+// Score = (number of consecutive blocks, from the first, the endpoint
+// holds) / (number of blocks of the prompt). A prompt shorter than one
+// block scores 0 everywhere (no signal).
+//
+// Memory: one shared index for all endpoints (see index.go): 24 bytes per
+// tracked (block, endpoint) pair plus 16–32 bytes per distinct block hash,
+// at most 56 bytes per tracked block (a test asserts <= 64). Scoring costs
+// one hash-table lookup per prompt block, independent of the number of
+// endpoints, under a read lock; recording takes a write lock for about a
+// microsecond per 64 blocks. Call Scheduler.ForgetEndpoint when an
+// endpoint leaves the pool so its blocks are dropped.
+//
+// Parameters:
+//
+//	blockSize               int  default 64     bytes of prompt per block
+//	                                            (hashBlockSize is accepted
+//	                                            as an alias)
+//	maxPrefixBlocksToMatch  int  default 256    blocks hashed and matched
+//	                                            from the prompt's start
+//	lruCapacityPerServer    int  default 31250  blocks remembered per
+//	                                            endpoint
+//
+// Example:
+//
+//	plugins:
+//	- type: prefix-cache-scorer
+//	  parameters: {blockSize: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250}
+//	schedulingProfiles:
+//	- name: default
+//	  plugins:
+//	  - pluginRef: prefix-cache-scorer
+//	    weight: 3
+package prefix

@@ -1,0 +1,184 @@
+package prefix
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/scheduling"
+)
+
+// Type is the plugin's type name in EndpointPickerConfig.
+const Type = "prefix-cache-scorer"
+
+// Defaults, as commonly deployed (REFERENCE §1).
+const (
+	DefaultBlockSize              = 64
+	DefaultMaxPrefixBlocksToMatch = 256
+	DefaultLRUCapacityPerServer   = 31250
+)
+
+// Parameter bounds; values outside them are configuration mistakes.
+const (
+	maxBlockSize   = 1 << 20
+	maxBlocksLimit = 1 << 16
+	maxLRUCapacity = 1 << 26
+)
+
+var (
+	_ scheduling.Scorer            = (*Scorer)(nil)
+	_ scheduling.PreRequest        = (*Scorer)(nil)
+	_ scheduling.EndpointForgetter = (*Scorer)(nil)
+)
+
+// Parameters are the prefix-cache-scorer's configuration; see the package
+// doc.
+type Parameters struct {
+	BlockSize              int `json:"blockSize"`
+	MaxPrefixBlocksToMatch int `json:"maxPrefixBlocksToMatch"`
+	LRUCapacityPerServer   int `json:"lruCapacityPerServer"`
+}
+
+// rawParameters is what the configuration may contain: Parameters plus
+// hashBlockSize, the older name of blockSize, accepted so configurations
+// written for other pickers load.
+type rawParameters struct {
+	BlockSize              *int `json:"blockSize"`
+	HashBlockSize          *int `json:"hashBlockSize"`
+	MaxPrefixBlocksToMatch *int `json:"maxPrefixBlocksToMatch"`
+	LRUCapacityPerServer   *int `json:"lruCapacityPerServer"`
+}
+
+// DefaultParameters are the values used for parameters not configured.
+func DefaultParameters() Parameters {
+	return Parameters{
+		BlockSize:              DefaultBlockSize,
+		MaxPrefixBlocksToMatch: DefaultMaxPrefixBlocksToMatch,
+		LRUCapacityPerServer:   DefaultLRUCapacityPerServer,
+	}
+}
+
+// Validate rejects out-of-range values, naming the parameter.
+func (p Parameters) Validate() error {
+	switch {
+	case p.BlockSize < 1 || p.BlockSize > maxBlockSize:
+		return scheduling.ParamError("blockSize", "must be between 1 and %d, got %d", maxBlockSize, p.BlockSize)
+	case p.MaxPrefixBlocksToMatch < 1 || p.MaxPrefixBlocksToMatch > maxBlocksLimit:
+		return scheduling.ParamError("maxPrefixBlocksToMatch", "must be between 1 and %d, got %d", maxBlocksLimit, p.MaxPrefixBlocksToMatch)
+	case p.LRUCapacityPerServer < 1 || p.LRUCapacityPerServer > maxLRUCapacity:
+		return scheduling.ParamError("lruCapacityPerServer", "must be between 1 and %d, got %d", maxLRUCapacity, p.LRUCapacityPerServer)
+	}
+	return nil
+}
+
+// Scorer is the approximate prefix-cache scorer and its index.
+type Scorer struct {
+	name     string
+	params   Parameters
+	stateKey scheduling.StateKey
+	index    *Index
+	runs     sync.Pool // *[]int32 scratch for Index.score
+}
+
+// New returns a prefix-cache scorer named name; p must be valid.
+func New(name string, p Parameters) *Scorer {
+	s := &Scorer{
+		name:     name,
+		params:   p,
+		stateKey: scheduling.StateKey(Type + "/" + name),
+		index:    NewIndex(p.LRUCapacityPerServer),
+	}
+	s.runs.New = func() any { return new([]int32) }
+	return s
+}
+
+// Factory builds a prefix-cache-scorer from configuration.
+func Factory(name string, raw json.RawMessage) (scheduling.Plugin, error) {
+	var rp rawParameters
+	if err := scheduling.DecodeParameters(raw, &rp); err != nil {
+		return nil, err
+	}
+	p := DefaultParameters()
+	if rp.BlockSize != nil && rp.HashBlockSize != nil && *rp.BlockSize != *rp.HashBlockSize {
+		return nil, scheduling.ParamError("hashBlockSize", "conflicts with blockSize (%d vs %d); set only blockSize", *rp.HashBlockSize, *rp.BlockSize)
+	}
+	for _, v := range []struct {
+		from *int
+		to   *int
+	}{{rp.HashBlockSize, &p.BlockSize}, {rp.BlockSize, &p.BlockSize},
+		{rp.MaxPrefixBlocksToMatch, &p.MaxPrefixBlocksToMatch}, {rp.LRUCapacityPerServer, &p.LRUCapacityPerServer}} {
+		if v.from != nil {
+			*v.to = *v.from
+		}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return New(name, p), nil
+}
+
+// Register adds the prefix-cache-scorer type to r.
+func Register(r *scheduling.Registry) error { return r.Register(Type, Factory) }
+
+// TypedName identifies the instance.
+func (s *Scorer) TypedName() scheduling.TypedName {
+	return scheduling.TypedName{Type: Type, Name: s.name}
+}
+
+// Parameters returns the instance's effective configuration.
+func (s *Scorer) Parameters() Parameters { return s.params }
+
+// Index exposes the scorer's index, e.g. for size metrics.
+func (s *Scorer) Index() *Index { return s.index }
+
+// blocks is the per-request state: the prompt's block hashes, computed once
+// and shared by Score and PreRequest. The inline buffer holds a 4 KiB
+// prompt at the default block size without a second allocation.
+type blocks struct {
+	hashes []uint64
+	buf    [64]uint64
+}
+
+// Hashes returns req's block hashes, computing them on first use and
+// caching them in the request's CycleState.
+func (s *Scorer) Hashes(req *scheduling.Request) []uint64 {
+	st := req.State()
+	if v, ok := st.Read(s.stateKey); ok {
+		return v.(*blocks).hashes
+	}
+	b := &blocks{}
+	n := len(req.Prompt) / s.params.BlockSize
+	if n > s.params.MaxPrefixBlocksToMatch {
+		n = s.params.MaxPrefixBlocksToMatch
+	}
+	dst := b.buf[:0]
+	if n > len(b.buf) {
+		dst = make([]uint64, 0, n)
+	}
+	b.hashes = AppendBlockHashes(dst, req.EffectiveModel(), req.Prompt, s.params.BlockSize, s.params.MaxPrefixBlocksToMatch)
+	st.Write(s.stateKey, b)
+	return b.hashes
+}
+
+// Score implements scheduling.Scorer: the fraction of the prompt's blocks,
+// counted from the start and without gaps, that the endpoint was recently
+// sent.
+func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []scheduling.Candidate, scores []float64) {
+	hashes := s.Hashes(req)
+	rp := s.runs.Get().(*[]int32)
+	*rp = s.index.score(hashes, cands, scores, *rp)
+	s.runs.Put(rp)
+}
+
+// PreRequest implements scheduling.PreRequest: it records that target now
+// holds the request's prompt blocks.
+func (s *Scorer) PreRequest(_ context.Context, req *scheduling.Request, _ *scheduling.Result, target *datastore.Endpoint) {
+	if target == nil {
+		return
+	}
+	s.index.Record(target.Address, s.Hashes(req))
+}
+
+// ForgetEndpoint implements scheduling.EndpointForgetter.
+func (s *Scorer) ForgetEndpoint(address string) { s.index.Forget(address) }
