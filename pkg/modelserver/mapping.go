@@ -107,24 +107,31 @@ func mappingFor(engine datastore.Engine) (mapping, bool) {
 }
 
 // families lists, without duplicates, every family m reads: the only lines
-// of a page the parser keeps.
-func (m *mapping) families() []string {
-	var out []string
-	add := func(name string) {
-		for _, have := range out {
+// of a page the parser keeps. newest[i] is true when only the newest
+// (largest-valued) series of families[i] is ever read: info-style families
+// such as the LoRA info, whose old series linger on the page. The parser
+// drops their older series before decoding.
+func (m *mapping) families() (families []string, newest []bool) {
+	index := func(name string) int {
+		for i, have := range families {
 			if have == name {
-				return
+				return i
 			}
 		}
-		out = append(out, name)
+		families = append(families, name)
+		newest = append(newest, true)
+		return len(families) - 1
 	}
 	for _, group := range [][]source{m.waiting, m.running, m.kvUsage, m.blockSize, m.numBlocks} {
 		for _, s := range group {
-			add(s.family)
+			i := index(s.family)
+			if s.fromLabel == "" || s.whereLabel != "" {
+				newest[i] = false // aggregated over series, or filtered by label
+			}
 		}
 	}
 	if m.lora != "" {
-		add(m.lora)
+		index(m.lora)
 	}
-	return out
+	return families, newest
 }

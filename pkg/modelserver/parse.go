@@ -35,6 +35,7 @@ type Parser struct {
 	engine datastore.Engine
 	m      mapping
 	wanted []string // families m reads; all other lines are dropped unparsed
+	newest []bool   // per wanted family: only its newest series is read
 
 	text    expfmt.TextParser
 	reader  bytes.Reader
@@ -55,10 +56,12 @@ func NewParser(engine datastore.Engine) (*Parser, error) {
 	if !ok {
 		return nil, fmt.Errorf("modelserver: %w %q", ErrUnknownEngine, engine)
 	}
+	wanted, newest := m.families()
 	return &Parser{
 		engine: engine,
 		m:      m,
-		wanted: m.families(),
+		wanted: wanted,
+		newest: newest,
 		text:   expfmt.NewTextParser(model.UTF8Validation),
 	}, nil
 }
@@ -288,8 +291,16 @@ func toCount(v float64) int {
 // filter appends to dst the lines of page that belong to a family the
 // parser wants (samples, and the HELP and TYPE comments naming it), each
 // ending in a newline. Everything else, notably every histogram bucket, is
-// dropped after reading only its metric name.
+// dropped after comparing its first bytes with the wanted names. Of a
+// family where only the newest series is read, only the sample line with
+// the largest value is kept, so lingering LoRA series cost a float parse
+// each instead of a full decode.
 func (p *Parser) filter(dst, page []byte) []byte {
+	var (
+		best    []byte // newest line of the newest-only group being read
+		bestV   float64
+		bestFam = -1
+	)
 	for len(page) > 0 {
 		line := page
 		if i := bytes.IndexByte(page, '\n'); i >= 0 {
@@ -297,71 +308,126 @@ func (p *Parser) filter(dst, page []byte) []byte {
 		} else {
 			page = nil
 		}
-		if p.wants(lineFamily(line)) {
-			dst = append(dst, line...)
-			if line[len(line)-1] != '\n' {
-				dst = append(dst, '\n')
+		fam, sample := p.match(line)
+		if fam >= 0 && sample && p.newest[fam] {
+			if v, ok := lineValue(line); ok {
+				if fam != bestFam && best != nil {
+					dst = appendLine(dst, best)
+					best = nil
+				}
+				if best == nil || newer(v, bestV) {
+					best, bestV, bestFam = line, v, fam
+				}
+				continue
 			}
+			// Unreadable value: keep the line so that the parser reports it.
 		}
+		if best != nil {
+			dst = appendLine(dst, best)
+			best, bestFam = nil, -1
+		}
+		if fam >= 0 {
+			dst = appendLine(dst, line)
+		}
+	}
+	if best != nil {
+		dst = appendLine(dst, best)
 	}
 	return dst
 }
 
-func (p *Parser) wants(name []byte) bool {
-	if len(name) == 0 {
-		return false
+// newer orders the values of info series as Parse does: larger is newer,
+// and NaN is older than anything.
+func newer(v, than float64) bool {
+	if math.IsNaN(than) {
+		return !math.IsNaN(v)
 	}
-	for _, w := range p.wanted {
-		if string(name) == w {
-			return true
-		}
-	}
-	return false
+	return v > than
 }
 
-// lineFamily returns the metric name a text-format line is about: the name
-// of a sample (plain or quoted inside the braces), or the name of a HELP or
-// TYPE comment. It returns nil for blank lines and other comments. Sample
-// names of histograms and summaries keep their suffix (_bucket, _sum,
-// _count), so they never match a gauge family.
-func lineFamily(line []byte) []byte {
+func appendLine(dst, line []byte) []byte {
+	dst = append(dst, line...)
+	if line[len(line)-1] != '\n' {
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// lineValue reads the sample value of a sample line: the first field after
+// the label set (or after the name when there is none). The closing brace
+// is the last one on the line, since neither the value nor a timestamp can
+// contain one.
+func lineValue(line []byte) (float64, bool) {
+	rest := trimBlank(line)
+	if i := bytes.LastIndexByte(rest, '}'); i >= 0 {
+		rest = rest[i+1:]
+	} else {
+		i := bytes.IndexAny(rest, " \t")
+		if i < 0 {
+			return 0, false
+		}
+		rest = rest[i:]
+	}
+	rest = trimBlank(rest)
+	end := 0
+	for end < len(rest) && rest[end] != ' ' && rest[end] != '\t' && rest[end] != '\n' && rest[end] != '\r' {
+		end++
+	}
+	v, err := strconv.ParseFloat(string(rest[:end]), 64)
+	return v, err == nil
+}
+
+// match returns the index in p.wanted of the family a text-format line is
+// about, or -1, and whether the line is a sample (rather than its HELP or
+// TYPE comment). Samples may name their metric bare or quoted inside the
+// braces. Blank lines and other comments match nothing. Histogram and
+// summary samples carry a suffix (_bucket, _sum, _count), so they never
+// match a gauge family that is a prefix of their name.
+func (p *Parser) match(line []byte) (fam int, sample bool) {
 	line = trimBlank(line)
 	if len(line) == 0 {
-		return nil
+		return -1, false
 	}
 	switch line[0] {
 	case '#':
 		rest := trimBlank(line[1:])
-		if !bytes.HasPrefix(rest, []byte("HELP")) && !bytes.HasPrefix(rest, []byte("TYPE")) {
-			return nil
+		if len(rest) < 5 || (string(rest[:4]) != "HELP" && string(rest[:4]) != "TYPE") || (rest[4] != ' ' && rest[4] != '\t') {
+			return -1, false
 		}
-		rest = rest[4:]
-		if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
-			return nil
-		}
-		return nameToken(trimBlank(rest))
+		return p.wantedPrefix(trimBlank(rest[5:])), false
 	case '{':
-		return nameToken(trimBlank(line[1:]))
+		return p.wantedPrefix(trimBlank(line[1:])), true
 	}
-	return nameToken(line)
+	return p.wantedPrefix(line), true
 }
 
-// nameToken returns the metric name at the start of b: a quoted name without
-// its quotes, or a bare name up to the first brace or blank.
-func nameToken(b []byte) []byte {
-	if len(b) > 0 && b[0] == '"' {
-		if i := bytes.IndexByte(b[1:], '"'); i >= 0 {
-			return b[1 : 1+i]
-		}
-		return nil
+// wantedPrefix returns the index of the wanted family name b begins with,
+// bare or quoted, followed by the end of the name; -1 if none.
+func (p *Parser) wantedPrefix(b []byte) int {
+	quoted := len(b) > 0 && b[0] == '"'
+	if quoted {
+		b = b[1:]
 	}
-	for i, c := range b {
-		switch c {
-		case '{', ' ', '\t', '\n', '\r':
-			return b[:i]
+	for i, w := range p.wanted {
+		if len(b) <= len(w) {
+			continue
+		}
+		// The byte after the name is checked first: on most lines it is
+		// still part of a longer name, which rejects them without
+		// comparing the names.
+		c := b[len(w)]
+		if quoted {
+			if c != '"' {
+				continue
+			}
+		} else if c != '{' && c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			continue
+		}
+		if string(b[:len(w)]) == w {
+			return i
 		}
 	}
-	return b
+	return -1
 }
 
 func trimBlank(b []byte) []byte {

@@ -3,6 +3,7 @@ package modelserver
 import (
 	"errors"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -298,25 +299,32 @@ func sameMap(a, b map[string]struct{}) bool {
 	return shared
 }
 
-func TestLineFamily(t *testing.T) {
-	tests := map[string]string{
-		"vllm:num_requests_waiting{model_name=\"m\"} 1\n": "vllm:num_requests_waiting",
-		"vllm:num_requests_waiting 1":                     "vllm:num_requests_waiting",
-		"  vllm:x\t1\n":                                   "vllm:x",
-		"# HELP vllm:x Some help.\n":                      "vllm:x",
-		"#\tTYPE   vllm:x gauge\n":                        "vllm:x",
-		"# TYPE \"my.metric\" gauge\n":                    "my.metric",
-		"{\"my.metric\",a=\"b\"} 1\n":                     "my.metric",
-		"vllm:x_bucket{le=\"0.1\"} 3\n":                   "vllm:x_bucket",
-		"# HELPER vllm:x\n":                               "",
-		"# just a comment\n":                              "",
-		"# EOF\n":                                         "",
-		"\n":                                              "",
-		"   \n":                                           "",
+func TestParser_KeepsOnlyWantedLines(t *testing.T) {
+	p := &Parser{wanted: []string{"vllm:x", "my.metric"}, newest: []bool{false, false}}
+	tests := map[string]bool{
+		"vllm:x{model_name=\"m\"} 1\n":  true,
+		"vllm:x 1":                      true,
+		"  vllm:x\t1\n":                 true,
+		"# HELP vllm:x Some help.\n":    true,
+		"#\tTYPE   vllm:x gauge\n":      true,
+		"# TYPE \"my.metric\" gauge\n":  true,
+		"{\"my.metric\",a=\"b\"} 1\n":   true,
+		"{ \"my.metric\"} 1\n":          true,
+		"vllm:x_bucket{le=\"0.1\"} 3\n": false,
+		"vllm:xy 1\n":                   false,
+		"vllm:\n":                       false,
+		"vllm:x":                        false, // a name without a value
+		"{\"my.metric.more\"} 1\n":      false,
+		"# HELPER vllm:x\n":             false,
+		"# HELP vllm:xx help\n":         false,
+		"# just a comment\n":            false,
+		"# EOF\n":                       false,
+		"\n":                            false,
+		"   \n":                         false,
 	}
 	for line, want := range tests {
-		if got := string(lineFamily([]byte(line))); got != want {
-			t.Errorf("lineFamily(%q) = %q, want %q", line, got, want)
+		if fam, _ := p.match([]byte(line)); (fam >= 0) != want {
+			t.Errorf("match(%q) = %d, want a match: %v", line, fam, want)
 		}
 	}
 }
@@ -344,4 +352,72 @@ func TestParse_IgnoresHistogramsOfWantedPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkMetrics(t, got, want{waiting: 5, running: 1, kv: 0.5})
+}
+
+func TestParser_FilterKeepsNewestInfoSeriesOnly(t *testing.T) {
+	p, err := NewParser(datastore.EngineVLLM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := strings.Join([]string{
+		"# HELP vllm:lora_requests_info Running stats on lora requests.",
+		"# TYPE vllm:lora_requests_info gauge",
+		`vllm:lora_requests_info{max_lora="4",running_lora_adapters="nan",waiting_lora_adapters=""} NaN`,
+		`vllm:lora_requests_info{max_lora="4",running_lora_adapters="a",waiting_lora_adapters=""} 1.7e+09`,
+		`vllm:lora_requests_info{max_lora="4",running_lora_adapters="c}",waiting_lora_adapters="b"} 1.9e+09`,
+		`vllm:lora_requests_info{max_lora="4",running_lora_adapters="tie",waiting_lora_adapters=""} 1.9e+09`,
+		`vllm:lora_requests_info{max_lora="4",running_lora_adapters="old",waiting_lora_adapters=""} 1.8e+09 1700000000000`,
+		"# TYPE vllm:num_requests_waiting gauge",
+		`vllm:num_requests_waiting{model_name="m"} 1`,
+		`vllm:num_requests_waiting{model_name="n"} 2`,
+		"vllm:num_requests_running 0",
+		"vllm:kv_cache_usage_perc 0",
+	}, "\n")
+	kept := string(p.filter(nil, []byte(page)))
+	if n := strings.Count(kept, "vllm:lora_requests_info{"); n != 1 {
+		t.Fatalf("kept %d LoRA series, want the newest only:\n%s", n, kept)
+	}
+	if n := strings.Count(kept, "vllm:num_requests_waiting{"); n != 2 {
+		t.Fatalf("kept %d waiting series, want both (they are summed):\n%s", n, kept)
+	}
+	got, err := p.Parse([]byte(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMetrics(t, got, want{waiting: 3, active: []string{"c}"}, waitingAdapters: []string{"b"}, maxAdapters: 4})
+}
+
+func TestParse_UnreadableInfoValueIsAnError(t *testing.T) {
+	p, err := NewParser(datastore.EngineVLLM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := "vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n" +
+		`vllm:lora_requests_info{max_lora="4",running_lora_adapters="a",waiting_lora_adapters=""} 1` + "\n" +
+		`vllm:lora_requests_info{max_lora="4",running_lora_adapters="b",waiting_lora_adapters=""} soon` + "\n"
+	if m, err := p.Parse([]byte(page)); err == nil {
+		t.Fatalf("Parse succeeded with %+v, want a parse error for the value \"soon\"", m)
+	}
+}
+
+func TestLineValue(t *testing.T) {
+	tests := []struct {
+		line string
+		want float64
+		ok   bool
+	}{
+		{"a 1\n", 1, true},
+		{"a{b=\"}\"} 2.5e+09\n", 2.5e9, true},
+		{"a{b=\"x\"}\t3 1700000000000\n", 3, true},
+		{"a{b=\"x\"} +Inf", math.Inf(1), true},
+		{"a{b=\"x\"}\n", 0, false},
+		{"a\n", 0, false},
+		{"a{b=\"x\"} one\n", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := lineValue([]byte(tc.line))
+		if ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("lineValue(%q) = %v, %v; want %v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
 }
