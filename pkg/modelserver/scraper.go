@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/igw-dev/igw/pkg/datastore"
@@ -49,7 +50,8 @@ type Options struct {
 	// Timeout of one scrape or health request.
 	Timeout time.Duration
 	// FailureThreshold consecutive scrape failures mark an endpoint not
-	// ready until a scrape succeeds again.
+	// ready until a scrape succeeds again. A refused connection counts as
+	// enough failures at once: nothing listens any more.
 	FailureThreshold int
 	// MetricsPath and HealthPath default to "/metrics" and "/health".
 	MetricsPath, HealthPath string
@@ -276,18 +278,26 @@ func (s *Scraper) scrapeLoop(ctx context.Context, st *endpointState, parser *Par
 		if ctx.Err() != nil {
 			return // removed or shutting down: the failure is ours, not the server's
 		}
-		switch {
-		case err == nil:
+		if err == nil {
 			st.ep.SetMetrics(m)
 			st.update(func() { st.failures = 0 })
 			if lastErr != nil {
 				log.Info("scrape recovered")
 			}
-		case lastErr == nil:
-			log.Warn("scrape failed", "err", err)
-			fallthrough
-		default:
-			st.update(func() { st.failures++ })
+		} else {
+			if lastErr == nil {
+				log.Warn("scrape failed", "err", err)
+			}
+			refused := errors.Is(err, syscall.ECONNREFUSED)
+			st.update(func() {
+				st.failures++
+				if refused {
+					// Nothing listens: the server is gone, no need to
+					// wait for more evidence (DESIGN: a dead endpoint
+					// leaves the candidate set within one interval).
+					st.failures = max(st.failures, st.threshold)
+				}
+			})
 		}
 		lastErr = err
 		select {
