@@ -19,7 +19,7 @@ Envoy-based Kubernetes gateway.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newSimCommand())
+	root.AddCommand(newVersionCommand(), newSimCommand(), newDemoCommand())
 	return root
 }
 

@@ -47,7 +47,10 @@ func CountTokens(text string) int {
 func forEachToken(text string, emit func(start, end int)) {
 	i := 0
 	for i < len(text) {
-		r, size := utf8.DecodeRuneInString(text[i:])
+		r, size := rune(text[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(text[i:])
+		}
 		switch {
 		case r == '\n':
 			emit(i, i+size)
@@ -91,7 +94,10 @@ func emitVisible(text string, start, at int, emit func(start, end int)) int {
 	j := at
 	runes := 0
 	for j < len(text) {
-		c, s := utf8.DecodeRuneInString(text[j:])
+		c, s := rune(text[j]), 1
+		if c >= utf8.RuneSelf {
+			c, s = utf8.DecodeRuneInString(text[j:])
+		}
 		if !isWordRune(c) {
 			break
 		}

@@ -644,16 +644,17 @@ func TestFleet_ReplicasOnConsecutivePorts(t *testing.T) {
 func TestFleet_IdleReplicasCostNoCPU(t *testing.T) {
 	f := startFleet(t, func(c *Config) { c.Replicas = 16 })
 	_ = f
-	before := cpuTime(t)
+	before := cpuTimeOf(t)
 	time.Sleep(500 * time.Millisecond)
-	used := cpuTime(t) - before
+	used := cpuTimeOf(t) - before
 	// A spinning engine loop would burn a whole core (500ms here).
 	if used > 100*time.Millisecond {
 		t.Errorf("16 idle replicas used %v of CPU in 500ms", used)
 	}
 }
 
-func cpuTime(t *testing.T) time.Duration {
+// cpuTimeOf is the CPU time (user + system) this process has used.
+func cpuTimeOf(t testing.TB) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		t.Fatal(err)
