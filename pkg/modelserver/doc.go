@@ -38,16 +38,29 @@
 //
 // A vLLM page with its histograms is tens of kilobytes and is scraped 20
 // times a second per endpoint. The Parser first keeps only the lines of the
-// few families its engine's table names (a byte scan, no allocation), then
-// hands those lines to the Prometheus text parser
-// (github.com/prometheus/common/expfmt), so histogram buckets are never
-// decoded. BenchmarkParseVLLM measures it.
+// few families its engine's table names (a byte scan that compares line
+// starts with those names and allocates nothing); of info families, where
+// only the newest series is read, it keeps just that series' line. Only
+// those few lines reach the Prometheus text parser
+// (github.com/prometheus/common/expfmt), so histogram buckets and lingering
+// LoRA series are never decoded. BenchmarkParseVLLM measures it against
+// BenchmarkParseVLLM_FullPage, the whole page through expfmt.
 //
 // # Readiness and staleness
 //
 // An endpoint is ready while its /health answers 200 and its scrapes
-// succeed. Candidates filters an endpoint list down to those that are ready
-// and whose snapshot is younger than a maximum age (DefaultMaxAge, 200 ms),
-// so a dead server leaves the candidate set within a few scrape intervals
-// even before its health check notices.
+// succeed: a few consecutive failed scrapes (Options.FailureThreshold), or a
+// single refused connection, mark it not ready until a scrape succeeds.
+// Candidates filters an endpoint list down to those that are ready and
+// whose snapshot is younger than a maximum age (DefaultMaxAge, 200 ms), so a
+// hung server leaves the candidate set within a few scrape intervals even
+// before any request to it times out.
+//
+// # Wiring
+//
+//	s, err := modelserver.NewScraper(modelserver.Options{Logger: log})
+//	go s.Run(ctx)            // until ctx is cancelled
+//	s.SetEndpoints(eps)      // whenever discovery changes the set
+//	...
+//	cands = modelserver.Candidates(cands[:0], eps, time.Now(), modelserver.DefaultMaxAge)
 package modelserver

@@ -289,8 +289,8 @@ func toCount(v float64) int {
 }
 
 // filter appends to dst the lines of page that belong to a family the
-// parser wants (samples, and the HELP and TYPE comments naming it), each
-// ending in a newline. Everything else, notably every histogram bucket, is
+// parser wants (samples, and the TYPE comment naming it; HELP text is never
+// read), each ending in a newline. Everything else, notably every histogram bucket, is
 // dropped after comparing its first bytes with the wanted names. Of a
 // family where only the newest series is read, only the sample line with
 // the largest value is kept, so lingering LoRA series cost a float parse
@@ -378,11 +378,11 @@ func lineValue(line []byte) (float64, bool) {
 }
 
 // match returns the index in p.wanted of the family a text-format line is
-// about, or -1, and whether the line is a sample (rather than its HELP or
-// TYPE comment). Samples may name their metric bare or quoted inside the
-// braces. Blank lines and other comments match nothing. Histogram and
-// summary samples carry a suffix (_bucket, _sum, _count), so they never
-// match a gauge family that is a prefix of their name.
+// about, or -1, and whether the line is a sample (rather than its TYPE
+// comment). Samples may name their metric bare or quoted inside the
+// braces. Blank lines and other comments, HELP included, match nothing.
+// Histogram and summary samples carry a suffix (_bucket, _sum, _count), so
+// they never match a gauge family that is a prefix of their name.
 func (p *Parser) match(line []byte) (fam int, sample bool) {
 	line = trimBlank(line)
 	if len(line) == 0 {
@@ -391,7 +391,7 @@ func (p *Parser) match(line []byte) (fam int, sample bool) {
 	switch line[0] {
 	case '#':
 		rest := trimBlank(line[1:])
-		if len(rest) < 5 || (string(rest[:4]) != "HELP" && string(rest[:4]) != "TYPE") || (rest[4] != ' ' && rest[4] != '\t') {
+		if len(rest) < 5 || string(rest[:4]) != "TYPE" || (rest[4] != ' ' && rest[4] != '\t') {
 			return -1, false
 		}
 		return p.wantedPrefix(trimBlank(rest[5:])), false

@@ -305,7 +305,8 @@ func TestParser_KeepsOnlyWantedLines(t *testing.T) {
 		"vllm:x{model_name=\"m\"} 1\n":  true,
 		"vllm:x 1":                      true,
 		"  vllm:x\t1\n":                 true,
-		"# HELP vllm:x Some help.\n":    true,
+		"# HELP vllm:x Some help.\n":    false, // help text is never read
+		"# TYPE vllm:x gauge\n":         true,
 		"#\tTYPE   vllm:x gauge\n":      true,
 		"# TYPE \"my.metric\" gauge\n":  true,
 		"{\"my.metric\",a=\"b\"} 1\n":   true,
@@ -315,8 +316,8 @@ func TestParser_KeepsOnlyWantedLines(t *testing.T) {
 		"vllm:\n":                       false,
 		"vllm:x":                        false, // a name without a value
 		"{\"my.metric.more\"} 1\n":      false,
-		"# HELPER vllm:x\n":             false,
-		"# HELP vllm:xx help\n":         false,
+		"# TYPER vllm:x\n":              false,
+		"# TYPE vllm:xx gauge\n":        false,
 		"# just a comment\n":            false,
 		"# EOF\n":                       false,
 		"\n":                            false,
