@@ -2,7 +2,10 @@ package modelserver
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +178,32 @@ func BenchmarkCandidates_100Endpoints(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst = Candidates(dst[:0], eps, now, DefaultMaxAge)
+	}
+}
+
+// BenchmarkScrape_VLLM is one whole scrape over a loopback socket with a
+// kept-alive connection: request, read, parse, stamp.
+func BenchmarkScrape_VLLM(b *testing.B) {
+	page := vllmBenchPage()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(page)
+	}))
+	defer srv.Close()
+	s, err := NewScraper(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := NewParser(datastore.EngineVLLM)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var body bytes.Buffer
+	url := srv.URL + "/metrics"
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.scrape(context.Background(), url, p, &body); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
