@@ -285,7 +285,7 @@ func (e *Engine) schedule(plan []step) ([]step, time.Duration) {
 		i++
 	}
 	if !preempted {
-		plan, budget = e.admit(plan, budget)
+		plan = e.admit(plan, budget)
 	}
 	if len(plan) == 0 {
 		return plan, 0
@@ -293,7 +293,7 @@ func (e *Engine) schedule(plan []step) ([]step, time.Duration) {
 	return plan, e.stepDuration(plan)
 }
 
-func (e *Engine) admit(plan []step, budget int) ([]step, int) {
+func (e *Engine) admit(plan []step, budget int) []step {
 	bs := e.cfg.BlockSize
 	for i := 0; i < len(e.waiting) && budget > 0 && len(e.running) < e.cfg.MaxNumSeqs; {
 		s := e.waiting[i]
@@ -329,7 +329,7 @@ func (e *Engine) admit(plan []step, budget int) ([]step, int) {
 		plan = append(plan, step{s, n})
 		budget -= n
 	}
-	return plan, budget
+	return plan
 }
 
 // preempt evicts a running sequence to the front of the waiting queue. Its
