@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 
 	"sigs.k8s.io/yaml"
 )
@@ -104,6 +105,15 @@ func (r ProfilePluginRef) EffectiveWeight() float64 {
 // when a scheduler is built from the result with NewScheduler.
 func ParseEndpointPickerConfig(raw []byte) (*EndpointPickerConfig, error) {
 	var cfg EndpointPickerConfig
+	// Exact field names first (encoding/json, under sigs.k8s.io/yaml, would
+	// accept "Weight" for "weight"), then the strict typed decode.
+	var generic any
+	if err := yaml.Unmarshal(raw, &generic); err != nil {
+		return nil, fmt.Errorf("EndpointPickerConfig: %w", err)
+	}
+	if err := checkFields(generic, reflect.TypeOf(&cfg), ""); err != nil {
+		return nil, fmt.Errorf("EndpointPickerConfig: %w", err)
+	}
 	if err := yaml.UnmarshalStrict(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("EndpointPickerConfig: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -100,6 +101,17 @@ func DecodeParameters(params json.RawMessage, into any) error {
 	}
 	if trimmed[0] != '{' {
 		return errors.New("parameters must be a mapping")
+	}
+	var generic any
+	if err := json.Unmarshal(trimmed, &generic); err != nil {
+		return fmt.Errorf("parameters: %w", err)
+	}
+	if err := checkFields(generic, reflect.TypeOf(into), ""); err != nil {
+		var uf *unknownFieldError
+		if errors.As(err, &uf) {
+			return fmt.Errorf("unknown parameter %q", uf.path)
+		}
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()

@@ -1,6 +1,7 @@
 package prefix
 
 import (
+	"math/bits"
 	"sync"
 
 	"github.com/igw-dev/igw/pkg/scheduling"
@@ -9,7 +10,8 @@ import (
 // Index layout (why it is not a map of LRU caches):
 //
 // A tracked block is one (block hash, endpoint) pair. Every pair is one
-// 24-byte entry, stored in fixed-size pages addressed by int32, so entries
+// 24-byte entry (a 16-byte record and an 8-byte link in parallel pages),
+// stored in fixed-size pages addressed by int32, so entries
 // hold no pointers (the GC never scans them) and growth never copies them.
 // Each entry is linked twice:
 //
@@ -18,13 +20,22 @@ import (
 //   - into its hash's chain (chain), the list of endpoints holding that
 //     block.
 //
-// One open-addressed table (linear probing, backward-shift deletion) maps a
-// block hash to the head of its chain, 12 bytes per slot at a load factor
-// of 3/8..3/4. Scoring therefore costs one table lookup per prompt block,
-// not one per block per endpoint: walking block i's chain advances the
-// match run of every endpoint that matched blocks 0..i-1, and the walk
-// stops at the first block no endpoint continues. Memory is 24 bytes per
-// tracked block plus 16–32 bytes per distinct hash: at most 56 bytes per
+// Two open-addressed tables (linear probing, backward-shift deletion,
+// multiply-shift ranging so sizes need not be powers of two, grown 1.5x at
+// load 3/4, so the load stays within 1/2..3/4):
+//
+//   - byHash maps a block hash to the head of its chain, 12 bytes per slot.
+//     Scoring costs one lookup per prompt block, not one per block per
+//     endpoint: walking block i's chain advances the match run of every
+//     endpoint that matched blocks 0..i-1, and the walk stops at the first
+//     block no endpoint continues.
+//   - byPair maps (hash, endpoint) to its entry, 4 bytes per slot (the key
+//     is read from the entry), so recording a block an endpoint already
+//     holds is O(1) however many endpoints share it (a system prompt sent
+//     everywhere).
+//
+// Memory: 24 bytes per tracked block, plus at most 24 bytes per distinct
+// hash and 8 bytes per tracked block of table space: at most 56 bytes per
 // tracked block.
 
 const (
@@ -35,11 +46,17 @@ const (
 	minTableSize       = 1 << 10
 )
 
+// An entry is split in two parallel page sets: the link, all that scoring
+// reads, is packed densely (8 bytes) so walking chains stays in cache; the
+// rest (16 bytes) is only touched when recording.
 type entry struct {
-	hash  uint64
+	hash uint64
+	prev int32 // LRU neighbour, more recently recorded
+	next int32 // LRU neighbour, less recently recorded; free-list link
+}
+
+type link struct {
 	slot  int32 // endpoint slot
-	prev  int32 // LRU neighbour, more recently recorded
-	next  int32 // LRU neighbour, less recently recorded; free-list link
 	chain int32 // next entry of the same hash
 }
 
@@ -56,11 +73,14 @@ type Index struct {
 	mu       sync.RWMutex
 	capacity int32
 
-	keys  []uint64 // 0 = empty slot (block hashes are never 0)
-	heads []int32  // chain head per key
-	used  int
+	keys  []uint64 // byHash keys; 0 = empty slot (block hashes are never 0)
+	heads []int32  // byHash values: chain head per key
+	used  int      // distinct hashes
+
+	pairs []int32 // byPair: entry index, none = empty
 
 	pages    [][]entry
+	links    [][]link
 	free     int32 // free-list head
 	nEntries int32 // entries handed out from pages (high-water mark)
 	live     int   // tracked blocks
@@ -74,7 +94,8 @@ type Index struct {
 // block hashes per endpoint.
 func NewIndex(capacityPerEndpoint int) *Index {
 	ix := &Index{capacity: int32(capacityPerEndpoint), free: none, slotOf: map[string]int32{}}
-	ix.resize(minTableSize)
+	ix.resizeHashes(minTableSize)
+	ix.resizePairs(minTableSize)
 	return ix
 }
 
@@ -93,55 +114,80 @@ func (ix *Index) Endpoints() int {
 }
 
 func (ix *Index) ent(e int32) *entry { return &ix.pages[e>>pageBits][e&pageMask] }
+func (ix *Index) lnk(e int32) *link  { return &ix.links[e>>pageBits][e&pageMask] }
 
-// find returns the table position of h and whether it is present; when
-// absent, the position is where h would be inserted.
-func (ix *Index) find(h uint64) (int, bool) {
-	mask := uint64(len(ix.keys) - 1)
-	i := h & mask
+// home maps a uniformly distributed key to [0, n) (multiply-shift), so
+// table sizes can grow by 1.5x instead of doubling.
+func home(k uint64, n int) int {
+	hi, _ := bits.Mul64(k, uint64(n))
+	return int(hi)
+}
+
+// between reports whether h lies cyclically in (i, j].
+func between(i, h, j int) bool {
+	if i <= j {
+		return i < h && h <= j
+	}
+	return i < h || h <= j
+}
+
+// grownSize is the next table size when n slots hold more than 3/4 used.
+func grownSize(n int) int { return n + n/2 }
+
+// shrunkSize is the table size for used keys at load 1/2.
+func shrunkSize(used int) int { return max(minTableSize, used*2) }
+
+// pairKey spreads (hash, slot) over the pair table.
+func pairKey(h uint64, slot int32) uint64 {
+	return (h ^ uint64(slot+1)*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+}
+
+// findHash returns the byHash position of h and whether it is present;
+// when absent, the position is where h would be inserted.
+func (ix *Index) findHash(h uint64) (int, bool) {
+	n := len(ix.keys)
+	i := home(h, n)
 	for {
 		k := ix.keys[i]
 		if k == h {
-			return int(i), true
+			return i, true
 		}
 		if k == 0 {
-			return int(i), false
+			return i, false
 		}
-		i = (i + 1) & mask
+		if i++; i == n {
+			i = 0
+		}
 	}
 }
 
-func (ix *Index) resize(size int) {
+func (ix *Index) resizeHashes(size int) {
 	oldKeys, oldHeads := ix.keys, ix.heads
 	ix.keys = make([]uint64, size)
 	ix.heads = make([]int32, size)
 	for i, k := range oldKeys {
 		if k != 0 {
-			pos, _ := ix.find(k)
+			pos, _ := ix.findHash(k)
 			ix.keys[pos] = k
 			ix.heads[pos] = oldHeads[i]
 		}
 	}
 }
 
-// deleteAt empties table position pos with backward-shift deletion, which
-// keeps every remaining key reachable without tombstones.
-func (ix *Index) deleteAt(pos int) {
-	mask := len(ix.keys) - 1
+// deleteHashAt empties byHash position pos with backward-shift deletion,
+// which keeps every remaining key reachable without tombstones.
+func (ix *Index) deleteHashAt(pos int) {
+	n := len(ix.keys)
 	i, j := pos, pos
 	for {
-		j = (j + 1) & mask
+		if j++; j == n {
+			j = 0
+		}
 		k := ix.keys[j]
 		if k == 0 {
 			break
 		}
-		home := int(k) & mask
-		// Leave k where it is if its home lies cyclically in (i, j].
-		if i <= j {
-			if i < home && home <= j {
-				continue
-			}
-		} else if i < home || home <= j {
+		if between(i, home(k, n), j) {
 			continue
 		}
 		ix.keys[i], ix.heads[i] = k, ix.heads[j]
@@ -151,6 +197,64 @@ func (ix *Index) deleteAt(pos int) {
 	ix.used--
 }
 
+// findPair returns the byPair position of (h, slot) and its entry, or the
+// insert position and none.
+func (ix *Index) findPair(h uint64, slot int32) (int, int32) {
+	n := len(ix.pairs)
+	i := home(pairKey(h, slot), n)
+	for {
+		e := ix.pairs[i]
+		if e == none {
+			return i, none
+		}
+		if ix.ent(e).hash == h && ix.lnk(e).slot == slot {
+			return i, e
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
+}
+
+func (ix *Index) resizePairs(size int) {
+	old := ix.pairs
+	ix.pairs = make([]int32, size)
+	for i := range ix.pairs {
+		ix.pairs[i] = none
+	}
+	for _, e := range old {
+		if e != none {
+			pos, _ := ix.findPair(ix.ent(e).hash, ix.lnk(e).slot)
+			ix.pairs[pos] = e
+		}
+	}
+}
+
+// deletePair removes entry e from byPair (backward-shift deletion).
+func (ix *Index) deletePair(e int32) {
+	pos, found := ix.findPair(ix.ent(e).hash, ix.lnk(e).slot)
+	if found != e {
+		return // unreachable: every live entry is in byPair
+	}
+	n := len(ix.pairs)
+	i, j := pos, pos
+	for {
+		if j++; j == n {
+			j = 0
+		}
+		f := ix.pairs[j]
+		if f == none {
+			break
+		}
+		if between(i, home(pairKey(ix.ent(f).hash, ix.lnk(f).slot), n), j) {
+			continue
+		}
+		ix.pairs[i] = f
+		i = j
+	}
+	ix.pairs[i] = none
+}
+
 func (ix *Index) alloc() int32 {
 	if e := ix.free; e != none {
 		ix.free = ix.ent(e).next
@@ -158,6 +262,7 @@ func (ix *Index) alloc() int32 {
 	}
 	if int(ix.nEntries) == len(ix.pages)*pageSize {
 		ix.pages = append(ix.pages, make([]entry, pageSize))
+		ix.links = append(ix.links, make([]link, pageSize))
 	}
 	e := ix.nEntries
 	ix.nEntries++
@@ -165,7 +270,8 @@ func (ix *Index) alloc() int32 {
 }
 
 func (ix *Index) release(e int32) {
-	*ix.ent(e) = entry{next: ix.free, prev: none, chain: none}
+	*ix.ent(e) = entry{next: ix.free, prev: none}
+	*ix.lnk(e) = link{slot: none, chain: none}
 	ix.free = e
 }
 
@@ -201,7 +307,7 @@ func (ix *Index) pushFront(s int32, e int32) {
 
 func (ix *Index) unlinkLRU(e int32) {
 	en := ix.ent(e)
-	l := &ix.slots[en.slot]
+	l := &ix.slots[ix.lnk(e).slot]
 	if en.prev != none {
 		ix.ent(en.prev).next = en.next
 	} else {
@@ -215,65 +321,76 @@ func (ix *Index) unlinkLRU(e int32) {
 	l.size--
 }
 
-// unlinkChain removes e from its hash chain, and the hash from the table
-// when e was its last entry.
+// unlinkChain removes e from its hash chain, and the hash from byHash when
+// e was its last entry.
 func (ix *Index) unlinkChain(e int32) {
-	en := ix.ent(e)
-	pos, ok := ix.find(en.hash)
+	pos, ok := ix.findHash(ix.ent(e).hash)
 	if !ok {
-		return // unreachable: every live entry's hash is in the table
+		return // unreachable: every live entry's hash is in byHash
 	}
+	next := ix.lnk(e).chain
 	if ix.heads[pos] == e {
-		ix.heads[pos] = en.chain
-		if en.chain == none {
-			ix.deleteAt(pos)
+		ix.heads[pos] = next
+		if next == none {
+			ix.deleteHashAt(pos)
 		}
 		return
 	}
-	for p := ix.heads[pos]; p != none; p = ix.ent(p).chain {
-		if pe := ix.ent(p); pe.chain == e {
-			pe.chain = en.chain
+	for p := ix.heads[pos]; p != none; p = ix.lnk(p).chain {
+		if pl := ix.lnk(p); pl.chain == e {
+			pl.chain = next
 			return
 		}
 	}
 }
 
+// drop removes entry e from both tables and its chain and frees it; the
+// caller has unlinked it from its LRU list or is discarding the list.
+func (ix *Index) drop(e int32) {
+	ix.deletePair(e)
+	ix.unlinkChain(e)
+	ix.release(e)
+	ix.live--
+}
+
 // insert records h for slot s as most recent, evicting the slot's least
 // recent block when over capacity.
 func (ix *Index) insert(h uint64, s int32) {
-	pos, found := ix.find(h)
-	if found {
-		for e := ix.heads[pos]; e != none; e = ix.ent(e).chain {
-			if ix.ent(e).slot == s {
-				if ix.slots[s].head != e {
-					ix.unlinkLRU(e)
-					ix.pushFront(s, e)
-				}
-				return
-			}
+	ppos, e := ix.findPair(h, s)
+	if e != none {
+		if ix.slots[s].head != e {
+			ix.unlinkLRU(e)
+			ix.pushFront(s, e)
 		}
-	} else if (ix.used+1)*4 > len(ix.keys)*3 {
-		ix.resize(len(ix.keys) * 2)
-		pos, _ = ix.find(h)
+		return
 	}
-	e := ix.alloc()
-	en := ix.ent(e)
-	en.hash, en.slot, en.chain = h, s, none
+	if (ix.live+1)*4 > len(ix.pairs)*3 {
+		ix.resizePairs(grownSize(len(ix.pairs)))
+		ppos, _ = ix.findPair(h, s)
+	}
+	hpos, found := ix.findHash(h)
+	if !found && (ix.used+1)*4 > len(ix.keys)*3 {
+		ix.resizeHashes(grownSize(len(ix.keys)))
+		hpos, _ = ix.findHash(h)
+	}
+	e = ix.alloc()
+	ix.ent(e).hash = h
+	l := ix.lnk(e)
+	l.slot, l.chain = s, none
 	if found {
-		en.chain = ix.heads[pos]
+		l.chain = ix.heads[hpos]
 	} else {
-		ix.keys[pos] = h
+		ix.keys[hpos] = h
 		ix.used++
 	}
-	ix.heads[pos] = e
+	ix.heads[hpos] = e
+	ix.pairs[ppos] = e
 	ix.pushFront(s, e)
 	ix.live++
 	if ix.slots[s].size > ix.capacity {
 		old := ix.slots[s].tail
 		ix.unlinkLRU(old)
-		ix.unlinkChain(old)
-		ix.release(old)
-		ix.live--
+		ix.drop(old)
 	}
 }
 
@@ -294,7 +411,7 @@ func (ix *Index) Record(address string, hashes []uint64) {
 }
 
 // Forget drops every block tracked for address; the endpoint's slot is
-// reused by the next new endpoint.
+// reused by the next new endpoint, and the tables shrink when mostly empty.
 func (ix *Index) Forget(address string) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -304,69 +421,106 @@ func (ix *Index) Forget(address string) {
 	}
 	for e := ix.slots[s].head; e != none; {
 		next := ix.ent(e).next
-		ix.unlinkChain(e)
-		ix.release(e)
-		ix.live--
+		ix.drop(e)
 		e = next
 	}
 	ix.slots[s] = endpointLRU{head: none, tail: none}
 	delete(ix.slotOf, address)
 	ix.freeSlots = append(ix.freeSlots, s)
 	if len(ix.keys) > minTableSize && ix.used*8 < len(ix.keys) {
-		size := minTableSize
-		for size*3 < ix.used*8 { // keep the load <= 3/8 after shrinking
-			size *= 2
-		}
-		ix.resize(size)
+		ix.resizeHashes(shrunkSize(ix.used))
+	}
+	if len(ix.pairs) > minTableSize && ix.live*8 < len(ix.pairs) {
+		ix.resizePairs(shrunkSize(ix.live))
 	}
 }
 
+// window is how many blocks' chains score walks side by side. Walking one
+// chain is a series of dependent loads; walking several at once lets the
+// CPU overlap them, which is what makes scoring fast when many endpoints
+// hold the prompt.
+const window = 8
+
+// scoreScratch is per-call scratch for score, pooled by the scorer.
+type scoreScratch struct {
+	runs  []int32 // per endpoint slot: leading blocks matched so far
+	marks []uint8 // per endpoint slot: blocks of the current window held
+	alive []int32 // slots that matched every block so far
+}
+
 // score writes, for each candidate, the number of leading blocks of hashes
-// its endpoint holds, divided by len(hashes). runs is scratch (one counter
-// per endpoint slot), returned for reuse.
-func (ix *Index) score(hashes []uint64, cands []scheduling.Candidate, scores []float64, runs []int32) []int32 {
+// its endpoint holds, divided by len(hashes).
+func (ix *Index) score(hashes []uint64, cands []scheduling.Candidate, scores []float64, sc *scoreScratch) {
 	for i := range scores {
 		scores[i] = 0
 	}
 	if len(hashes) == 0 {
-		return runs
+		return
 	}
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	pos, ok := ix.find(hashes[0])
+	pos, ok := ix.findHash(hashes[0])
 	if !ok {
-		return runs // no endpoint has even the first block
+		return // no endpoint has even the first block
 	}
 	n := len(ix.slots)
-	if cap(runs) < n {
-		runs = make([]int32, n, n+n/4+8)
+	if cap(sc.runs) < n {
+		sc.runs = make([]int32, n, n+n/4+8)
+		sc.marks = make([]uint8, n, n+n/4+8)
 	}
-	runs = runs[:n]
+	runs, marks := sc.runs[:n], sc.marks[:n]
 	clear(runs)
-	for b := 0; b < len(hashes); b++ {
-		if b > 0 {
-			if pos, ok = ix.find(hashes[b]); !ok {
+	clear(marks)
+	alive := sc.alive[:0]
+	for e := ix.heads[pos]; e != none; {
+		l := ix.lnk(e)
+		runs[l.slot] = 1
+		alive = append(alive, l.slot)
+		e = l.chain
+	}
+	for b := 1; b < len(hashes) && len(alive) > 0; b += window {
+		var cur [window]int32
+		k := 0
+		for ; k < window && b+k < len(hashes); k++ {
+			p, ok := ix.findHash(hashes[b+k])
+			if !ok {
 				break
 			}
+			cur[k] = ix.heads[p]
 		}
-		alive := 0
-		for e := ix.heads[pos]; e != none; {
-			en := ix.ent(e)
-			if runs[en.slot] == int32(b) {
-				runs[en.slot] = int32(b + 1)
-				alive++
+		more := k == window // blocks after this window may still match
+		for busy := k > 0; busy; {
+			busy = false
+			for j := 0; j < k; j++ {
+				e := cur[j]
+				if e == none {
+					continue
+				}
+				busy = true
+				l := ix.lnk(e)
+				marks[l.slot] |= 1 << j // only alive slots' marks are read
+				cur[j] = l.chain
 			}
-			e = en.chain
 		}
-		if alive == 0 {
-			break
+		kept := alive[:0]
+		for _, s := range alive {
+			t := bits.TrailingZeros8(^marks[s]) // consecutive blocks held
+			if t > k {
+				t = k
+			}
+			runs[s] += int32(t)
+			if t == k && more {
+				kept = append(kept, s)
+			}
 		}
+		alive = kept
+		clear(marks)
 	}
+	sc.alive = alive[:0]
 	total := float64(len(hashes))
 	for i := range cands {
 		if s, ok := ix.slotOf[cands[i].Endpoint.Address]; ok {
 			scores[i] = float64(runs[s]) / total
 		}
 	}
-	return runs
 }

@@ -78,7 +78,7 @@ type Scorer struct {
 	params   Parameters
 	stateKey scheduling.StateKey
 	index    *Index
-	runs     sync.Pool // *[]int32 scratch for Index.score
+	scratch  sync.Pool // *scoreScratch for Index.score
 }
 
 // New returns a prefix-cache scorer named name; p must be valid.
@@ -89,7 +89,7 @@ func New(name string, p Parameters) *Scorer {
 		stateKey: scheduling.StateKey(Type + "/" + name),
 		index:    NewIndex(p.LRUCapacityPerServer),
 	}
-	s.runs.New = func() any { return new([]int32) }
+	s.scratch.New = func() any { return new(scoreScratch) }
 	return s
 }
 
@@ -166,9 +166,9 @@ func (s *Scorer) Hashes(req *scheduling.Request) []uint64 {
 // sent.
 func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []scheduling.Candidate, scores []float64) {
 	hashes := s.Hashes(req)
-	rp := s.runs.Get().(*[]int32)
-	*rp = s.index.score(hashes, cands, scores, *rp)
-	s.runs.Put(rp)
+	sc := s.scratch.Get().(*scoreScratch)
+	s.index.score(hashes, cands, scores, sc)
+	s.scratch.Put(sc)
 }
 
 // PreRequest implements scheduling.PreRequest: it records that target now
