@@ -51,12 +51,12 @@ func TestParseRequest_OtherKinds(t *testing.T) {
 
 func TestParseRequest_BadInput(t *testing.T) {
 	cases := map[string]string{
-		`{"model":`:                    "",
-		`[]`:                           "",
-		`{"model":5}`:                  "model",
-		`{"model":"m","stream":"yes"}`: "stream",
+		`{"model":`:                     "",
+		`[]`:                            "",
+		`{"model":5}`:                   "model",
+		`{"model":"m","stream":"yes"}`:  "stream",
 		`{"model":"m","max_tokens":-3}`: "max_tokens",
-		`{"model":"m","messages":{}}`:  "messages",
+		`{"model":"m","messages":{}}`:   "messages",
 	}
 	for body, param := range cases {
 		_, err := ParseRequest(KindChat, []byte(body))
