@@ -14,6 +14,7 @@ const (
 	// IGWAPIVersion is the apiVersion of the kinds only igw has.
 	IGWAPIVersion = "igw.dev/v1alpha1"
 
+	// Kinds, as written in the kind field of a document.
 	KindGateway     = "Gateway"
 	KindModelServer = "ModelServer"
 	KindRoute       = "Route"
@@ -42,9 +43,15 @@ const (
 	DefaultIdleTimeout        = 2 * time.Minute
 	DefaultRouteRetries       = 2
 	DefaultBackendWeight      = 1
-	MaxBackendWeight          = 1_000_000
-	MaxRouteRetries           = 10
+)
 
+// Limits of Route fields.
+const (
+	MaxBackendWeight = 1_000_000
+	MaxRouteRetries  = 10
+)
+
+const (
 	// EngineTypeLabel is the pod label naming a model server's engine; a
 	// ModelServer without spec.engine reads it too, as a pod would.
 	EngineTypeLabel = "inference.networking.k8s.io/engine-type"

@@ -22,19 +22,18 @@ import (
 // Limits of lists in the igw kinds. The Kubernetes kinds' limits are those
 // of their CRD schemas (see the kubebuilder markers in package api).
 const (
-	maxMatchLabels      = 64
-	maxTargetPorts      = 8
-	maxServerPorts      = 64
-	maxRouteMatches     = 64
-	maxHeaderMatches    = 16
-	maxRouteBackends    = 16
-	maxRewriteRules     = 64
-	maxRewriteMatches   = 64
-	maxRewriteTargets   = 32
-	maxModelNameLength  = 256
-	maxRewriteWeight    = 1_000_000
-	maxPortNumber       = 65535
-	defaultRouteRetries = DefaultRouteRetries
+	maxMatchLabels     = 64
+	maxTargetPorts     = 8
+	maxServerPorts     = 64
+	maxRouteMatches    = 64
+	maxHeaderMatches   = 16
+	maxRouteBackends   = 16
+	maxRewriteRules    = 64
+	maxRewriteMatches  = 64
+	maxRewriteTargets  = 32
+	maxModelNameLength = 256
+	maxRewriteWeight   = 1_000_000
+	maxPortNumber      = 65535
 )
 
 // validator checks and defaults one decoded document. Defaulting and
@@ -407,7 +406,7 @@ func (v validator) route(r *Route) {
 		v.nonNegativeDuration("spec.timeout", s.Timeout.Duration)
 	}
 	if s.Retries == nil {
-		n := int32(defaultRouteRetries)
+		n := int32(DefaultRouteRetries)
 		s.Retries = &n
 	}
 	if n := *s.Retries; n < 0 || n > MaxRouteRetries {
