@@ -39,6 +39,10 @@
 // Documents are numbered from 1, counting only non-empty ones. Defaults are
 // applied during parsing, so a Config never has an unset defaulted field.
 //
+// YAML is read as Kubernetes reads it (YAML 1.1): unquoted yes, no, on, off,
+// y and n are booleans and 8000 is a number, so a model name, label value
+// or header value that looks like one must be quoted; the error says so.
+//
 // # Reloading
 //
 // A Watcher reloads the file when it changes or on SIGHUP and hands each

@@ -31,6 +31,7 @@ type Error struct {
 	Err error
 }
 
+// Error renders "file: document N (Kind \"name\"): field: problem".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.location())
