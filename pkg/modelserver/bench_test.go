@@ -177,7 +177,7 @@ func BenchmarkCandidates_100Endpoints(b *testing.B) {
 	dst := make([]*datastore.Endpoint, 0, len(eps))
 	b.ReportAllocs()
 	for b.Loop() {
-		dst = Candidates(dst[:0], eps, now, DefaultMaxAge)
+		dst = datastore.Candidates(dst[:0], eps, now, datastore.DefaultMaxAge)
 	}
 }
 

@@ -51,8 +51,9 @@
 // An endpoint is ready while its /health answers 200 and its scrapes
 // succeed: a few consecutive failed scrapes (Options.FailureThreshold), or a
 // single refused connection, mark it not ready until a scrape succeeds.
-// Candidates filters an endpoint list down to those that are ready and
-// whose snapshot is younger than a maximum age (DefaultMaxAge, 200 ms), so a
+// datastore.Candidates filters an endpoint list down to those that are ready
+// and whose snapshot is younger than a maximum age (datastore.DefaultMaxAge,
+// 200 ms), so a
 // hung server leaves the candidate set within a few scrape intervals even
 // before any request to it times out.
 //
@@ -62,5 +63,5 @@
 //	go s.Run(ctx)            // until ctx is cancelled
 //	s.SetEndpoints(eps)      // whenever discovery changes the set
 //	...
-//	cands = modelserver.Candidates(cands[:0], eps, time.Now(), modelserver.DefaultMaxAge)
+//	cands = datastore.Candidates(cands[:0], eps, time.Now(), datastore.DefaultMaxAge)
 package modelserver

@@ -147,7 +147,7 @@ func TestScraper_SnapshotFollowsServer(t *testing.T) {
 	if m.UpdateTime.Before(start) || m.UpdateTime.After(time.Now()) {
 		t.Fatalf("UpdateTime %v not within the test", m.UpdateTime)
 	}
-	if !IsCandidate(ep, time.Now(), time.Minute) {
+	if !datastore.IsCandidate(ep, time.Now(), time.Minute) {
 		t.Fatal("ready endpoint with a fresh snapshot is not a candidate")
 	}
 
@@ -173,7 +173,7 @@ func TestScraper_KilledServerGoesStaleAndNotReady(t *testing.T) {
 	eventually(t, "not ready after the server died", func() bool { return !ep.Ready() })
 	const maxAge = 100 * time.Millisecond
 	eventually(t, "no longer a candidate", func() bool {
-		return len(Candidates(nil, []*datastore.Endpoint{ep}, time.Now(), maxAge)) == 0
+		return len(datastore.Candidates(nil, []*datastore.Endpoint{ep}, time.Now(), maxAge)) == 0
 	})
 	if ep.Metrics() == nil {
 		t.Fatal("the last snapshot was dropped; it should stay (and go stale)")
@@ -208,7 +208,7 @@ func TestScraper_Health503MarksNotReady(t *testing.T) {
 	// Metrics keep flowing, but the endpoint is not a candidate.
 	f.setPage(vllmPage(7, 1, 0.1))
 	eventually(t, "metrics still scraped", waitingIs(ep, 7))
-	if IsCandidate(ep, time.Now(), time.Minute) {
+	if datastore.IsCandidate(ep, time.Now(), time.Minute) {
 		t.Fatal("unhealthy endpoint is a candidate")
 	}
 
@@ -343,9 +343,9 @@ func TestCandidates(t *testing.T) {
 		mk("unready", false, 10*time.Millisecond, true),
 		mk("no-metrics", true, 0, false),
 		nil,
-		mk("edge", true, DefaultMaxAge, true),
+		mk("edge", true, datastore.DefaultMaxAge, true),
 	}
-	got := Candidates(nil, eps, now, 0)
+	got := datastore.Candidates(nil, eps, now, 0)
 	var names []string
 	for _, ep := range got {
 		names = append(names, ep.Name)
@@ -353,11 +353,11 @@ func TestCandidates(t *testing.T) {
 	if strings.Join(names, ",") != "fresh,edge" {
 		t.Fatalf("Candidates = %v, want [fresh edge]", names)
 	}
-	if got := Candidates(nil, eps, now, time.Second); len(got) != 3 {
+	if got := datastore.Candidates(nil, eps, now, time.Second); len(got) != 3 {
 		t.Fatalf("with a 1s max age: %d candidates, want 3", len(got))
 	}
 	dst := make([]*datastore.Endpoint, 0, len(eps))
-	if allocs := testing.AllocsPerRun(100, func() { dst = Candidates(dst[:0], eps, now, 0) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { dst = datastore.Candidates(dst[:0], eps, now, 0) }); allocs != 0 {
 		t.Fatalf("Candidates allocated %v times per call", allocs)
 	}
 }

@@ -1,10 +1,6 @@
-package modelserver
+package datastore
 
-import (
-	"time"
-
-	"github.com/igw-dev/igw/pkg/datastore"
-)
+import "time"
 
 // DefaultMaxAge is how old a snapshot may be and still be trusted
 // (REFERENCE §4): four scrape intervals, so one or two slow scrapes do not
@@ -20,8 +16,8 @@ const DefaultMaxAge = 200 * time.Millisecond
 // It keeps the order of eps and allocates nothing when dst has room, so the
 // scheduler can call it every cycle with a reused slice:
 //
-//	buf = modelserver.Candidates(buf[:0], pool, time.Now(), 0)
-func Candidates(dst, eps []*datastore.Endpoint, now time.Time, maxAge time.Duration) []*datastore.Endpoint {
+//	buf = datastore.Candidates(buf[:0], pool, time.Now(), 0)
+func Candidates(dst, eps []*Endpoint, now time.Time, maxAge time.Duration) []*Endpoint {
 	for _, ep := range eps {
 		if IsCandidate(ep, now, maxAge) {
 			dst = append(dst, ep)
@@ -33,7 +29,7 @@ func Candidates(dst, eps []*datastore.Endpoint, now time.Time, maxAge time.Durat
 // IsCandidate is the per-endpoint test of Candidates, for callers that
 // filter in their own loop (for example a scheduling Filter plugin).
 // maxAge <= 0 means DefaultMaxAge.
-func IsCandidate(ep *datastore.Endpoint, now time.Time, maxAge time.Duration) bool {
+func IsCandidate(ep *Endpoint, now time.Time, maxAge time.Duration) bool {
 	if maxAge <= 0 {
 		maxAge = DefaultMaxAge
 	}
