@@ -33,7 +33,7 @@ type Store struct {
 	mu         sync.Mutex // serializes writers
 	pools      atomic.Pointer[map[string]*Pool]
 	objectives atomic.Pointer[map[string]map[string]int32] // pool → objective → priority
-	rewrites   atomic.Pointer[map[string][]RewriteRule]     // pool → rules in precedence order
+	rewrites   atomic.Pointer[map[string][]RewriteRule]    // pool → rules in precedence order
 	onChange   func(all []*Endpoint)
 }
 
