@@ -1,0 +1,89 @@
+package flowcontrol
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/igw-dev/igw/pkg/datastore"
+)
+
+// SaturationConfig holds the thresholds past which an endpoint has no
+// headroom. The defaults are the widely used ones (REFERENCE §5).
+type SaturationConfig struct {
+	// QueueDepthThreshold: an endpoint with at least this many waiting
+	// requests is saturated.
+	QueueDepthThreshold int `json:"queueDepthThreshold"`
+	// KVCacheUtilThreshold: an endpoint with at least this KV-cache
+	// utilization (0..1) is saturated.
+	KVCacheUtilThreshold float64 `json:"kvCacheUtilThreshold"`
+	// MetricsStalenessThreshold: an endpoint whose metrics are older than
+	// this is treated as saturated — nothing is known about its headroom.
+	MetricsStalenessThreshold time.Duration `json:"metricsStalenessThreshold"`
+}
+
+// DefaultSaturationConfig returns queue 5, KV 0.8, staleness 200 ms.
+func DefaultSaturationConfig() SaturationConfig {
+	return SaturationConfig{QueueDepthThreshold: 5, KVCacheUtilThreshold: 0.8, MetricsStalenessThreshold: datastore.DefaultMaxAge}
+}
+
+// Validate rejects thresholds that would make every endpoint saturated or
+// none.
+func (c SaturationConfig) Validate() error {
+	switch {
+	case c.QueueDepthThreshold < 1:
+		return fmt.Errorf("queueDepthThreshold: must be ≥ 1, got %d", c.QueueDepthThreshold)
+	case c.KVCacheUtilThreshold <= 0 || c.KVCacheUtilThreshold > 1:
+		return fmt.Errorf("kvCacheUtilThreshold: must be in (0, 1], got %g", c.KVCacheUtilThreshold)
+	case c.MetricsStalenessThreshold <= 0:
+		return fmt.Errorf("metricsStalenessThreshold: must be > 0, got %v", c.MetricsStalenessThreshold)
+	}
+	return nil
+}
+
+// SaturationDetector judges endpoints and pools against a SaturationConfig.
+type SaturationDetector struct {
+	cfg SaturationConfig
+}
+
+// NewSaturationDetector validates cfg.
+func NewSaturationDetector(cfg SaturationConfig) (*SaturationDetector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("saturation: %w", err)
+	}
+	return &SaturationDetector{cfg: cfg}, nil
+}
+
+// EndpointSaturated reports whether e has no headroom at now.
+func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.Time) bool {
+	m := e.Metrics()
+	if !e.Ready() || !m.Fresh(now, d.cfg.MetricsStalenessThreshold) {
+		return true
+	}
+	return m.WaitingQueueSize >= d.cfg.QueueDepthThreshold || m.KVCacheUsage >= d.cfg.KVCacheUtilThreshold
+}
+
+// PoolSaturated reports whether no endpoint of eps has headroom. An empty
+// pool is saturated.
+func (d *SaturationDetector) PoolSaturated(eps []*datastore.Endpoint, now time.Time) bool {
+	for _, e := range eps {
+		if !d.EndpointSaturated(e, now) {
+			return false
+		}
+	}
+	return true
+}
+
+// Saturation is the fraction of eps without headroom, 0..1 (1 for an empty
+// pool): a gauge for dashboards and autoscalers.
+func (d *SaturationDetector) Saturation(eps []*datastore.Endpoint, now time.Time) float64 {
+	if len(eps) == 0 {
+		return 1
+	}
+	n := 0
+	for _, e := range eps {
+		if d.EndpointSaturated(e, now) {
+			n++
+		}
+	}
+	return float64(n) / float64(len(eps))
+}

@@ -1,0 +1,64 @@
+package flowcontrol
+
+import (
+	"testing"
+	"time"
+
+	"github.com/igw-dev/igw/pkg/datastore"
+)
+
+func endpoint(ready bool, m *datastore.Metrics) *datastore.Endpoint {
+	e := datastore.NewEndpoint("e", "127.0.0.1:1", "p", "", nil)
+	e.SetReady(ready)
+	if m != nil {
+		e.SetMetrics(m)
+	}
+	return e
+}
+
+func TestSaturationDetector_Thresholds(t *testing.T) {
+	d, err := NewSaturationDetector(DefaultSaturationConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cases := []struct {
+		name string
+		e    *datastore.Endpoint
+		want bool
+	}{
+		{"headroom", endpoint(true, &datastore.Metrics{WaitingQueueSize: 4, KVCacheUsage: 0.79, UpdateTime: now}), false},
+		{"queue at threshold", endpoint(true, &datastore.Metrics{WaitingQueueSize: 5, UpdateTime: now}), true},
+		{"kv at threshold", endpoint(true, &datastore.Metrics{KVCacheUsage: 0.8, UpdateTime: now}), true},
+		{"stale", endpoint(true, &datastore.Metrics{UpdateTime: now.Add(-time.Second)}), true},
+		{"never scraped", endpoint(true, nil), true},
+		{"not ready", endpoint(false, &datastore.Metrics{UpdateTime: now}), true},
+	}
+	for _, tc := range cases {
+		if got := d.EndpointSaturated(tc.e, now); got != tc.want {
+			t.Errorf("%s: saturated=%v, want %v", tc.name, got, tc.want)
+		}
+	}
+	free, full := cases[0].e, cases[1].e
+	if d.PoolSaturated([]*datastore.Endpoint{full, free}, now) {
+		t.Error("pool with one free endpoint is saturated")
+	}
+	if !d.PoolSaturated([]*datastore.Endpoint{full}, now) || !d.PoolSaturated(nil, now) {
+		t.Error("full or empty pool is not saturated")
+	}
+	if got := d.Saturation([]*datastore.Endpoint{full, free}, now); got != 0.5 {
+		t.Errorf("saturation %v, want 0.5", got)
+	}
+}
+
+func TestSaturationConfig_Validate(t *testing.T) {
+	for _, c := range []SaturationConfig{
+		{QueueDepthThreshold: 0, KVCacheUtilThreshold: 0.8, MetricsStalenessThreshold: time.Second},
+		{QueueDepthThreshold: 5, KVCacheUtilThreshold: 1.5, MetricsStalenessThreshold: time.Second},
+		{QueueDepthThreshold: 5, KVCacheUtilThreshold: 0.8},
+	} {
+		if _, err := NewSaturationDetector(c); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
