@@ -30,11 +30,14 @@
 //
 // Memory: one shared index for all endpoints (see index.go): 24 bytes per
 // tracked (block, endpoint) pair plus 16–32 bytes per distinct block hash,
-// at most 56 bytes per tracked block (a test asserts <= 64). Scoring costs
-// one hash-table lookup per prompt block, independent of the number of
-// endpoints, under a read lock; recording takes a write lock for about a
-// microsecond per 64 blocks. Call Scheduler.ForgetEndpoint when an
-// endpoint leaves the pool so its blocks are dropped.
+// at most 56 bytes per tracked block (a test asserts <= 64). Scoring finds
+// every candidate's run with a binary search over block positions, walking
+// the list of endpoints that hold a block a logarithmic number of times, so
+// a prompt cached on every endpoint costs a few microseconds, not one
+// lookup per block per endpoint; it takes a read lock. Recording takes a
+// write lock for a few microseconds per request. Call
+// Scheduler.ForgetEndpoint when an endpoint leaves the pool so its blocks
+// are dropped.
 //
 // Parameters:
 //

@@ -25,10 +25,8 @@ import (
 // load 3/4, so the load stays within 1/2..3/4):
 //
 //   - byHash maps a block hash to the head of its chain, 12 bytes per slot.
-//     Scoring costs one lookup per prompt block, not one per block per
-//     endpoint: walking block i's chain advances the match run of every
-//     endpoint that matched blocks 0..i-1, and the walk stops at the first
-//     block no endpoint continues.
+//     Scoring walks a few chains chosen by binary search over the prompt's
+//     blocks (see score), never one lookup per block per endpoint.
 //   - byPair maps (hash, endpoint) to its entry, 4 bytes per slot (the key
 //     is read from the entry), so recording a block an endpoint already
 //     holds is O(1) however many endpoints share it (a system prompt sent
@@ -435,26 +433,38 @@ func (ix *Index) Forget(address string) {
 	}
 }
 
-// window is how many blocks' chains score walks side by side. Walking one
-// chain is a series of dependent loads; walking several at once lets the
-// CPU overlap them, which is what makes scoring fast when many endpoints
-// hold the prompt.
-const window = 8
-
 // scoreScratch is per-call scratch for score, pooled by the scorer.
 type scoreScratch struct {
-	runs  []int32 // per endpoint slot: leading blocks matched so far
-	marks []uint8 // per endpoint slot: blocks of the current window held
-	alive []int32 // slots that matched every block so far
+	runs  []int32  // per endpoint slot: leading blocks held
+	stamp []uint32 // per endpoint slot: last chain walk that saw it
+	cand  []int32  // per candidate: its endpoint slot, or none
+	set   []int32  // candidate slots holding block 0, partitioned in place
+	tasks []task
 }
+
+// task: every slot in set[i:j] holds blocks [0, lo) and lacks block hi
+// (hi == len(hashes) stands for "beyond the prompt"), so its run is in
+// [lo, hi].
+type task struct{ lo, hi, i, j int32 }
 
 // score writes, for each candidate, the number of leading blocks of hashes
 // its endpoint holds, divided by len(hashes).
+//
+// It relies on an invariant Record maintains: an endpoint that holds block
+// b+1 of a chain also holds block b. (Every record containing block b+1
+// also contains block b and makes it the more recent of the two, so LRU
+// eviction always drops b+1 first.) Runs can therefore be found by a
+// parallel binary search over block positions: walking the chain of block
+// m splits the endpoints still in question into those whose run is > m and
+// those whose run is <= m. The chain of the last block is walked first, so
+// the common extremes — the whole prompt cached, or only a shared head —
+// cost two or three chain walks instead of one per block.
 func (ix *Index) score(hashes []uint64, cands []scheduling.Candidate, scores []float64, sc *scoreScratch) {
 	for i := range scores {
 		scores[i] = 0
 	}
-	if len(hashes) == 0 {
+	nb := int32(len(hashes))
+	if nb == 0 {
 		return
 	}
 	ix.mu.RLock()
@@ -465,61 +475,76 @@ func (ix *Index) score(hashes []uint64, cands []scheduling.Candidate, scores []f
 	}
 	n := len(ix.slots)
 	if cap(sc.runs) < n {
-		sc.runs = make([]int32, n, n+n/4+8)
-		sc.marks = make([]uint8, n, n+n/4+8)
+		c := n + n/4 + 8
+		sc.runs = make([]int32, n, c)
+		sc.stamp = make([]uint32, n, c)
 	}
-	runs, marks := sc.runs[:n], sc.marks[:n]
+	runs, stamp := sc.runs[:n], sc.stamp[:n]
 	clear(runs)
-	clear(marks)
-	alive := sc.alive[:0]
+	clear(stamp)
+	gen := uint32(1)
+
+	// Map candidates to slots and stamp them, so that only candidates
+	// take part in the search.
+	cand := sc.cand[:0]
+	for i := range cands {
+		s, ok := ix.slotOf[cands[i].Endpoint.Address]
+		if !ok {
+			s = none
+		} else {
+			stamp[s] = gen
+		}
+		cand = append(cand, s)
+	}
+	sc.cand = cand
+	set := sc.set[:0]
 	for e := ix.heads[pos]; e != none; {
 		l := ix.lnk(e)
-		runs[l.slot] = 1
-		alive = append(alive, l.slot)
+		if stamp[l.slot] == gen {
+			set = append(set, l.slot)
+		}
 		e = l.chain
 	}
-	for b := 1; b < len(hashes) && len(alive) > 0; b += window {
-		var cur [window]int32
-		k := 0
-		for ; k < window && b+k < len(hashes); k++ {
-			p, ok := ix.findHash(hashes[b+k])
-			if !ok {
-				break
-			}
-			cur[k] = ix.heads[p]
+	sc.set = set
+	tasks := append(sc.tasks[:0], task{lo: 1, hi: nb, i: 0, j: int32(len(set))})
+	first := true
+	for len(tasks) > 0 {
+		t := tasks[len(tasks)-1]
+		tasks = tasks[:len(tasks)-1]
+		if t.i == t.j {
+			continue
 		}
-		more := k == window // blocks after this window may still match
-		for busy := k > 0; busy; {
-			busy = false
-			for j := 0; j < k; j++ {
-				e := cur[j]
-				if e == none {
-					continue
-				}
-				busy = true
+		if t.lo == t.hi {
+			for _, s := range set[t.i:t.j] {
+				runs[s] = t.lo
+			}
+			continue
+		}
+		mid := (t.lo + t.hi) / 2
+		if first {
+			mid, first = t.hi-1, false
+		}
+		gen++
+		if p, ok := ix.findHash(hashes[mid]); ok {
+			for e := ix.heads[p]; e != none; {
 				l := ix.lnk(e)
-				marks[l.slot] |= 1 << j // only alive slots' marks are read
-				cur[j] = l.chain
+				stamp[l.slot] = gen
+				e = l.chain
 			}
 		}
-		kept := alive[:0]
-		for _, s := range alive {
-			t := bits.TrailingZeros8(^marks[s]) // consecutive blocks held
-			if t > k {
-				t = k
-			}
-			runs[s] += int32(t)
-			if t == k && more {
-				kept = append(kept, s)
+		k := t.i // partition: holders of block mid first
+		for x := t.i; x < t.j; x++ {
+			if stamp[set[x]] == gen {
+				set[k], set[x] = set[x], set[k]
+				k++
 			}
 		}
-		alive = kept
-		clear(marks)
+		tasks = append(tasks, task{lo: mid + 1, hi: t.hi, i: t.i, j: k}, task{lo: t.lo, hi: mid, i: k, j: t.j})
 	}
-	sc.alive = alive[:0]
-	total := float64(len(hashes))
-	for i := range cands {
-		if s, ok := ix.slotOf[cands[i].Endpoint.Address]; ok {
+	sc.tasks = tasks
+	total := float64(nb)
+	for i, s := range cand {
+		if s != none {
 			scores[i] = float64(runs[s]) / total
 		}
 	}

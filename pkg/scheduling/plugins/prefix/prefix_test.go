@@ -194,7 +194,7 @@ func TestIndex_MatchesReferenceModel(t *testing.T) {
 	}
 	scores := make([]float64, len(addrs))
 	var sc scoreScratch
-	for step := range 4000 {
+	for step := range 10000 {
 		addr := addrs[rng.IntN(len(addrs))]
 		switch op := rng.IntN(100); {
 		case op < 2:
@@ -217,8 +217,13 @@ func TestIndex_MatchesReferenceModel(t *testing.T) {
 			}
 		default:
 			h := chain()
-			ix.score(h, cands, scores, &sc)
-			for i, a := range addrs {
+			// A random subset of candidates, in random order.
+			sub := slices.Clone(cands)
+			rng.Shuffle(len(sub), func(i, j int) { sub[i], sub[j] = sub[j], sub[i] })
+			sub = sub[:1+rng.IntN(len(sub))]
+			ix.score(h, sub, scores[:len(sub)], &sc)
+			for i, c := range sub {
+				a := c.Endpoint.Address
 				want := 0
 				if r := model[a]; r != nil {
 					for want < len(h) && slices.Contains(r.order, h[want]) {
@@ -361,6 +366,31 @@ func BenchmarkPrefixScorer_Score(b *testing.B) {
 			for b.Loop() {
 				r2 := &scheduling.Request{Model: r.Model, Prompt: r.Prompt} // hashed afresh
 				s.Score(b.Context(), r2, cands, scores)
+			}
+		})
+	}
+}
+
+// BenchmarkPrefixScorer_ScoreSharedHead: every endpoint holds the first
+// half of the prompt (a long system prompt), three hold all of it.
+func BenchmarkPrefixScorer_ScoreSharedHead(b *testing.B) {
+	for _, n := range []int{25, 100} {
+		b.Run(fmt.Sprintf("%dEndpoints", n), func(b *testing.B) {
+			eps := schedtest.Fleet(n, 1)
+			s := New(Type, DefaultParameters())
+			prompt := schedtest.Prompt(4000, "", 1)
+			for i, ep := range eps {
+				p := prompt[:2000]
+				if i%(n/3) == 0 {
+					p = prompt
+				}
+				s.PreRequest(b.Context(), &scheduling.Request{Model: "llama", Prompt: p}, nil, ep)
+			}
+			cands := schedtest.Candidates(eps...)
+			scores := make([]float64, n)
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Score(b.Context(), &scheduling.Request{Model: "llama", Prompt: prompt}, cands, scores)
 			}
 		})
 	}
