@@ -22,7 +22,9 @@ func benchSetup(b *testing.B, n int) (*scheduling.Scheduler, []*datastore.Endpoi
 		b.Fatal(err)
 	}
 	eps := schedtest.Fleet(n, 42)
-	group := func(g int) string { return strings.Repeat(fmt.Sprintf("Shared context of conversation group %d. ", g), 50)[:2000] }
+	group := func(g int) string {
+		return strings.Repeat(fmt.Sprintf("Shared context of conversation group %d. ", g), 50)[:2000]
+	}
 	ctx := context.Background()
 	for i := range 2000 {
 		r := &scheduling.Request{Model: "llama-3-8b", Prompt: schedtest.Prompt(4000, group(i%16), i)}

@@ -33,8 +33,11 @@ const (
 // names and shape match the Kubernetes resource exactly, so the same YAML
 // works with igw and other pickers.
 type EndpointPickerConfig struct {
+	// APIVersion must be APIVersionInferenceExtension or APIVersionLLMD.
 	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
+	// Kind must be KindEndpointPickerConfig; the config loader dispatches
+	// documents on it.
+	Kind string `json:"kind"`
 	// Metadata is accepted (and ignored) so a manifest copied from a
 	// cluster parses.
 	Metadata *ObjectMeta `json:"metadata,omitempty"`
@@ -49,8 +52,10 @@ type EndpointPickerConfig struct {
 // ObjectMeta is the subset of Kubernetes object metadata a config file may
 // carry.
 type ObjectMeta struct {
-	Name        string            `json:"name,omitempty"`
-	Namespace   string            `json:"namespace,omitempty"`
+	// Name and Namespace identify the object in a cluster; igw ignores them.
+	Name      string `json:"name,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	// Labels and Annotations are accepted and ignored.
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -77,7 +82,10 @@ func (p PluginSpec) InstanceName() string {
 // SchedulingProfile is a named pipeline of filters, weighted scorers and a
 // picker.
 type SchedulingProfile struct {
-	Name    string             `json:"name"`
+	// Name identifies the profile to the profile handler; unique.
+	Name string `json:"name"`
+	// Plugins are the profile's filters (run in this order), scorers and
+	// at most one picker.
 	Plugins []ProfilePluginRef `json:"plugins"`
 }
 

@@ -112,8 +112,8 @@ type Response struct {
 	// PromptTokens, CompletionTokens and CachedTokens come from the usage
 	// block when the server reported one (0 otherwise).
 	PromptTokens     int
-	CompletionTokens int
-	CachedTokens     int
+	CompletionTokens int // generated tokens
+	CachedTokens     int // prompt tokens served from the prefix cache
 	// Err is the transport error, if any.
 	Err error
 }

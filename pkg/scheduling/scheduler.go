@@ -21,7 +21,7 @@ const maxProfileRounds = 8
 // WeightedScorer is a scorer with the weight its profile gives it.
 type WeightedScorer struct {
 	Scorer Scorer
-	Weight float64
+	Weight float64 // >= 0; 0 skips the scorer
 }
 
 // Profile is a built scheduling profile: filters in order, weighted

@@ -58,7 +58,9 @@ type hooks struct {
 	seen      []scheduling.Candidate
 }
 
-func (h *hooks) TypedName() scheduling.TypedName { return scheduling.TypedName{Type: "hooks", Name: "hooks"} }
+func (h *hooks) TypedName() scheduling.TypedName {
+	return scheduling.TypedName{Type: "hooks", Name: "hooks"}
+}
 func (h *hooks) Score(_ context.Context, _ *scheduling.Request, cands []scheduling.Candidate, _ []float64) {
 	h.mu.Lock()
 	h.seen = append(h.seen[:0], cands...)

@@ -19,6 +19,7 @@ var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
 // unknownFieldError names a key that matches no field.
 type unknownFieldError struct{ path string }
 
+// Error names the field by its path.
 func (e *unknownFieldError) Error() string { return fmt.Sprintf("unknown field %q", e.path) }
 
 func joinPath(path, key string) string {

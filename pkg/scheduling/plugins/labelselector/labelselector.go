@@ -14,6 +14,7 @@ var _ scheduling.Filter = (*Filter)(nil)
 
 // Parameters are the filter's configuration; see the package doc.
 type Parameters struct {
+	// MatchLabels are the labels an endpoint must carry, with these values.
 	MatchLabels map[string]string `json:"matchLabels"`
 }
 

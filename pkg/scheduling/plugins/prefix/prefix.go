@@ -35,9 +35,12 @@ var (
 // Parameters are the prefix-cache-scorer's configuration; see the package
 // doc.
 type Parameters struct {
-	BlockSize              int `json:"blockSize"`
+	// BlockSize is the number of prompt bytes per hashed block.
+	BlockSize int `json:"blockSize"`
+	// MaxPrefixBlocksToMatch caps the blocks hashed from the prompt's start.
 	MaxPrefixBlocksToMatch int `json:"maxPrefixBlocksToMatch"`
-	LRUCapacityPerServer   int `json:"lruCapacityPerServer"`
+	// LRUCapacityPerServer is how many blocks are remembered per endpoint.
+	LRUCapacityPerServer int `json:"lruCapacityPerServer"`
 }
 
 // rawParameters is what the configuration may contain: Parameters plus
