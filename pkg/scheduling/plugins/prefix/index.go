@@ -34,7 +34,8 @@ import (
 //
 // Memory: 24 bytes per tracked block, plus at most 24 bytes per distinct
 // hash and 8 bytes per tracked block of table space: at most 56 bytes per
-// tracked block.
+// tracked block. Freed entries are reused, not returned to the heap; the
+// tables shrink when Forget leaves them mostly empty.
 
 const (
 	none         int32 = -1
@@ -395,7 +396,9 @@ func (ix *Index) insert(h uint64, s int32) {
 // Record notes that the blocks hashes (a prompt's chain, first block first)
 // were sent to address. The first block is recorded as the most recent, so
 // under capacity pressure an endpoint forgets a prompt's tail before its
-// head: the head is what other prompts share.
+// head: the head is what other prompts share. Pass whole chains from block
+// 0 (as AppendBlockHashes returns them): scoring relies on every endpoint
+// holding a prefix-closed set of each chain's blocks.
 func (ix *Index) Record(address string, hashes []uint64) {
 	if len(hashes) == 0 {
 		return
