@@ -19,7 +19,7 @@ Envoy-based Kubernetes gateway.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newSimCommand(), newDemoCommand())
+	root.AddCommand(newVersionCommand(), newServeCommand(), newDemoCommand(), newSimCommand())
 	return root
 }
 

@@ -34,6 +34,9 @@ type Metrics struct {
 	ActiveAdapters    map[string]struct{}
 	WaitingAdapters   map[string]struct{}
 	MaxActiveAdapters int
+	// BaseModels are the model names the server reports in its metrics
+	// model_name label: its base model(s), as opposed to LoRA adapters.
+	BaseModels []string
 	// CacheBlockSize and CacheNumBlocks describe the KV cache geometry when
 	// the server reports it (0 otherwise).
 	CacheBlockSize int

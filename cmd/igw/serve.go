@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/gateway"
+)
+
+func newServeCommand() *cobra.Command {
+	var configFile, logLevel string
+	var drain time.Duration
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the standalone inference gateway",
+		Long: `serve runs igw's standalone gateway from one YAML file: OpenAI-compatible
+listeners, routes by model, InferencePools of static model servers scheduled by
+the embedded endpoint picker, objectives and model rewrites. The file is
+reloaded on SIGHUP and when it changes; a bad edit keeps the running config.`,
+		Example: `  igw serve --config examples/standalone.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), log, configFile, drain)
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "standalone configuration file (required)")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long shutdown waits for requests in flight")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Duration) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := gw.Start(ctx); err != nil {
+		return err
+	}
+	watcher := &config.Watcher{
+		Path:     path,
+		Initial:  cfg,
+		Logger:   log,
+		OnReload: func(c *config.Config) {
+			if err := gw.Reload(c); err != nil {
+				log.Error("configuration rejected; keeping the running one", "err", err)
+			}
+		},
+	}
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- watcher.Run(ctx) }()
+	<-ctx.Done()
+	log.Info("shutting down", "drain-timeout", drain)
+	shutdown, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err = gw.Shutdown(shutdown)
+	<-watchDone
+	return err
+}

@@ -1,0 +1,278 @@
+// Package director is igw's request lifecycle, independent of transport:
+// model rewrite, admission, scheduling over the pool's fresh endpoints,
+// in-flight accounting and the scheduler's request hooks. Both data planes —
+// the standalone HTTP proxy and the Envoy ext_proc picker — hand it a parsed
+// request and get back a Decision; neither reimplements routing.
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/flowcontrol"
+	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/scheduling"
+)
+
+// Dropped-request reasons, sent in the x-gateway-request-dropped-reason
+// header (REFERENCE §2).
+const (
+	ReasonSaturated   = "rejected-saturated"
+	ReasonNoEndpoints = "rejected-no-endpoints"
+	ReasonTTLExpired  = "rejected-ttl-expired"
+)
+
+// DroppedReasonHeader carries a Rejection's reason to the client.
+const DroppedReasonHeader = "x-gateway-request-dropped-reason"
+
+// Rejection is a request the Director refuses, with the status and reason
+// every data plane reports the same way.
+type Rejection struct {
+	Status  int
+	Reason  string
+	Message string
+}
+
+func (r *Rejection) Error() string { return r.Reason + ": " + r.Message }
+
+// OpenAI renders the rejection as an OpenAI-style error.
+func (r *Rejection) OpenAI() *openai.Error {
+	typ := openai.ErrTypeUnavailable
+	if r.Status == http.StatusTooManyRequests {
+		typ = openai.ErrTypeRateLimit
+	}
+	return openai.NewError(r.Status, typ, r.Message)
+}
+
+// Request is one inference request as a data plane hands it over.
+type Request struct {
+	// ID identifies the request in logs.
+	ID string
+	// Pool is the namespaced name of the InferencePool the route chose.
+	Pool string
+	// Parsed is the parsed body; Body the bytes it was parsed from.
+	Parsed *openai.Parsed
+	Body   []byte
+	// Objective is the x-gateway-inference-objective header value.
+	Objective string
+	// Headers are request headers scheduling plugins may read (lower-case).
+	Headers map[string]string
+	// Subset, when not nil, restricts candidates to these addresses (the
+	// gateway's subset hint); an empty non-nil slice means no candidates.
+	Subset []string
+}
+
+// Director runs the request lifecycle. Its scheduler and saturation
+// detector can be swapped at run time (configuration reload) without
+// disturbing requests in flight.
+type Director struct {
+	store      *datastore.Store
+	scheduler  atomic.Pointer[scheduling.Scheduler]
+	saturation atomic.Pointer[flowcontrol.SaturationDetector]
+	maxAge     time.Duration
+	observer   Observer
+}
+
+// Observer receives the Director's decisions, for metrics. A nil Observer
+// is allowed.
+type Observer interface {
+	// Scheduled is called after every scheduling cycle.
+	Scheduled(pool string, ep *datastore.Endpoint, took time.Duration, err error)
+	// Rejected is called for every Rejection.
+	Rejected(pool, model string, r *Rejection)
+}
+
+// Options configures a Director.
+type Options struct {
+	Store      *datastore.Store
+	Scheduler  *scheduling.Scheduler
+	Saturation *flowcontrol.SaturationDetector
+	// MaxAge is how old an endpoint's metrics may be for it to be a
+	// candidate (default datastore.DefaultMaxAge).
+	MaxAge   time.Duration
+	Observer Observer
+}
+
+// New builds a Director.
+func New(o Options) (*Director, error) {
+	if o.Store == nil || o.Scheduler == nil {
+		return nil, errors.New("director: a store and a scheduler are required")
+	}
+	if o.Saturation == nil {
+		sd, err := flowcontrol.NewSaturationDetector(flowcontrol.DefaultSaturationConfig())
+		if err != nil {
+			return nil, err
+		}
+		o.Saturation = sd
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = datastore.DefaultMaxAge
+	}
+	d := &Director{store: o.Store, maxAge: o.MaxAge, observer: o.Observer}
+	d.scheduler.Store(o.Scheduler)
+	d.saturation.Store(o.Saturation)
+	return d, nil
+}
+
+// SetScheduler swaps the scheduler (a new EndpointPickerConfig). Requests
+// already scheduled finish their hooks on the scheduler that chose them.
+func (d *Director) SetScheduler(s *scheduling.Scheduler) { d.scheduler.Store(s) }
+
+// SetSaturation swaps the saturation thresholds.
+func (d *Director) SetSaturation(s *flowcontrol.SaturationDetector) { d.saturation.Store(s) }
+
+// Store is the datastore the Director reads.
+func (d *Director) Store() *datastore.Store { return d.store }
+
+// Decision is where a request goes: endpoints in order of preference (the
+// primary, then fallbacks for retries before the first response byte), the
+// model the server will see, and the body to send.
+type Decision struct {
+	Endpoints []*datastore.Endpoint
+	// Model is what the client asked for; TargetModel what the server sees
+	// after rewrites.
+	Model, TargetModel string
+	// Body is the request body to forward (the original when the model was
+	// not rewritten).
+	Body     []byte
+	Priority int32
+	Pool     string
+
+	sreq  *scheduling.Request
+	res   *scheduling.Result
+	sched *scheduling.Scheduler
+}
+
+// Decide rewrites the model, admits the request and schedules it. Errors
+// are *Rejection (shed, no endpoints) or the context's error.
+func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) {
+	pool := d.store.Pool(req.Pool)
+	model := req.Parsed.Model
+	if pool == nil {
+		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
+			Message: fmt.Sprintf("no InferencePool %q", req.Pool)})
+	}
+	target, _ := d.store.Rewrite(req.Pool, model, rand.Float64())
+	priority := d.store.Priority(req.Pool, req.Objective)
+
+	now := time.Now()
+	candidates := datastore.Candidates(make([]*datastore.Endpoint, 0, len(pool.Endpoints)), pool.Endpoints, now, d.maxAge)
+	if req.Subset != nil {
+		candidates = slices.DeleteFunc(candidates, func(e *datastore.Endpoint) bool { return !slices.Contains(req.Subset, e.Address) })
+	}
+	if len(candidates) == 0 {
+		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
+			Message: fmt.Sprintf("no ready model server in pool %q", req.Pool)})
+	}
+	// Until flow control queues requests, sheddable ones are refused while
+	// no endpoint has headroom; the others are scheduled as usual.
+	if priority < 0 && d.saturation.Load().PoolSaturated(candidates, now) {
+		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusTooManyRequests, Reason: ReasonSaturated,
+			Message: "the model servers are saturated and the request's objective is sheddable; retry later"})
+	}
+
+	sched := d.scheduler.Load()
+	sreq := &scheduling.Request{
+		ID:          req.ID,
+		Model:       model,
+		TargetModel: target,
+		LoRAAdapter: adapterOf(target, candidates),
+		Prompt:      req.Parsed.Prompt,
+		Headers:     req.Headers,
+	}
+	start := time.Now()
+	res, err := sched.Schedule(ctx, sreq, candidates)
+	if d.observer != nil {
+		var primary *datastore.Endpoint
+		if err == nil {
+			primary = res.Primary()
+		}
+		d.observer.Scheduled(req.Pool, primary, time.Since(start), err)
+	}
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints, Message: err.Error()})
+	}
+	body := req.Body
+	if target != model {
+		body = req.Parsed.WithModel(req.Body, target)
+	}
+	return &Decision{
+		Endpoints: res.Endpoints(), Model: model, TargetModel: target, Body: body,
+		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched,
+	}, nil
+}
+
+func (d *Director) reject(pool, model string, r *Rejection) *Rejection {
+	if d.observer != nil {
+		d.observer.Rejected(pool, model, r)
+	}
+	return r
+}
+
+// adapterOf returns model if the servers know it as a LoRA adapter rather
+// than a base model, else "". A model a server reports as its base model
+// (metrics' model_name) is a base model; one a server reports as an active
+// or waiting adapter is an adapter; a model no server reports at all is an
+// adapter when the servers do report their base models (it is not one of
+// them), and otherwise treated as a base model.
+func adapterOf(model string, eps []*datastore.Endpoint) string {
+	knowBases := false
+	for _, e := range eps {
+		m := e.Metrics()
+		if m == nil {
+			continue
+		}
+		if slices.Contains(m.BaseModels, model) {
+			return ""
+		}
+		if _, ok := m.ActiveAdapters[model]; ok {
+			return model
+		}
+		if _, ok := m.WaitingAdapters[model]; ok {
+			return model
+		}
+		knowBases = knowBases || len(m.BaseModels) > 0
+	}
+	if knowBases {
+		return model
+	}
+	return ""
+}
+
+// Attempt is one try of a Decision on one endpoint.
+type Attempt struct {
+	dec  *Decision
+	ep   *datastore.Endpoint
+	done atomic.Bool
+}
+
+// Start begins sending the request to ep (the primary or a fallback): the
+// endpoint's in-flight count rises and the scheduler's pre-request hooks run
+// (e.g. the prefix index learns which prompt blocks ep now holds).
+func (dec *Decision) Start(ctx context.Context, ep *datastore.Endpoint) *Attempt {
+	ep.AddInFlight(1)
+	dec.sched.PreRequest(ctx, dec.sreq, dec.res, ep)
+	return &Attempt{dec: dec, ep: ep}
+}
+
+// Endpoint is where the attempt went.
+func (a *Attempt) Endpoint() *datastore.Endpoint { return a.ep }
+
+// Finish ends the attempt with what the response showed; it is idempotent.
+func (a *Attempt) Finish(ctx context.Context, resp scheduling.Response) {
+	if !a.done.CompareAndSwap(false, true) {
+		return
+	}
+	a.ep.AddInFlight(-1)
+	a.dec.sched.ResponseComplete(ctx, a.dec.sreq, &resp, a.ep)
+}

@@ -1,0 +1,336 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/scheduling"
+)
+
+// Header names the gateway owns (REFERENCE §2–§3).
+const (
+	HeaderModelName               = "X-Gateway-Model-Name"
+	HeaderBaseModelName           = "X-Gateway-Base-Model-Name"
+	HeaderDestinationEndpoint     = "X-Gateway-Destination-Endpoint"
+	HeaderDestinationServed       = "X-Gateway-Destination-Endpoint-Served"
+	HeaderDestinationSubset       = "X-Gateway-Destination-Endpoint-Subset"
+	HeaderInferenceObjective      = "X-Gateway-Inference-Objective"
+	HeaderInferenceFairnessID     = "X-Gateway-Inference-Fairness-Id"
+	headerRequestDroppedReason    = director.DroppedReasonHeader
+	relayBufferSize               = 32 << 10
+	maxRetryAfterRejectionSeconds = 1
+)
+
+// routingHeaders are set only by the gateway: a client that sends them is
+// ignored, so it can never choose the endpoint.
+var routingHeaders = []string{
+	HeaderModelName, HeaderBaseModelName, HeaderDestinationEndpoint, HeaderDestinationServed,
+	HeaderDestinationSubset, headerRequestDroppedReason,
+}
+
+// hopHeaders are connection-specific (RFC 9110 §7.6.1) and never forwarded.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// Handler serves the OpenAI-compatible API.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"} {
+		kind := openai.KindForPath(path)
+		mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) { s.serveInference(w, r, kind) })
+	}
+	mux.HandleFunc("GET /v1/models", s.handleModels)
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		openai.WriteError(w, openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, fmt.Sprintf("no API at %s %s", r.Method, r.URL.Path)))
+	})
+	return mux
+}
+
+func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
+	rt := s.rt.Load()
+	list := openai.ModelList{Object: openai.ObjectList, Data: []openai.Model{}}
+	for _, m := range rt.models {
+		list.Data = append(list.Data, openai.Model{ID: m, Object: openai.ObjectModel, Created: s.started.Unix(), OwnedBy: "igw"})
+	}
+	body, _ := json.Marshal(list)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+// serveInference is one inference request: read and parse the body once,
+// pick the route and backend, let the Director decide (for a pool) and
+// proxy with retries on the Director's fallbacks.
+func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind openai.Kind) {
+	start := time.Now()
+	rt := s.rt.Load()
+	for _, h := range routingHeaders {
+		r.Header.Del(h)
+	}
+	limit := rt.cfg.Gateway.Spec.MaxRequestBodyBytes()
+	if r.ContentLength > limit {
+		s.fail(w, "", "", start, openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest,
+			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.fail(w, "", "", start, openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest,
+				fmt.Sprintf("request body is over the limit of %d bytes", limit)))
+			return
+		}
+		s.fail(w, "", "", start, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "could not read the request body"))
+		return
+	}
+	parsed, err := openai.ParseRequest(kind, body)
+	if err != nil {
+		var oe *openai.Error
+		if !errors.As(err, &oe) {
+			oe = openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, err.Error())
+		}
+		s.fail(w, "", "", start, oe)
+		return
+	}
+	if !parsed.HasModel() {
+		e := openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "the request body must name a model")
+		e.Param = "model"
+		s.fail(w, "", "", start, e)
+		return
+	}
+	cr, timeout, retries := rt.selectRoute(parsed.Model, r)
+	if cr == nil {
+		e := openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, fmt.Sprintf("The model `%s` does not exist.", parsed.Model))
+		e.Param = "model"
+		s.fail(w, parsed.Model, "", start, e)
+		return
+	}
+	ctx := r.Context()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	be := cr.pick()
+	r.Header.Set(HeaderModelName, parsed.Model)
+	if be.url != nil {
+		s.proxyURL(ctx, w, r, be, body, parsed, retries, start)
+		return
+	}
+	s.proxyPool(ctx, w, r, be.pool, body, parsed, retries, start)
+}
+
+// selectRoute finds the compiled route for a request with its timeout and
+// retry budget.
+func (rt *runtime) selectRoute(model string, r *http.Request) (*route, time.Duration, int) {
+	cr, _ := rt.cfg.SelectRoute(model, r.URL.Path, r.Header)
+	if cr == nil {
+		return nil, 0, 0
+	}
+	return rt.routes[cr], cr.Spec.Timeout.Duration, int(*cr.Spec.Retries)
+}
+
+func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+	req := &director.Request{
+		ID:        strconv.FormatUint(s.requestIDs.Add(1), 36),
+		Pool:      pool,
+		Parsed:    parsed,
+		Body:      body,
+		Objective: r.Header.Get(HeaderInferenceObjective),
+		Headers:   pluginHeaders(r.Header),
+	}
+	dec, err := s.director.Decide(ctx, req)
+	if err != nil {
+		var rej *director.Rejection
+		if errors.As(err, &rej) {
+			w.Header().Set(headerRequestDroppedReason, rej.Reason)
+			if rej.Status == http.StatusTooManyRequests {
+				w.Header().Set("Retry-After", strconv.Itoa(maxRetryAfterRejectionSeconds))
+			}
+			s.fail(w, parsed.Model, pool, start, rej.OpenAI())
+			return
+		}
+		s.fail(w, parsed.Model, pool, start, upstreamError(err))
+		return
+	}
+	r.Header.Set(HeaderModelName, dec.Model)
+	attempts := min(len(dec.Endpoints), retries+1)
+	s.metrics.InFlight(pool, 1)
+	defer s.metrics.InFlight(pool, -1)
+	for i, ep := range dec.Endpoints[:attempts] {
+		a := dec.Start(ctx, ep)
+		resp, err := s.send(ctx, r, "http://"+ep.Address, dec.Body)
+		last := i == attempts-1 || ctx.Err() != nil
+		if retryable(resp, err) && !last {
+			drain(resp)
+			a.Finish(ctx, scheduling.Response{StatusCode: statusOf(resp), Err: errOr(err, resp)})
+			s.metrics.Retried(pool)
+			s.log.Debug("retrying on fallback endpoint", "endpoint", ep.Address, "err", errOr(err, resp))
+			continue
+		}
+		if err != nil {
+			a.Finish(ctx, scheduling.Response{Err: err})
+			s.fail(w, parsed.Model, pool, start, upstreamError(err))
+			return
+		}
+		usage, code := s.relay(w, resp, ep.Address, parsed.Model, pool, start)
+		a.Finish(ctx, scheduling.Response{StatusCode: code, PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens, CachedTokens: cachedOf(usage)})
+		return
+	}
+}
+
+func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Request, be *backend, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+	target := joinURL(be.url, "", "")
+	for i := 0; ; i++ {
+		resp, err := s.send(ctx, r, target, body)
+		if retryable(resp, err) && i < retries && ctx.Err() == nil {
+			drain(resp)
+			s.metrics.Retried(be.url.Host)
+			continue
+		}
+		if err != nil {
+			s.fail(w, parsed.Model, be.url.Host, start, upstreamError(err))
+			return
+		}
+		s.relay(w, resp, be.url.Host, parsed.Model, be.url.Host, start)
+		return
+	}
+}
+
+// send forwards the request to base (scheme://host[/path]) with body.
+func (s *Server) send(ctx context.Context, in *http.Request, base string, body []byte) (*http.Response, error) {
+	out, err := http.NewRequestWithContext(ctx, in.Method, base+in.URL.Path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	out.URL.RawQuery = in.URL.RawQuery
+	for k, v := range in.Header {
+		out.Header[k] = v
+	}
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	out.Header.Del("Accept-Encoding") // streams and usage must come back uncompressed
+	out.ContentLength = int64(len(body))
+	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return s.transport.RoundTrip(out)
+}
+
+// relay streams resp to the client, flushing every chunk as it arrives and
+// extracting usage on the fly. It returns the usage and the status sent.
+func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model, pool string, start time.Time) (openai.Usage, int) {
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	for _, hh := range hopHeaders {
+		h.Del(hh)
+	}
+	h.Set(HeaderDestinationServed, served)
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	obs := openai.NewUsageObserver(resp.Header.Get("Content-Type"))
+	buf := make([]byte, relayBufferSize)
+	var ttft time.Duration
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if ttft == 0 {
+				ttft = time.Since(start)
+			}
+			_, _ = obs.Write(buf[:n])
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				break // the client left; closing the body cancels upstream
+			}
+			_ = rc.Flush()
+		}
+		if err != nil {
+			break
+		}
+	}
+	usage, _ := obs.Usage()
+	s.metrics.RequestDone(model, pool, resp.StatusCode, time.Since(start), ttft)
+	s.metrics.Tokens(model, pool, usage.PromptTokens, usage.CompletionTokens, cachedOf(usage))
+	return usage, resp.StatusCode
+}
+
+func (s *Server) fail(w http.ResponseWriter, model, pool string, start time.Time, e *openai.Error) {
+	openai.WriteError(w, e)
+	s.metrics.RequestDone(model, pool, e.Status(), time.Since(start), 0)
+}
+
+// retryable: the request failed before any response byte (a transport
+// error, e.g. connection refused), or the server said it cannot take it
+// now (502, 503, 504). The client has seen nothing yet either way.
+func retryable(resp *http.Response, err error) bool {
+	if err != nil {
+		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	}
+	switch resp.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+func upstreamError(err error) *openai.Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return openai.NewError(http.StatusGatewayTimeout, openai.ErrTypeUnavailable, "the model server did not answer in time")
+	}
+	return openai.NewError(http.StatusBadGateway, openai.ErrTypeUnavailable, "the model server could not be reached: "+err.Error())
+}
+
+func drain(resp *http.Response) {
+	if resp != nil {
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+		resp.Body.Close()
+	}
+}
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+func errOr(err error, resp *http.Response) error {
+	if err != nil || resp == nil {
+		return err
+	}
+	return fmt.Errorf("model server answered %s", resp.Status)
+}
+
+func cachedOf(u openai.Usage) int {
+	if u.PromptTokensDetails == nil {
+		return 0
+	}
+	return u.PromptTokensDetails.CachedTokens
+}
+
+// pluginHeaders are the request headers scheduling plugins may read,
+// lower-cased (e.g. session affinity keys).
+func pluginHeaders(h http.Header) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) > 0 {
+			out[strings.ToLower(k)] = v[0]
+		}
+	}
+	return out
+}

@@ -1,0 +1,179 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/scheduling"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins"
+)
+
+// runtime is one configuration compiled for serving: everything the request
+// path needs, resolved and validated at load so a bad config fails at load
+// and never on a request. A reload builds a new runtime and swaps it in.
+type runtime struct {
+	cfg       *config.Config
+	routes    map[*config.Route]*route
+	scheduler *scheduling.Scheduler
+	models    []string // for GET /v1/models
+}
+
+// route is a Route with its backends resolved.
+type route struct {
+	name     string
+	backends []backend
+	total    int64 // sum of weights
+}
+
+// backend is a pool (scheduled by the Director) or a plain URL.
+type backend struct {
+	pool   string   // namespaced pool name, or ""
+	url    *url.URL // or nil
+	weight int64
+}
+
+// pick chooses a backend by weight.
+func (r *route) pick() *backend {
+	x := rand.Int64N(r.total)
+	for i := range r.backends {
+		x -= r.backends[i].weight
+		if x < 0 {
+			return &r.backends[i]
+		}
+	}
+	return &r.backends[len(r.backends)-1]
+}
+
+// compile builds a runtime from cfg. prev, if not nil, is the runtime being
+// replaced: its scheduler (and so its prefix-cache index) is kept when the
+// EndpointPickerConfig did not change.
+func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
+	rt := &runtime{cfg: cfg, routes: map[*config.Route]*route{}}
+	if prev != nil && slices.Equal(prev.cfg.EndpointPickerConfig, cfg.EndpointPickerConfig) {
+		rt.scheduler = prev.scheduler
+	} else {
+		s, err := buildScheduler(cfg)
+		if err != nil {
+			return nil, err
+		}
+		rt.scheduler = s
+	}
+	models := map[string]bool{}
+	for _, r := range cfg.Routes {
+		cr := &route{name: r.Namespace + "/" + r.Name}
+		for i, b := range r.Spec.Backends {
+			w := int64(1)
+			if b.Weight != nil {
+				w = int64(*b.Weight)
+			}
+			be := backend{weight: w}
+			switch {
+			case b.Pool != "":
+				if cfg.Pool(r.Namespace, b.Pool) == nil {
+					return nil, fmt.Errorf("route %s: backends[%d]: no InferencePool %q", cr.name, i, b.Pool)
+				}
+				be.pool = r.Namespace + "/" + b.Pool
+			default:
+				u, err := url.Parse(b.URL)
+				if err != nil {
+					return nil, fmt.Errorf("route %s: backends[%d].url: %w", cr.name, i, err)
+				}
+				be.url = u
+			}
+			cr.backends = append(cr.backends, be)
+			cr.total += w
+		}
+		if cr.total <= 0 {
+			return nil, fmt.Errorf("route %s: every backend has weight 0", cr.name)
+		}
+		rt.routes[r] = cr
+		for _, m := range r.Spec.Matches {
+			if m.Model != nil && (m.Model.Type == "" || m.Model.Type == config.ModelMatchExact) {
+				models[m.Model.Value] = true
+			}
+		}
+	}
+	for m := range models {
+		rt.models = append(rt.models, m)
+	}
+	slices.Sort(rt.models)
+	return rt, nil
+}
+
+func buildScheduler(cfg *config.Config) (*scheduling.Scheduler, error) {
+	reg := plugins.NewRegistry()
+	if cfg.EndpointPickerConfig == nil {
+		return scheduling.NewDefaultScheduler(reg)
+	}
+	epc, err := scheduling.ParseEndpointPickerConfig(cfg.EndpointPickerConfig)
+	if err == nil {
+		var s *scheduling.Scheduler
+		if s, err = scheduling.NewScheduler(epc, reg); err == nil {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+}
+
+// apply makes the datastore match the runtime's pools, objectives and
+// rewrites (level-based: whole sets), and drops pools that are gone.
+func (rt *runtime) apply(store *datastore.Store) {
+	cfg := rt.cfg
+	keep := map[string]bool{}
+	objectives := map[string]map[string]int32{}
+	rewrites := map[string][]datastore.RewriteRule{}
+	for _, p := range cfg.Pools {
+		name := p.Namespace + "/" + p.Name
+		keep[name] = true
+		var specs []datastore.EndpointSpec
+		for _, e := range cfg.PoolEndpoints(p) {
+			specs = append(specs, datastore.EndpointSpec{Name: e.Name, Address: e.Address, Engine: datastore.Engine(e.Engine), Labels: e.Labels})
+		}
+		store.SetPool(name, specs)
+		objs := map[string]int32{}
+		for _, o := range cfg.ObjectivesFor(p) {
+			objs[o.Name] = o.Spec.EffectivePriority()
+		}
+		objectives[name] = objs
+		for _, rw := range cfg.RewritesFor(p) { // document order = creation order
+			for _, rule := range rw.Spec.Rules {
+				r := datastore.RewriteRule{Source: rw.Namespace + "/" + rw.Name}
+				for _, m := range rule.Matches {
+					r.Models = append(r.Models, m.Model.Value)
+				}
+				for _, t := range rule.Targets {
+					w := int32(0)
+					if t.Weight != nil {
+						w = *t.Weight
+					}
+					r.Targets = append(r.Targets, datastore.RewriteTarget{Model: t.ModelRewrite, Weight: w})
+				}
+				rewrites[name] = append(rewrites[name], r)
+			}
+		}
+	}
+	store.SetObjectives(objectives)
+	store.SetRewrites(rewrites)
+	for _, name := range store.PoolNames() {
+		if !keep[name] {
+			store.DeletePool(name)
+		}
+	}
+}
+
+// errNoRoute is answered with 404: nothing is routed to a guessed backend.
+var errNoRoute = errors.New("no route")
+
+// joinURL appends path to the backend's base path.
+func joinURL(base *url.URL, path, rawQuery string) string {
+	u := *base
+	u.Path = strings.TrimSuffix(base.Path, "/") + path
+	u.RawQuery = rawQuery
+	return u.String()
+}
