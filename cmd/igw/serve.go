@@ -61,9 +61,9 @@ func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Dur
 		return err
 	}
 	watcher := &config.Watcher{
-		Path:     path,
-		Initial:  cfg,
-		Logger:   log,
+		Path:    path,
+		Initial: cfg,
+		Logger:  log,
 		OnReload: func(c *config.Config) {
 			if err := gw.Reload(c); err != nil {
 				log.Error("configuration rejected; keeping the running one", "err", err)
