@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,9 +42,11 @@ type Parser struct {
 	reader  bytes.Reader
 	scratch []byte
 
-	// The adapter sets of the last result. Snapshots are immutable, so an
-	// unchanged set is shared with the next snapshot instead of rebuilt.
+	// The adapter sets and base models of the last result. Snapshots are
+	// immutable, so an unchanged set is shared with the next snapshot
+	// instead of rebuilt.
 	active, waiting map[string]struct{}
+	bases           []string
 }
 
 // NewParser returns a parser for engine's metric names (REFERENCE §4). An
@@ -107,7 +110,43 @@ func (p *Parser) Parse(page []byte) (*datastore.Metrics, error) {
 	if p.m.lora != "" {
 		p.readLoRA(fams[p.m.lora], out)
 	}
+	out.BaseModels = p.baseModels(fams[p.m.waiting[0].family])
 	return out, nil
+}
+
+// modelNameLabel is the label vLLM and SGLang put on every per-model series:
+// the served (base) model name. LoRA adapters never appear in it, which is
+// how the Director tells an adapter from a base model.
+const modelNameLabel = "model_name"
+
+// baseModels lists the model_name values of mf's series. The previous
+// slice is returned while the set is unchanged, so a steady server costs no
+// allocation; snapshots share it read-only.
+func (p *Parser) baseModels(mf *dto.MetricFamily) []string {
+	same, seen := len(p.bases) <= 64, uint64(0)
+	for _, m := range mf.GetMetric() {
+		if !same {
+			break
+		}
+		if v := labelValue(m, modelNameLabel); v != "" {
+			i := slices.Index(p.bases, v)
+			same = i >= 0
+			if same {
+				seen |= 1 << i
+			}
+		}
+	}
+	if same && seen == 1<<len(p.bases)-1 && p.bases != nil {
+		return p.bases
+	}
+	var names []string
+	for _, m := range mf.GetMetric() {
+		if v := labelValue(m, modelNameLabel); v != "" && !slices.Contains(names, v) {
+			names = append(names, v)
+		}
+	}
+	p.bases = names
+	return names
 }
 
 // required resolves a concept the scrape cannot do without.

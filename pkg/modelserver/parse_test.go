@@ -422,3 +422,33 @@ func TestLineValue(t *testing.T) {
 		}
 	}
 }
+
+func TestParse_BaseModelsFromModelNameLabel(t *testing.T) {
+	p, err := NewParser(datastore.EngineVLLM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := []byte(`vllm:num_requests_waiting{model_name="llama"} 1
+vllm:num_requests_waiting{model_name="llama-instruct"} 2
+vllm:num_requests_running{model_name="llama"} 0
+vllm:kv_cache_usage_perc{model_name="llama"} 0.5
+`)
+	m1, err := p.Parse(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m1.BaseModels, []string{"llama", "llama-instruct"}) {
+		t.Fatalf("base models %v", m1.BaseModels)
+	}
+	m2, _ := p.Parse(page)
+	if &m1.BaseModels[0] != &m2.BaseModels[0] {
+		t.Error("an unchanged set of base models was rebuilt")
+	}
+	m3, _ := p.Parse([]byte(`vllm:num_requests_waiting{model_name="other"} 1
+vllm:num_requests_running 0
+vllm:kv_cache_usage_perc 0.5
+`))
+	if !slices.Equal(m3.BaseModels, []string{"other"}) || !slices.Equal(m1.BaseModels, []string{"llama", "llama-instruct"}) {
+		t.Fatalf("after change: %v (earlier snapshot %v)", m3.BaseModels, m1.BaseModels)
+	}
+}
