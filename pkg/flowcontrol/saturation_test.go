@@ -39,6 +39,15 @@ func TestSaturationDetector_Thresholds(t *testing.T) {
 			t.Errorf("%s: saturated=%v, want %v", tc.name, got, tc.want)
 		}
 	}
+	burst := endpoint(true, &datastore.Metrics{WaitingQueueSize: 2, RunningRequests: 4, UpdateTime: now})
+	burst.AddInFlight(6 + 2) // 2 sent since the scrape: estimated queue 4
+	if d.EndpointSaturated(burst, now) {
+		t.Error("estimated queue 4 is below the threshold 5")
+	}
+	burst.AddInFlight(1)
+	if !d.EndpointSaturated(burst, now) {
+		t.Error("in-flight requests the scrape has not seen yet are not counted")
+	}
 	free, full := cases[0].e, cases[1].e
 	if d.PoolSaturated([]*datastore.Endpoint{full, free}, now) {
 		t.Error("pool with one free endpoint is saturated")

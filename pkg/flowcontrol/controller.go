@@ -1,0 +1,359 @@
+package flowcontrol
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Outcome reasons, used as x-gateway-request-dropped-reason values and
+// metric labels.
+const (
+	ReasonDispatched  = "dispatched"
+	ReasonSaturated   = "rejected-saturated"
+	ReasonNoEndpoints = "rejected-no-endpoints"
+	ReasonTTLExpired  = "rejected-ttl-expired"
+	ReasonQueueFull   = "rejected-queue-full"
+	ReasonCanceled    = "canceled"
+)
+
+// ErrRejected is wrapped by every *Rejection.
+var ErrRejected = errors.New("request not admitted")
+
+// Rejection says why a request was not dispatched; Sheddable and TTL
+// rejections are answered 429 (503 when the pool has no endpoints at all).
+type Rejection struct {
+	Reason string
+	// NoEndpoints is true when the pool had no endpoint at all (503).
+	NoEndpoints bool
+	Waited      time.Duration
+}
+
+func (r *Rejection) Error() string { return r.Reason }
+
+// Unwrap makes every Rejection an ErrRejected.
+func (r *Rejection) Unwrap() error { return ErrRejected }
+
+// Headroom reports whether the pool can take a request now, and whether it
+// has any endpoint at all. It is called often; it must be cheap.
+type Headroom func() (ok, hasEndpoints bool)
+
+// Config bounds the queues.
+type Config struct {
+	// MaxRequestsPerBand and MaxBytesPerBand bound each priority band's
+	// queue (request bodies' bytes); a request that does not fit is
+	// rejected at once rather than waiting for nothing.
+	MaxRequestsPerBand int           `json:"maxRequestsPerBand"`
+	MaxBytesPerBand    int64         `json:"maxBytesPerBand"`
+	TTL                time.Duration `json:"ttl"`
+	// PollInterval is how often a non-empty queue re-checks for headroom
+	// when nothing else wakes it (completions and new metrics also do).
+	PollInterval time.Duration `json:"pollInterval"`
+}
+
+// DefaultConfig: 1,000 requests or 64 MiB per band, 60 s TTL, 5 ms poll.
+func DefaultConfig() Config {
+	return Config{MaxRequestsPerBand: 1000, MaxBytesPerBand: 64 << 20, TTL: 60 * time.Second, PollInterval: 5 * time.Millisecond}
+}
+
+// Validate rejects bounds that would make every request fail.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxRequestsPerBand < 1:
+		return fmt.Errorf("maxRequestsPerBand: must be ≥ 1, got %d", c.MaxRequestsPerBand)
+	case c.MaxBytesPerBand < 1:
+		return fmt.Errorf("maxBytesPerBand: must be ≥ 1, got %d", c.MaxBytesPerBand)
+	case c.TTL <= 0:
+		return fmt.Errorf("ttl: must be > 0, got %v", c.TTL)
+	case c.PollInterval <= 0:
+		return fmt.Errorf("pollInterval: must be > 0, got %v", c.PollInterval)
+	}
+	return nil
+}
+
+// Observer receives the controller's events, for metrics; nil is allowed.
+type Observer interface {
+	// Outcome is called once per request with its reason and queue wait.
+	Outcome(priority int32, reason string, waited time.Duration)
+	// QueueChanged reports a band's queue length and bytes after a change.
+	QueueChanged(priority int32, requests int, bytes int64)
+}
+
+// Request is what admission needs to know about a request.
+type Request struct {
+	// FairnessID names the flow (tenant) within its band; "" is one
+	// default flow.
+	FairnessID string
+	Priority   int32
+	// Bytes is the request's size, counted against the band's byte bound.
+	Bytes int64
+}
+
+// Controller admits the requests of one pool: straight through while the
+// pool has headroom and nothing is queued, otherwise queued per flow
+// (fairness id × priority) and dispatched highest band first, round-robin
+// across the band's flows, first come first served within a flow.
+// Sheddable requests (priority < 0) are rejected at once while the pool is
+// saturated.
+type Controller struct {
+	cfg      Config
+	headroom Headroom
+	observer Observer
+
+	queued atomic.Int64 // requests waiting, for the lock-free fast path
+	kick   chan struct{}
+
+	mu         sync.Mutex
+	bands      map[int32]*band
+	order      []int32 // band priorities, highest first
+	dispatcher bool    // a dispatch goroutine is running
+}
+
+type band struct {
+	priority int32
+	flows    map[string]*flow
+	ring     []*flow // flows with queued requests, in round-robin order
+	next     int
+	requests int
+	bytes    int64
+}
+
+type flow struct {
+	id    string
+	queue list.List // of *item
+}
+
+type item struct {
+	req      Request
+	flow     *flow
+	band     *band
+	elem     *list.Element
+	ready    chan struct{}
+	enqueued time.Time
+	state    itemState
+}
+
+type itemState uint8
+
+const (
+	itemQueued itemState = iota
+	itemDispatched
+	itemRemoved
+)
+
+// NewController builds a controller over headroom.
+func NewController(cfg Config, headroom Headroom, observer Observer) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("flow control: %w", err)
+	}
+	if headroom == nil {
+		return nil, errors.New("flow control: headroom is required")
+	}
+	return &Controller{cfg: cfg, headroom: headroom, observer: observer, kick: make(chan struct{}, 1), bands: map[int32]*band{}}, nil
+}
+
+// Kick tells a waiting queue that headroom may have appeared (a request
+// completed, metrics were refreshed).
+func (c *Controller) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Admit returns nil when the request may be dispatched now, after waiting
+// in its queue if the pool is saturated; a *Rejection when it is shed,
+// does not fit, or waited out its TTL; or the context's error if the
+// client left first (it leaves the queue at once).
+func (c *Controller) Admit(ctx context.Context, r Request) error {
+	if c.queued.Load() == 0 {
+		ok, hasEndpoints := c.headroom()
+		if ok {
+			c.outcome(r.Priority, ReasonDispatched, 0)
+			return nil
+		}
+		if r.Priority < 0 {
+			c.outcome(r.Priority, ReasonSaturated, 0)
+			return &Rejection{Reason: ReasonSaturated, NoEndpoints: !hasEndpoints}
+		}
+	} else if r.Priority < 0 {
+		// Others are already waiting: the pool is (or just was) saturated.
+		if ok, hasEndpoints := c.headroom(); !ok {
+			c.outcome(r.Priority, ReasonSaturated, 0)
+			return &Rejection{Reason: ReasonSaturated, NoEndpoints: !hasEndpoints}
+		}
+	}
+	it, rej := c.enqueue(r)
+	if rej != nil {
+		c.outcome(r.Priority, rej.Reason, 0)
+		return rej
+	}
+	ttl := time.NewTimer(c.cfg.TTL)
+	defer ttl.Stop()
+	select {
+	case <-it.ready:
+		waited := time.Since(it.enqueued)
+		c.outcome(r.Priority, ReasonDispatched, waited)
+		return nil
+	case <-ctx.Done():
+		if c.remove(it) {
+			c.outcome(r.Priority, ReasonCanceled, time.Since(it.enqueued))
+			return ctx.Err()
+		}
+		<-it.ready // dispatched at the same moment: the caller decides
+		c.outcome(r.Priority, ReasonDispatched, time.Since(it.enqueued))
+		return ctx.Err()
+	case <-ttl.C:
+		if c.remove(it) {
+			waited := time.Since(it.enqueued)
+			_, hasEndpoints := c.headroom()
+			c.outcome(r.Priority, ReasonTTLExpired, waited)
+			return &Rejection{Reason: ReasonTTLExpired, NoEndpoints: !hasEndpoints, Waited: waited}
+		}
+		<-it.ready
+		c.outcome(r.Priority, ReasonDispatched, time.Since(it.enqueued))
+		return nil
+	}
+}
+
+func (c *Controller) outcome(p int32, reason string, waited time.Duration) {
+	if c.observer != nil {
+		c.observer.Outcome(p, reason, waited)
+	}
+}
+
+func (c *Controller) enqueue(r Request) (*item, *Rejection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.bands[r.Priority]
+	if b == nil {
+		b = &band{priority: r.Priority, flows: map[string]*flow{}}
+		c.bands[r.Priority] = b
+		c.order = append(c.order, r.Priority)
+		slices.SortFunc(c.order, func(x, y int32) int { return int(y) - int(x) })
+	}
+	if b.requests+1 > c.cfg.MaxRequestsPerBand || b.bytes+r.Bytes > c.cfg.MaxBytesPerBand {
+		return nil, &Rejection{Reason: ReasonQueueFull}
+	}
+	f := b.flows[r.FairnessID]
+	if f == nil {
+		f = &flow{id: r.FairnessID}
+		b.flows[r.FairnessID] = f
+	}
+	if f.queue.Len() == 0 {
+		b.ring = append(b.ring, f)
+	}
+	it := &item{req: r, flow: f, band: b, ready: make(chan struct{}), enqueued: time.Now()}
+	it.elem = f.queue.PushBack(it)
+	b.requests++
+	b.bytes += r.Bytes
+	c.queued.Add(1)
+	c.changed(b)
+	if !c.dispatcher {
+		c.dispatcher = true
+		go c.dispatch()
+	}
+	c.Kick()
+	return it, nil
+}
+
+// remove takes a waiting item out of its queue; false if it was already
+// dispatched.
+func (c *Controller) remove(it *item) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if it.state != itemQueued {
+		return false
+	}
+	c.unlink(it)
+	it.state = itemRemoved
+	return true
+}
+
+func (c *Controller) unlink(it *item) {
+	f, b := it.flow, it.band
+	f.queue.Remove(it.elem)
+	if f.queue.Len() == 0 {
+		i := slices.Index(b.ring, f)
+		b.ring = slices.Delete(b.ring, i, i+1)
+		if b.next > i {
+			b.next--
+		}
+		if len(b.ring) == 0 || b.next >= len(b.ring) {
+			b.next = 0
+		}
+		delete(b.flows, f.id)
+	}
+	b.requests--
+	b.bytes -= it.req.Bytes
+	c.queued.Add(-1)
+	c.changed(b)
+}
+
+func (c *Controller) changed(b *band) {
+	if c.observer != nil {
+		c.observer.QueueChanged(b.priority, b.requests, b.bytes)
+	}
+}
+
+// dispatch runs while requests are queued: whenever the pool has headroom
+// it releases the next request — highest band first, round-robin across
+// the band's flows — and otherwise waits for a kick or the poll interval.
+func (c *Controller) dispatch() {
+	poll := time.NewTicker(c.cfg.PollInterval)
+	defer poll.Stop()
+	for {
+		for {
+			if ok, _ := c.headroom(); !ok {
+				break
+			}
+			if !c.releaseNext() {
+				return // queue empty; the goroutine ends
+			}
+		}
+		c.mu.Lock()
+		if c.queued.Load() == 0 {
+			c.dispatcher = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.kick:
+		case <-poll.C:
+		}
+	}
+}
+
+// releaseNext dispatches one request; false when nothing is queued (and
+// then marks the dispatcher stopped, under the lock).
+func (c *Controller) releaseNext() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.order {
+		b := c.bands[p]
+		if len(b.ring) == 0 {
+			continue
+		}
+		f := b.ring[b.next]
+		it := f.queue.Front().Value.(*item)
+		b.next++
+		c.unlink(it) // may shrink the ring and fix next
+		if b.next >= len(b.ring) {
+			b.next = 0
+		}
+		it.state = itemDispatched
+		close(it.ready)
+		return true
+	}
+	c.dispatcher = false
+	return false
+}
+
+// Queued is the number of requests waiting.
+func (c *Controller) Queued() int { return int(c.queued.Load()) }

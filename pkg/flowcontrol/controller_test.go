@@ -1,0 +1,256 @@
+package flowcontrol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// permits is a headroom the test controls: each true answer consumes one.
+type permits struct {
+	n           atomic.Int64
+	noEndpoints atomic.Bool
+}
+
+func (p *permits) headroom() (bool, bool) {
+	if p.noEndpoints.Load() {
+		return false, false
+	}
+	for {
+		n := p.n.Load()
+		if n <= 0 {
+			return false, true
+		}
+		if p.n.CompareAndSwap(n, n-1) {
+			return true, true
+		}
+	}
+}
+
+type result struct {
+	name string
+	err  error
+}
+
+func newController(t *testing.T, mutate func(*Config)) (*Controller, *permits) {
+	t.Helper()
+	cfg := DefaultConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	p := &permits{}
+	c, err := NewController(cfg, p.headroom, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, p
+}
+
+// admitAsync starts Admit and reports on done.
+func admitAsync(ctx context.Context, c *Controller, name string, r Request, done chan<- result) {
+	go func() { done <- result{name, c.Admit(ctx, r)} }()
+}
+
+func waitQueued(t *testing.T, c *Controller, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Queued() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("queued %d, want %d", c.Queued(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// releaseOne grants one permit and returns the request it dispatched.
+func releaseOne(t *testing.T, c *Controller, p *permits, done <-chan result) result {
+	t.Helper()
+	p.n.Add(1)
+	c.Kick()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing dispatched")
+		return result{}
+	}
+}
+
+func TestController_PassesStraightThroughWithHeadroom(t *testing.T) {
+	c, p := newController(t, nil)
+	p.n.Store(1)
+	if err := c.Admit(context.Background(), Request{Priority: -5}); err != nil {
+		t.Fatalf("admit with headroom: %v", err)
+	}
+}
+
+func TestController_ShedsSheddableWhenSaturated(t *testing.T) {
+	c, _ := newController(t, nil)
+	err := c.Admit(context.Background(), Request{Priority: -1})
+	var rej *Rejection
+	if !errors.As(err, &rej) || rej.Reason != ReasonSaturated || !errors.Is(err, ErrRejected) {
+		t.Fatalf("got %v, want a saturated rejection", err)
+	}
+	if c.Queued() != 0 {
+		t.Fatal("a shed request was queued")
+	}
+}
+
+func TestController_HigherBandsFirstFCFSWithinAFlow(t *testing.T) {
+	c, p := newController(t, nil)
+	done := make(chan result, 8)
+	ctx := context.Background()
+	order := []struct {
+		name string
+		prio int32
+	}{{"low-1", 0}, {"high-1", 10}, {"low-2", 0}, {"high-2", 10}, {"mid-1", 5}}
+	for i, r := range order {
+		admitAsync(ctx, c, r.name, Request{Priority: r.prio}, done)
+		waitQueued(t, c, i+1)
+	}
+	var got []string
+	for range order {
+		r := releaseOne(t, c, p, done)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		got = append(got, r.name)
+	}
+	want := []string{"high-1", "high-2", "mid-1", "low-1", "low-2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("dispatch order %v, want %v", got, want)
+	}
+}
+
+func TestController_RoundRobinAcrossFlowsInABand(t *testing.T) {
+	c, p := newController(t, nil)
+	done := make(chan result, 64)
+	ctx := context.Background()
+	// Tenant a floods (10:1); both stay backlogged.
+	n := 0
+	for i := range 40 {
+		admitAsync(ctx, c, "a", Request{FairnessID: "a"}, done)
+		n++
+		if i%10 == 0 {
+			admitAsync(ctx, c, "b", Request{FairnessID: "b"}, done)
+			n++
+		}
+		waitQueued(t, c, n)
+	}
+	counts := map[string]int{}
+	for range 8 { // b has 4 queued; while both are backlogged they alternate
+		counts[releaseOne(t, c, p, done).name]++
+	}
+	if counts["a"] != 4 || counts["b"] != 4 {
+		t.Fatalf("dispatches while both backlogged: %v, want 4 and 4", counts)
+	}
+	for c.Queued() > 0 { // drain
+		releaseOne(t, c, p, done)
+	}
+}
+
+func TestController_TTLExpires(t *testing.T) {
+	c, p := newController(t, func(cfg *Config) { cfg.TTL = 30 * time.Millisecond })
+	var rej *Rejection
+	if err := c.Admit(context.Background(), Request{}); !errors.As(err, &rej) || rej.Reason != ReasonTTLExpired || rej.NoEndpoints {
+		t.Fatalf("got %v, want ttl expiry (429)", err)
+	}
+	p.noEndpoints.Store(true)
+	if err := c.Admit(context.Background(), Request{}); !errors.As(err, &rej) || rej.Reason != ReasonTTLExpired || !rej.NoEndpoints {
+		t.Fatalf("got %v, want ttl expiry with no endpoints (503)", err)
+	}
+	if c.Queued() != 0 {
+		t.Fatal("expired requests still queued")
+	}
+}
+
+func TestController_CanceledRequestLeavesQueueAtOnce(t *testing.T) {
+	c, p := newController(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 2)
+	admitAsync(ctx, c, "leaver", Request{}, done)
+	waitQueued(t, c, 1)
+	admitAsync(context.Background(), c, "stayer", Request{}, done)
+	waitQueued(t, c, 2)
+	cancel()
+	if r := <-done; r.name != "leaver" || !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("got %+v", r)
+	}
+	waitQueued(t, c, 1)
+	if r := releaseOne(t, c, p, done); r.name != "stayer" || r.err != nil {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+func TestController_BoundsEachBand(t *testing.T) {
+	c, p := newController(t, func(cfg *Config) { cfg.MaxRequestsPerBand = 2; cfg.MaxBytesPerBand = 100 })
+	done := make(chan result, 4)
+	ctx := context.Background()
+	admitAsync(ctx, c, "1", Request{Bytes: 10}, done)
+	waitQueued(t, c, 1)
+	var rej *Rejection
+	if err := c.Admit(ctx, Request{Bytes: 95}); !errors.As(err, &rej) || rej.Reason != ReasonQueueFull {
+		t.Fatalf("over the byte bound: %v", err)
+	}
+	admitAsync(ctx, c, "2", Request{Bytes: 10}, done)
+	waitQueued(t, c, 2)
+	if err := c.Admit(ctx, Request{Bytes: 1}); !errors.As(err, &rej) || rej.Reason != ReasonQueueFull {
+		t.Fatalf("over the request bound: %v", err)
+	}
+	// Another band has its own bound.
+	admitAsync(ctx, c, "other-band", Request{Priority: 3, Bytes: 10}, done)
+	waitQueued(t, c, 3)
+	for range 3 {
+		releaseOne(t, c, p, done)
+	}
+}
+
+func TestController_ConcurrentLoadAllDispatched(t *testing.T) {
+	c, p := newController(t, nil)
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	stop := make(chan struct{})
+	go func() { // headroom trickles in
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Microsecond):
+				p.n.Add(1)
+				c.Kick()
+			}
+		}
+	}()
+	for i := range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.Admit(context.Background(), Request{FairnessID: fmt.Sprint(i % 7), Priority: int32(i % 3)}); err != nil {
+				failures.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if failures.Load() != 0 || c.Queued() != 0 {
+		t.Fatalf("%d failures, %d still queued", failures.Load(), c.Queued())
+	}
+}
+
+func BenchmarkController_AdmitWithHeadroom(b *testing.B) {
+	c, err := NewController(DefaultConfig(), func() (bool, bool) { return true, true }, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Admit(ctx, Request{Priority: 1}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
