@@ -231,7 +231,10 @@ func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 			ok = true
 			now := time.Now()
 			for _, name := range s.store.PoolNames() {
-				if len(datastore.Candidates(nil, s.store.Pool(name).Endpoints, now, datastore.DefaultMaxAge)) == 0 {
+				// A reload may delete the pool between the two reads; a
+				// pool that is gone is not one to wait for.
+				p := s.store.Pool(name)
+				if p != nil && len(datastore.Candidates(nil, p.Endpoints, now, datastore.DefaultMaxAge)) == 0 {
 					ok = false
 					break
 				}
