@@ -164,8 +164,10 @@ func TestGateway_MetricsExposeRequestsLatencyTokensAndScheduling(t *testing.T) {
 		prompt += sum.usage.PromptTokens
 		completion += sum.usage.CompletionTokens
 	}
-	if r := post(t, c, s, "/v1/chat/completions", chatBody("unknown")); r.status != http.StatusNotFound {
-		t.Fatalf("unknown model: %d", r.status)
+	for i := range 20 { // made-up model names must not each add a series
+		if r := post(t, c, s, "/v1/chat/completions", chatBody("unknown-"+itoa(i))); r.status != http.StatusNotFound {
+			t.Fatalf("unknown model: %d", r.status)
+		}
 	}
 
 	fams := scrape(t, c, s)
@@ -175,7 +177,7 @@ func TestGateway_MetricsExposeRequestsLatencyTokensAndScheduling(t *testing.T) {
 		want   float64
 	}{
 		{"igw_requests_total", []string{"model=llama", "pool=default/llama", "code=200"}, 2 * n},
-		{"igw_requests_total", []string{"model=unknown", "code=404"}, 1},
+		{"igw_requests_total", []string{"model=", "pool=", "code=404"}, 20},
 		{"igw_request_duration_seconds", []string{"model=llama"}, 2 * n},
 		{"igw_request_ttft_seconds", []string{"model=llama", "pool=default/llama"}, 2 * n},
 		{"igw_tokens_total", []string{"model=llama", "pool=default/llama", "type=input"}, float64(prompt)},
@@ -187,6 +189,9 @@ func TestGateway_MetricsExposeRequestsLatencyTokensAndScheduling(t *testing.T) {
 		if got := sample(fams, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
+	}
+	if n := len(fams["igw_requests_total"].GetMetric()); n != 2 {
+		t.Errorf("igw_requests_total has %d series, want 2 (llama 200, unlabelled 404)", n)
 	}
 	if prompt == 0 || completion == 0 {
 		t.Errorf("usage sums prompt=%d completion=%d", prompt, completion)

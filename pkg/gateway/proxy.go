@@ -116,7 +116,9 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 	if cr == nil {
 		e := openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, fmt.Sprintf("The model `%s` does not exist.", parsed.Model))
 		e.Param = "model"
-		s.fail(w, parsed.Model, "", start, e)
+		// Not labelled with the model: a client could otherwise create a
+		// metric series per made-up model name, without bound.
+		s.fail(w, "", "", start, e)
 		return
 	}
 	ctx := r.Context()
