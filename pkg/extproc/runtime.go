@@ -1,0 +1,242 @@
+package extproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/igw-dev/igw/api/v1"
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/modelserver"
+	"github.com/igw-dev/igw/pkg/scheduling"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins"
+	"github.com/igw-dev/igw/pkg/telemetry"
+)
+
+// PoolRuntimeOptions configures a PoolRuntime.
+type PoolRuntimeOptions struct {
+	// PoolName and PoolNamespace choose the InferencePool to serve
+	// (namespace default config.DefaultNamespace). An empty PoolName is
+	// allowed when the file has exactly one pool.
+	PoolName, PoolNamespace string
+	// Scraper configures model-server scraping (zero: defaults).
+	Scraper modelserver.Options
+	// Logger receives reloads and scrape failures (default: discard).
+	Logger *slog.Logger
+}
+
+// PoolRuntime is what `igw epp` runs without Kubernetes: one InferencePool
+// of the standalone configuration file (static model servers, objectives,
+// rewrites, EndpointPickerConfig) in a datastore, the scraper that keeps its
+// endpoints' metrics fresh, and the Director over both. It is built from the
+// same file and with the same packages as `igw serve`, and reloads the same
+// way; a Kubernetes-fed runtime will feed the same datastore instead.
+type PoolRuntime struct {
+	log      *slog.Logger
+	pool     string // namespace/name
+	ns, name string
+	store    *datastore.Store
+	scraper  *modelserver.Scraper
+	director *director.Director
+	metrics  *telemetry.Metrics
+
+	mu        sync.Mutex // serializes Reload
+	epc       []byte     // the EndpointPickerConfig the scheduler was built from
+	scheduler *scheduling.Scheduler
+	known     map[string]bool // endpoint addresses the scheduler may have state for
+}
+
+// NewPoolRuntime builds the runtime for the chosen pool of cfg. Nothing is
+// scraped until Run.
+func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Scraper.Logger == nil {
+		o.Scraper.Logger = o.Logger
+	}
+	pool, err := choosePool(cfg, o.PoolName, o.PoolNamespace)
+	if err != nil {
+		return nil, err
+	}
+	scraper, err := modelserver.NewScraper(o.Scraper)
+	if err != nil {
+		return nil, fmt.Errorf("extproc: %w", err)
+	}
+	r := &PoolRuntime{
+		log: o.Logger, ns: pool.Namespace, name: pool.Name, pool: config.NamespacedName(pool.Namespace, pool.Name),
+		scraper: scraper, metrics: telemetry.NewMetrics(), known: map[string]bool{},
+	}
+	sched, err := buildScheduler(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.scheduler, r.epc = sched, cfg.EndpointPickerConfig
+	r.store = datastore.NewStore(r.endpointsChanged)
+	d, err := director.New(director.Options{Store: r.store, Scheduler: sched, Observer: r.metrics})
+	if err != nil {
+		return nil, fmt.Errorf("extproc: %w", err)
+	}
+	r.director = d
+	r.apply(cfg, pool)
+	return r, nil
+}
+
+// choosePool finds the pool to serve: the named one, or the only one.
+func choosePool(cfg *config.Config, name, namespace string) (*v1.InferencePool, error) {
+	if name == "" {
+		if len(cfg.Pools) == 1 {
+			return cfg.Pools[0], nil
+		}
+		return nil, fmt.Errorf("%s: the file has %d InferencePools (%s); choose one with --pool-name", cfg.Source, len(cfg.Pools), poolList(cfg))
+	}
+	if p := cfg.Pool(namespace, name); p != nil {
+		return p, nil
+	}
+	return nil, fmt.Errorf("%s: no InferencePool %s (the file has: %s)", cfg.Source, config.NamespacedName(namespace, name), poolList(cfg))
+}
+
+func poolList(cfg *config.Config) string {
+	if len(cfg.Pools) == 0 {
+		return "none"
+	}
+	names := make([]string, len(cfg.Pools))
+	for i, p := range cfg.Pools {
+		names[i] = config.NamespacedName(p.Namespace, p.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// buildScheduler is the scheduler of cfg's EndpointPickerConfig, or the
+// default profile when the file has none (as `igw serve` builds it).
+func buildScheduler(cfg *config.Config) (*scheduling.Scheduler, error) {
+	reg := plugins.NewRegistry()
+	if cfg.EndpointPickerConfig == nil {
+		return scheduling.NewDefaultScheduler(reg)
+	}
+	epc, err := scheduling.ParseEndpointPickerConfig(cfg.EndpointPickerConfig)
+	if err == nil {
+		var s *scheduling.Scheduler
+		if s, err = scheduling.NewScheduler(epc, reg); err == nil {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+}
+
+// apply makes the datastore hold exactly the pool's endpoints, objectives
+// and rewrites (level-based: whole sets).
+func (r *PoolRuntime) apply(cfg *config.Config, pool *v1.InferencePool) {
+	var specs []datastore.EndpointSpec
+	for _, e := range cfg.PoolEndpoints(pool) {
+		specs = append(specs, datastore.EndpointSpec{Name: e.Name, Address: e.Address, Engine: datastore.Engine(e.Engine), Labels: e.Labels})
+	}
+	r.store.SetPool(r.pool, specs)
+	objs := map[string]int32{}
+	for _, o := range cfg.ObjectivesFor(pool) {
+		objs[o.Name] = o.Spec.EffectivePriority()
+	}
+	r.store.SetObjectives(map[string]map[string]int32{r.pool: objs})
+	var rules []datastore.RewriteRule
+	for _, rw := range cfg.RewritesFor(pool) { // document order = creation order
+		for _, rule := range rw.Spec.Rules {
+			dr := datastore.RewriteRule{Source: rw.Namespace + "/" + rw.Name}
+			for _, m := range rule.Matches {
+				dr.Models = append(dr.Models, m.Model.Value)
+			}
+			for _, t := range rule.Targets {
+				w := int32(0)
+				if t.Weight != nil {
+					w = *t.Weight
+				}
+				dr.Targets = append(dr.Targets, datastore.RewriteTarget{Model: t.ModelRewrite, Weight: w})
+			}
+			rules = append(rules, dr)
+		}
+	}
+	r.store.SetRewrites(map[string][]datastore.RewriteRule{r.pool: rules})
+}
+
+// endpointsChanged keeps the scraper and the scheduler's per-endpoint state
+// in step with the endpoint set (called under the datastore's writer lock).
+func (r *PoolRuntime) endpointsChanged(all []*datastore.Endpoint) {
+	r.scraper.SetEndpoints(all)
+	now := map[string]bool{}
+	for _, e := range all {
+		now[e.Address] = true
+	}
+	for addr := range r.known {
+		if !now[addr] && r.scheduler != nil {
+			r.scheduler.ForgetEndpoint(addr)
+		}
+	}
+	r.known = now
+}
+
+// Reload applies a new configuration. The pool this runtime serves must
+// still be in it: a file without it is rejected and the running
+// configuration stays, since the process was started to serve that pool.
+// The scheduler (and its prefix-cache index) is kept when the
+// EndpointPickerConfig did not change.
+func (r *PoolRuntime) Reload(cfg *config.Config) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pool := cfg.Pool(r.ns, r.name)
+	if pool == nil {
+		return fmt.Errorf("%s: no InferencePool %s any more; keeping the running configuration", cfg.Source, r.pool)
+	}
+	if !slices.Equal(r.epc, cfg.EndpointPickerConfig) {
+		sched, err := buildScheduler(cfg)
+		if err != nil {
+			return err
+		}
+		r.scheduler, r.epc = sched, cfg.EndpointPickerConfig
+		r.director.SetScheduler(sched)
+	}
+	r.apply(cfg, pool)
+	r.log.Info("configuration applied", "source", cfg.Source, "pool", r.pool)
+	return nil
+}
+
+// Run scrapes the pool's model servers until ctx ends.
+func (r *PoolRuntime) Run(ctx context.Context) error {
+	if err := r.scraper.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("extproc: scraper: %w", err)
+	}
+	return nil
+}
+
+// Director is the request lifecycle a Picker drives.
+func (r *PoolRuntime) Director() *director.Director { return r.director }
+
+// Pool is the namespaced name of the pool served.
+func (r *PoolRuntime) Pool() string { return r.pool }
+
+// Store is the datastore of the pool.
+func (r *PoolRuntime) Store() *datastore.Store { return r.store }
+
+// Metrics are the picker's Prometheus metrics.
+func (r *PoolRuntime) Metrics() *telemetry.Metrics { return r.metrics }
+
+// Ready reports whether the pool has at least one schedulable endpoint
+// (ready, with fresh metrics): before that every request would get 503.
+func (r *PoolRuntime) Ready() bool {
+	p := r.store.Pool(r.pool)
+	if p == nil {
+		return false
+	}
+	now := time.Now()
+	for _, e := range p.Endpoints {
+		if datastore.IsCandidate(e, now, 0) {
+			return true
+		}
+	}
+	return false
+}
