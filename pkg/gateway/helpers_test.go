@@ -42,6 +42,7 @@ type fakeServer struct {
 	handler http.HandlerFunc
 	header  http.Header // of the last inference request
 	body    []byte
+	uri     string
 }
 
 func newFakeServer(t testing.TB) *fakeServer {
@@ -72,6 +73,13 @@ func (f *fakeServer) last() (http.Header, []byte) {
 	return f.header, f.body
 }
 
+// lastURI is the request URI (path and query) of the last inference request.
+func (f *fakeServer) lastURI() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.uri
+}
+
 func (f *fakeServer) port() int { return f.srv.Listener.Addr().(*net.TCPAddr).Port }
 
 func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
@@ -92,7 +100,7 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.hits.Add(1)
 		f.mu.Lock()
-		f.header, f.body = r.Header.Clone(), body
+		f.header, f.body, f.uri = r.Header.Clone(), body, r.URL.RequestURI()
 		h := f.handler
 		f.mu.Unlock()
 		h(w, r)

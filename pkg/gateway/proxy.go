@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/igw-dev/igw/pkg/director"
@@ -86,7 +88,7 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	body, err := readBody(w, r, limit)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -136,6 +138,21 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 	s.proxyPool(ctx, w, r, be.pool, body, parsed, retries, start)
 }
 
+// readBody reads the whole request body, at most limit bytes. With a
+// Content-Length (the common case) the buffer is allocated once at its
+// final size instead of grown by doubling.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(body)
+}
+
 // selectRoute finds the compiled route for a request with its timeout and
 // retry budget.
 func (rt *runtime) selectRoute(model string, r *http.Request) (*route, time.Duration, int) {
@@ -175,7 +192,7 @@ func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.R
 	defer s.metrics.InFlight(pool, -1)
 	for i, ep := range dec.Endpoints[:attempts] {
 		a := dec.Start(ctx, ep)
-		resp, err := s.send(ctx, r, "http://"+ep.Address, dec.Body)
+		resp, err := s.send(ctx, r, "http", ep.Address, "", dec.Body)
 		last := i == attempts-1 || ctx.Err() != nil
 		if retryable(resp, err) && !last {
 			drain(resp)
@@ -196,9 +213,9 @@ func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.R
 }
 
 func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Request, be *backend, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
-	target := joinURL(be.url, "", "")
+	basePath := strings.TrimSuffix(be.url.Path, "/")
 	for i := 0; ; i++ {
-		resp, err := s.send(ctx, r, target, body)
+		resp, err := s.send(ctx, r, be.url.Scheme, be.url.Host, basePath, body)
 		if retryable(resp, err) && i < retries && ctx.Err() == nil {
 			drain(resp)
 			s.metrics.Retried(be.url.Host)
@@ -213,13 +230,25 @@ func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 }
 
-// send forwards the request to base (scheme://host[/path]) with body.
-func (s *Server) send(ctx context.Context, in *http.Request, base string, body []byte) (*http.Response, error) {
-	out, err := http.NewRequestWithContext(ctx, in.Method, base+in.URL.Path, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
+// send forwards the request to scheme://host basePath+path with body. The
+// outgoing request is built field by field rather than by formatting and
+// re-parsing a URL string on every request; like http.NewRequest it sets
+// GetBody, so the transport can replay the body when a reused keep-alive
+// connection turns out to be closed.
+func (s *Server) send(ctx context.Context, in *http.Request, scheme, host, basePath string, body []byte) (*http.Response, error) {
+	out := &http.Request{
+		Method:        in.Method,
+		URL:           &url.URL{Scheme: scheme, Host: host, Path: basePath + in.URL.Path, RawQuery: in.URL.RawQuery},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, len(in.Header)+1),
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+		Host:          host,
 	}
-	out.URL.RawQuery = in.URL.RawQuery
+	out = out.WithContext(ctx)
 	for k, v := range in.Header {
 		out.Header[k] = v
 	}
@@ -227,10 +256,14 @@ func (s *Server) send(ctx context.Context, in *http.Request, base string, body [
 		out.Header.Del(h)
 	}
 	out.Header.Del("Accept-Encoding") // streams and usage must come back uncompressed
-	out.ContentLength = int64(len(body))
 	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return s.transport.RoundTrip(out)
 }
+
+// relayBuffers recycles relay buffers: allocating (and zeroing) 32 KiB per
+// request was most of the bytes the request path allocated, and the GC
+// cycles it caused showed up as tail latency.
+var relayBuffers = sync.Pool{New: func() any { b := make([]byte, relayBufferSize); return &b }}
 
 // relay streams resp to the client, flushing every chunk as it arrives and
 // extracting usage on the fly. It returns the usage and the status sent.
@@ -247,7 +280,9 @@ func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	obs := openai.NewUsageObserver(resp.Header.Get("Content-Type"))
-	buf := make([]byte, relayBufferSize)
+	bp := relayBuffers.Get().(*[]byte)
+	defer relayBuffers.Put(bp)
+	buf := *bp
 	var ttft time.Duration
 	for {
 		n, err := resp.Body.Read(buf)
@@ -331,8 +366,36 @@ func pluginHeaders(h http.Header) map[string]string {
 	out := make(map[string]string, len(h))
 	for k, v := range h {
 		if len(v) > 0 {
-			out[strings.ToLower(k)] = v[0]
+			out[lowerHeaderName(k)] = v[0]
 		}
 	}
 	return out
 }
+
+// lowerHeaderName lower-cases a canonical header name, without allocating
+// for the headers most requests carry.
+func lowerHeaderName(k string) string {
+	if l, ok := commonLowerHeaders[k]; ok {
+		return l
+	}
+	return strings.ToLower(k)
+}
+
+// commonLowerHeaders maps canonical names of common request headers to
+// their lower-case form. It is fixed: caching names clients send would let
+// them grow it without bound.
+var commonLowerHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control", "Connection",
+		"Content-Length", "Content-Type", "Cookie", "Host", "Origin", "Referer", "User-Agent",
+		"Traceparent", "Tracestate", "X-Forwarded-For", "X-Forwarded-Proto", "X-Request-Id",
+		"Openai-Organization", "Openai-Project", "X-Stainless-Lang", "X-Stainless-Package-Version",
+		"X-Stainless-Os", "X-Stainless-Arch", "X-Stainless-Runtime", "X-Stainless-Runtime-Version",
+		"X-Stainless-Retry-Count", "X-Stainless-Timeout", "X-Stainless-Async",
+		HeaderModelName, HeaderInferenceObjective, HeaderInferenceFairnessID,
+	} {
+		m[http.CanonicalHeaderKey(k)] = strings.ToLower(k)
+	}
+	return m
+}()

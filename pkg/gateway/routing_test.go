@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/igw-dev/igw/pkg/openai"
@@ -183,5 +184,31 @@ func TestGateway_ModelsListsEveryExactlyRoutedModel(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{"alpha", "zeta"}) {
 		t.Errorf("models %v, want [alpha zeta] (deduplicated, sorted, prefixes left out)", ids)
+	}
+}
+
+func TestGateway_URLBackendKeepsBasePathAndQuery(t *testing.T) {
+	for _, tc := range []struct{ base, path, want string }{
+		{"", "/v1/chat/completions", "/v1/chat/completions"},
+		{"/", "/v1/chat/completions?debug=1", "/v1/chat/completions?debug=1"},
+		{"/openai/", "/v1/chat/completions", "/openai/v1/chat/completions"},
+		{"/team%20a", "/v1/completions?x=a%2Fb", "/team%20a/v1/completions?x=a%2Fb"},
+	} {
+		t.Run(tc.base+tc.path, func(t *testing.T) {
+			up := newFakeServer(t)
+			s := startGateway(t, parseConfig(t,
+				routeYAML("r", "  backends: [{url: \"http://"+up.addr+tc.base+"\"}]\n"),
+			), Options{})
+			body := chatBody("m")
+			if strings.HasPrefix(tc.path, "/v1/completions") {
+				body = `{"model":"m","prompt":"hi"}`
+			}
+			if r := post(t, newClient(t), s, tc.path, body); r.status != http.StatusOK {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			if got := up.lastURI(); got != tc.want {
+				t.Errorf("backend saw %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
@@ -165,15 +163,4 @@ func (rt *runtime) apply(store *datastore.Store) {
 			store.DeletePool(name)
 		}
 	}
-}
-
-// errNoRoute is answered with 404: nothing is routed to a guessed backend.
-var errNoRoute = errors.New("no route")
-
-// joinURL appends path to the backend's base path.
-func joinURL(base *url.URL, path, rawQuery string) string {
-	u := *base
-	u.Path = strings.TrimSuffix(base.Path, "/") + path
-	u.RawQuery = rawQuery
-	return u.String()
 }
