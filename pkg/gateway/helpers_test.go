@@ -245,7 +245,7 @@ func waitMetrics(t testing.TB, s *Server, addr string, waiting int) {
 	})
 }
 
-// client is a plain HTTP client with a bound on every request.
+// newClient is a plain HTTP client with a bound on every request.
 func newClient(t testing.TB) *http.Client {
 	t.Helper()
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DisableCompression: true}

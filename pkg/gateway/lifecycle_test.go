@@ -312,7 +312,10 @@ func TestGateway_ShutdownLetsInFlightStreamFinish(t *testing.T) {
 	}()
 	// New connections are refused once Shutdown has closed the listener.
 	waitFor(t, "the API listener to close", 5*time.Second, func() bool {
-		_, err := newClient(t).Post("http://"+s.Addr()+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("llama")))
+		resp, err := newClient(t).Post("http://"+s.Addr()+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("llama")))
+		if err == nil {
+			resp.Body.Close()
+		}
 		return err != nil
 	})
 	sum := readStream(t, br)
