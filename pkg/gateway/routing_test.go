@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/igw-dev/igw/pkg/openai"
 )
@@ -210,5 +213,118 @@ func TestGateway_URLBackendKeepsBasePathAndQuery(t *testing.T) {
 				t.Errorf("backend saw %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestGateway_RewritesModelInForwardedBody(t *testing.T) {
+	srv := newFakeServer(t)
+	rewrite := `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModelRewrite
+metadata: {name: canary}
+spec:
+  poolRef: {name: p}
+  rules:
+  - matches: [{model: {type: Exact, value: llama}}]
+    targets: [{modelRewrite: llama-v2, weight: 1}]
+`
+	s := startGateway(t, parseConfig(t,
+		poolYAML("p", srv.addr),
+		routeYAML("r", "  matches: [{model: {value: llama}}]\n  backends: [{pool: p}]\n"),
+		rewrite,
+	), Options{})
+	waitCandidates(t, s, "p", 1)
+	body := `{"model": "llama", "messages":[{"role":"user","content":"hi"}], "max_tokens":8}`
+	if r := post(t, newClient(t), s, "/v1/chat/completions", body); r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	h, got := srv.last()
+	if want := `{"model": "llama-v2", "messages":[{"role":"user","content":"hi"}], "max_tokens":8}`; string(got) != want {
+		t.Errorf("forwarded body\n%s\nwant\n%s", got, want)
+	}
+	if h.Get(HeaderModelName) != "llama" || h.Get("Content-Length") != itoa(len(got)) {
+		t.Errorf("headers %s=%q Content-Length=%q", HeaderModelName, h.Get(HeaderModelName), h.Get("Content-Length"))
+	}
+}
+
+func TestGateway_ShedsSheddableRequestsWithRetryAfter(t *testing.T) {
+	srv := newFakeServer(t)
+	srv.load(10, 0.9) // saturated: queue ≥ 5 and KV ≥ 0.8
+	objectives := `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {name: batch}
+spec: {priority: -1, poolRef: {name: p}}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {name: chat}
+spec: {priority: 10, poolRef: {name: p}}
+`
+	s := startGateway(t, parseConfig(t,
+		poolYAML("p", srv.addr),
+		routeYAML("r", "  matches: [{model: {value: m}}]\n  backends: [{pool: p}]\n"),
+		objectives,
+	), Options{})
+	waitCandidates(t, s, "p", 1)
+	waitMetrics(t, s, srv.addr, 10)
+	c := newClient(t)
+
+	r := post(t, c, s, "/v1/chat/completions", chatBody("m"), "X-Gateway-Inference-Objective: batch")
+	var e openai.ErrorResponse
+	if r.status != http.StatusTooManyRequests || json.Unmarshal([]byte(r.body), &e) != nil || e.Error.Type != openai.ErrTypeRateLimit {
+		t.Fatalf("sheddable request: %d %s", r.status, r.body)
+	}
+	if r.header.Get(headerRequestDroppedReason) != "rejected-saturated" || r.header.Get("Retry-After") == "" {
+		t.Errorf("headers %v", r.header)
+	}
+	for _, objective := range []string{"chat", "", "unknown"} {
+		if r := post(t, c, s, "/v1/chat/completions", chatBody("m"), "X-Gateway-Inference-Objective: "+objective); r.status != http.StatusOK {
+			t.Errorf("objective %q: %d %s", objective, r.status, r.body)
+		}
+	}
+	if srv.hits.Load() != 3 {
+		t.Errorf("model server saw %d requests, want 3", srv.hits.Load())
+	}
+	if got := sample(scrape(t, c, s), "igw_rejected_requests_total", "pool=default/p", "reason=rejected-saturated"); got != 1 {
+		t.Errorf("igw_rejected_requests_total = %v", got)
+	}
+}
+
+func TestGateway_RejectsOversizedBodies(t *testing.T) {
+	srv := newFakeServer(t)
+	cfg := parseConfig(t,
+		poolYAML("p", srv.addr),
+		routeYAML("r", "  matches: [{model: {value: m}}]\n  backends: [{pool: p}]\n"),
+	)
+	q := resource.MustParse("1Ki")
+	cfg.Gateway.Spec.MaxRequestBodySize = &q
+	s := startGateway(t, cfg, Options{})
+	waitCandidates(t, s, "p", 1)
+	c := newClient(t)
+	big := `{"model":"m","messages":[{"role":"user","content":"` + strings.Repeat("x", 2000) + `"}]}`
+	for _, tc := range []struct {
+		name   string
+		length int64 // -1: chunked, no Content-Length
+	}{{"declared length", int64(len(big))}, {"chunked", -1}} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+s.Addr()+"/v1/chat/completions", strings.NewReader(big))
+		req.ContentLength = tc.length
+		if tc.length < 0 {
+			req.Body = io.NopCloser(strings.NewReader(big)) // hide the length
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s: %d, want 413", tc.name, resp.StatusCode)
+		}
+	}
+	if r := post(t, c, s, "/v1/chat/completions", chatBody("m")); r.status != http.StatusOK {
+		t.Errorf("small request after oversized ones: %d", r.status)
+	}
+	if srv.hits.Load() != 1 {
+		t.Errorf("oversized bodies reached the model server (%d requests)", srv.hits.Load())
 	}
 }
