@@ -25,6 +25,7 @@ import (
 // labelled inference.networking.k8s.io/bbr-managed=true, one entry per
 // base model:
 //
+//	# adapters.yaml
 //	- baseModel: meta-llama/Llama-3.1-8B-Instruct
 //	  adapters:
 //	  - food-review

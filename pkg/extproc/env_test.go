@@ -259,13 +259,3 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s differs from the golden file (run with -update after review):\n--- want\n%s\n--- got\n%s", path, want, got)
 	}
 }
-
-// transcript renders a result's messages with addresses replaced by
-// stable names.
-func (e *pickerEnv) transcript(res *envoytest.Result) string {
-	s := strings.Join(res.Transcript, "\n") + "\n"
-	for i, a := range e.addrs {
-		s = strings.ReplaceAll(s, a, fmt.Sprintf("<endpoint-%d>", i))
-	}
-	return s
-}

@@ -540,7 +540,7 @@ func TestPicker_GoldenTranscripts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "picker_"+tc.name, stableAddrs(strings.Join(res.Transcript, "\n")+"\n"))
+			golden(t, "picker_"+tc.name, stableAddrs(strings.Join(res.Transcript(), "\n")+"\n"))
 		})
 	}
 }

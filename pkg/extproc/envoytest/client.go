@@ -102,8 +102,24 @@ type Result struct {
 	// ResponseBody the response body.
 	ResponseHeaders map[string]string
 	ResponseBody    []byte
-	// Transcript has one line per message, in order, for golden files.
-	Transcript []string
+	// log has every message, in order, rendered by Transcript on demand
+	// (formatting them on every exchange would cost more than the
+	// exchange).
+	log []any
+}
+
+// Transcript has one line per message, in order, for golden files.
+func (r *Result) Transcript() []string {
+	out := make([]string, len(r.log))
+	for i, m := range r.log {
+		switch m := m.(type) {
+		case *extprocv3.ProcessingRequest:
+			out[i] = "envoy → " + describeRequest(m)
+		case *extprocv3.ProcessingResponse:
+			out[i] = "proc  → " + describe(m)
+		}
+	}
+	return out
 }
 
 // Immediate status, or 0.
@@ -236,7 +252,7 @@ func (e *Stream) send(m *extprocv3.ProcessingRequest) error {
 			m.ProtocolConfig = &extprocv3.ProtocolConfiguration{RequestBodyMode: e.req.Mode, ResponseBodyMode: e.req.Mode}
 		}
 	}
-	e.res.Transcript = append(e.res.Transcript, "envoy → "+describeRequest(m))
+	e.res.log = append(e.res.log, m)
 	if err := e.stream.Send(m); err != nil {
 		return fmt.Errorf("envoytest: send: %w", err)
 	}
@@ -252,7 +268,7 @@ func (e *Stream) next() (*extprocv3.ProcessingResponse, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	e.res.Transcript = append(e.res.Transcript, "proc  → "+describe(r.msg))
+	e.res.log = append(e.res.log, r.msg)
 	if im := r.msg.GetImmediateResponse(); im != nil {
 		e.res.Immediate = im
 	}
