@@ -45,6 +45,14 @@ type Metrics struct {
 	UpdateTime time.Time
 }
 
+// EstimatedQueue is the server's waiting queue as scraped plus the requests
+// igw has sent since that the scrape cannot show yet: inFlight requests
+// beyond what the server reported as waiting or running. Without it, a
+// burst routed between two scrapes would all see the same short queue.
+func (m *Metrics) EstimatedQueue(inFlight int64) int {
+	return m.WaitingQueueSize + max(0, int(inFlight)-m.WaitingQueueSize-m.RunningRequests)
+}
+
 // Fresh reports whether the snapshot is younger than maxAge at now.
 func (m *Metrics) Fresh(now time.Time, maxAge time.Duration) bool {
 	return m != nil && now.Sub(m.UpdateTime) <= maxAge

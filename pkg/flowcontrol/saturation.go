@@ -59,15 +59,7 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 	if !e.Ready() || !m.Fresh(now, d.cfg.MetricsStalenessThreshold) {
 		return true
 	}
-	return EstimatedQueue(e, m) >= d.cfg.QueueDepthThreshold || m.KVCacheUsage >= d.cfg.KVCacheUtilThreshold
-}
-
-// EstimatedQueue is the endpoint's waiting queue as scraped plus the
-// requests igw has sent since that the scrape cannot show yet: in-flight
-// requests beyond what the server reported as waiting or running. Without
-// it, a burst dispatched between two scrapes would all look admissible.
-func EstimatedQueue(e *datastore.Endpoint, m *datastore.Metrics) int {
-	return m.WaitingQueueSize + max(0, int(e.InFlight())-m.WaitingQueueSize-m.RunningRequests)
+	return m.EstimatedQueue(e.InFlight()) >= d.cfg.QueueDepthThreshold || m.KVCacheUsage >= d.cfg.KVCacheUtilThreshold
 }
 
 // PoolSaturated reports whether no endpoint of eps has headroom. An empty

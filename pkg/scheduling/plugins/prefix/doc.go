@@ -28,6 +28,16 @@
 // holds) / (number of blocks of the prompt). A prompt shorter than one
 // block scores 0 everywhere (no signal).
 //
+// Load awareness. An endpoint whose estimated waiting queue (scraped
+// waiting requests plus igw's in-flight requests the scrape has not seen)
+// exceeds the shortest candidate queue by more than maxQueueImbalance
+// scores 0: a cached prefix saves one prefill, but a queue delays every
+// request behind it, and without this check a hot shared prefix sends all
+// of its traffic to one endpoint while the others idle (the queue scorer's
+// min–max normalization caps its counterweight). Below the imbalance the
+// prefix score is untouched, so affinity holds until an endpoint really
+// queues.
+//
 // Memory: one shared index for all endpoints (see index.go): 24 bytes per
 // tracked (block, endpoint) pair plus 16–32 bytes per distinct block hash,
 // at most 56 bytes per tracked block (a test asserts <= 64). Scoring finds
@@ -48,6 +58,10 @@
 //	                                            from the prompt's start
 //	lruCapacityPerServer    int  default 31250  blocks remembered per
 //	                                            endpoint
+//	maxQueueImbalance       int  default 4      waiting requests above the
+//	                                            shortest queue beyond which
+//	                                            an endpoint loses its prefix
+//	                                            score; negative disables
 //
 // Example:
 //

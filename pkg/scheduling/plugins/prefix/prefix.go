@@ -17,6 +17,7 @@ const (
 	DefaultBlockSize              = 64
 	DefaultMaxPrefixBlocksToMatch = 256
 	DefaultLRUCapacityPerServer   = 31250
+	DefaultMaxQueueImbalance      = 4
 )
 
 // Parameter bounds; values outside them are configuration mistakes.
@@ -41,6 +42,11 @@ type Parameters struct {
 	MaxPrefixBlocksToMatch int `json:"maxPrefixBlocksToMatch"`
 	// LRUCapacityPerServer is how many blocks are remembered per endpoint.
 	LRUCapacityPerServer int `json:"lruCapacityPerServer"`
+	// MaxQueueImbalance is how many more waiting requests than the least
+	// loaded candidate an endpoint may have and still get its prefix
+	// score; beyond it the cached prefix is not worth the wait, and the
+	// endpoint scores 0. Negative disables the check.
+	MaxQueueImbalance int `json:"maxQueueImbalance"`
 }
 
 // rawParameters is what the configuration may contain: Parameters plus
@@ -51,6 +57,7 @@ type rawParameters struct {
 	HashBlockSize          *int `json:"hashBlockSize"`
 	MaxPrefixBlocksToMatch *int `json:"maxPrefixBlocksToMatch"`
 	LRUCapacityPerServer   *int `json:"lruCapacityPerServer"`
+	MaxQueueImbalance      *int `json:"maxQueueImbalance"`
 }
 
 // DefaultParameters are the values used for parameters not configured.
@@ -59,6 +66,7 @@ func DefaultParameters() Parameters {
 		BlockSize:              DefaultBlockSize,
 		MaxPrefixBlocksToMatch: DefaultMaxPrefixBlocksToMatch,
 		LRUCapacityPerServer:   DefaultLRUCapacityPerServer,
+		MaxQueueImbalance:      DefaultMaxQueueImbalance,
 	}
 }
 
@@ -110,7 +118,8 @@ func Factory(name string, raw json.RawMessage) (scheduling.Plugin, error) {
 		from *int
 		to   *int
 	}{{rp.HashBlockSize, &p.BlockSize}, {rp.BlockSize, &p.BlockSize},
-		{rp.MaxPrefixBlocksToMatch, &p.MaxPrefixBlocksToMatch}, {rp.LRUCapacityPerServer, &p.LRUCapacityPerServer}} {
+		{rp.MaxPrefixBlocksToMatch, &p.MaxPrefixBlocksToMatch}, {rp.LRUCapacityPerServer, &p.LRUCapacityPerServer},
+		{rp.MaxQueueImbalance, &p.MaxQueueImbalance}} {
 		if v.from != nil {
 			*v.to = *v.from
 		}
@@ -172,6 +181,28 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	sc := s.scratch.Get().(*scoreScratch)
 	s.index.score(hashes, cands, scores, sc)
 	s.scratch.Put(sc)
+	if s.params.MaxQueueImbalance >= 0 {
+		dropOverloaded(cands, scores, s.params.MaxQueueImbalance)
+	}
+}
+
+// dropOverloaded zeroes the prefix score of every candidate whose
+// estimated waiting queue exceeds the shortest one by more than limit.
+// Without it a hot shared prefix sends every request to the one endpoint
+// that holds it, however long its queue grows, while others idle: the
+// prefix hit saves one prefill, the queue costs every request behind it.
+func dropOverloaded(cands []scheduling.Candidate, scores []float64, limit int) {
+	shortest := -1
+	for i := range cands {
+		if q := cands[i].Metrics.EstimatedQueue(cands[i].InFlight); shortest < 0 || q < shortest {
+			shortest = q
+		}
+	}
+	for i := range cands {
+		if cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit {
+			scores[i] = 0
+		}
+	}
 }
 
 // PreRequest implements scheduling.PreRequest: it records that target now

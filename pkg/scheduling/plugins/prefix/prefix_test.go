@@ -314,8 +314,8 @@ func TestPrefixScorer_Parameters(t *testing.T) {
 		wantErr string
 	}{
 		{"", DefaultParameters(), ""},
-		{`{"blockSize": 16, "maxPrefixBlocksToMatch": 10, "lruCapacityPerServer": 100}`, Parameters{16, 10, 100}, ""},
-		{`{"hashBlockSize": 32}`, Parameters{32, 256, 31250}, ""},
+		{`{"blockSize": 16, "maxPrefixBlocksToMatch": 10, "lruCapacityPerServer": 100}`, Parameters{16, 10, 100, DefaultMaxQueueImbalance}, ""},
+		{`{"hashBlockSize": 32}`, Parameters{32, 256, 31250, DefaultMaxQueueImbalance}, ""},
 		{`{"blockSize": 32, "hashBlockSize": 16}`, Parameters{}, `parameter "hashBlockSize"`},
 		{`{"blockSize": 0}`, Parameters{}, `parameter "blockSize": must be between`},
 		{`{"maxPrefixBlocksToMatch": -1}`, Parameters{}, `parameter "maxPrefixBlocksToMatch"`},
@@ -441,5 +441,38 @@ func BenchmarkAppendBlockHashes_4000Bytes(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst = AppendBlockHashes(dst[:0], "llama", prompt, DefaultBlockSize, DefaultMaxPrefixBlocksToMatch)
+	}
+}
+
+func TestPrefixScorer_OverloadedHolderLosesAffinity(t *testing.T) {
+	eps := schedtest.Fleet(3, 1)
+	s := New(Type, DefaultParameters())
+	req := &scheduling.Request{TargetModel: "m", Prompt: []byte(strings.Repeat("shared system prompt ", 40))}
+	s.PreRequest(context.Background(), req, nil, eps[0])
+	for _, tc := range []struct {
+		name        string
+		holderQueue int
+		want        bool // holder keeps its prefix score
+	}{
+		{"balanced", 0, true},
+		{"at the imbalance limit", DefaultMaxQueueImbalance, true},
+		{"beyond it", DefaultMaxQueueImbalance + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cands := schedtest.Candidates(eps...)
+			for i := range cands {
+				m := *cands[i].Metrics
+				m.WaitingQueueSize, m.RunningRequests = 0, 0
+				if i == 0 {
+					m.WaitingQueueSize = tc.holderQueue
+				}
+				cands[i].Metrics, cands[i].InFlight = &m, 0
+			}
+			scores := make([]float64, len(cands))
+			s.Score(context.Background(), &scheduling.Request{TargetModel: "m", Prompt: req.Prompt}, cands, scores)
+			if got := scores[0] > 0.9; got != tc.want {
+				t.Fatalf("holder score %v with queue %d, want kept=%v", scores[0], tc.holderQueue, tc.want)
+			}
+		})
 	}
 }

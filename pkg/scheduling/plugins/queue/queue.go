@@ -51,11 +51,9 @@ func (s *Scorer) TypedName() scheduling.TypedName {
 func (s *Scorer) Score(_ context.Context, _ *scheduling.Request, cands []scheduling.Candidate, scores []float64) {
 	for i := range cands {
 		m := cands[i].Metrics
-		q := int64(m.WaitingQueueSize)
+		q := m.WaitingQueueSize
 		if s.params.UseInFlight {
-			if extra := cands[i].InFlight - int64(m.WaitingQueueSize+m.RunningRequests); extra > 0 {
-				q += extra
-			}
+			q = m.EstimatedQueue(cands[i].InFlight)
 		}
 		scores[i] = float64(q)
 	}
