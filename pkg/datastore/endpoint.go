@@ -75,6 +75,7 @@ type Endpoint struct {
 	Engine Engine
 
 	metrics  atomic.Pointer[Metrics]
+	served   atomic.Pointer[[]string]
 	ready    atomic.Bool
 	inFlight atomic.Int64
 }
@@ -92,6 +93,20 @@ func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 
 // SetMetrics publishes a new snapshot. m must not be modified afterwards.
 func (e *Endpoint) SetMetrics(m *Metrics) { e.metrics.Store(m) }
+
+// ServedModels are the models the server last listed in /v1/models: its
+// base model and every LoRA adapter it has loaded, idle or not. Nil means
+// unknown (not fetched yet, or the server has no such API).
+func (e *Endpoint) ServedModels() []string {
+	if p := e.served.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetServedModels publishes the models the server serves; models must not
+// be modified afterwards.
+func (e *Endpoint) SetServedModels(models []string) { e.served.Store(&models) }
 
 // Ready reports whether the endpoint's health check last passed.
 func (e *Endpoint) Ready() bool { return e.ready.Load() }

@@ -3,18 +3,21 @@ package modelserver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/openai"
 )
 
 // Defaults of Options, exported so that flags and configuration can show
@@ -55,6 +58,11 @@ type Options struct {
 	FailureThreshold int
 	// MetricsPath and HealthPath default to "/metrics" and "/health".
 	MetricsPath, HealthPath string
+	// ModelsPath is the OpenAI model list (default "/v1/models"), read
+	// after every successful health check: it is the only place a server
+	// tells which LoRA adapters it has loaded while they are idle. "-"
+	// disables it.
+	ModelsPath string
 	// MaxBodyBytes bounds a /metrics response; larger pages fail the scrape.
 	MaxBodyBytes int64
 	// Logger receives scrape failures and recoveries (once per change, not
@@ -85,6 +93,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MetricsPath == "" {
 		o.MetricsPath = "/metrics"
+	}
+	if o.ModelsPath == "" {
+		o.ModelsPath = "/v1/models"
 	}
 	if o.HealthPath == "" {
 		o.HealthPath = "/health"
@@ -366,6 +377,15 @@ func (s *Scraper) healthLoop(ctx context.Context, st *endpointState, log *slog.L
 		}
 		first = false
 		st.update(func() { st.healthy = healthy })
+		if healthy && s.opts.ModelsPath != "-" {
+			if models, err := s.fetchModels(ctx, "http://"+st.ep.Address+s.opts.ModelsPath); err == nil {
+				if !slices.Equal(models, st.ep.ServedModels()) {
+					st.ep.SetServedModels(models)
+				}
+			} else if ctx.Err() == nil {
+				log.Debug("model list unavailable", "err", err)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -391,6 +411,35 @@ func (s *Scraper) checkHealth(ctx context.Context, url string) error {
 		return fmt.Errorf("modelserver: health %s: status %s", url, resp.Status)
 	}
 	return nil
+}
+
+// fetchModels reads the ids of an OpenAI model list (base models and
+// loaded adapters alike).
+func (s *Scraper) fetchModels(ctx context.Context, url string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("modelserver: models %s: %w", url, err)
+	}
+	resp, err := s.opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("modelserver: models: %w", err)
+	}
+	defer closeBody(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("modelserver: models %s: status %s", url, resp.Status)
+	}
+	var list openai.ModelList
+	if err := json.NewDecoder(io.LimitReader(resp.Body, s.opts.MaxBodyBytes)).Decode(&list); err != nil {
+		return nil, fmt.Errorf("modelserver: models %s: %w", url, err)
+	}
+	ids := make([]string, 0, len(list.Data))
+	for _, m := range list.Data {
+		ids = append(ids, m.ID)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 // closeBody drains a little of what is left so the connection can be
