@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/extproc"
 )
 
@@ -62,6 +63,7 @@ func (f *extprocFlags) mode() (extproc.BodyMode, error) {
 func newEPPCommand() *cobra.Command {
 	var f extprocFlags
 	var configFile, poolName, poolNamespace string
+	var maxAge time.Duration
 	cmd := &cobra.Command{
 		Use:   "epp",
 		Short: "Run the Endpoint Picker for an Envoy-based gateway (ext_proc)",
@@ -75,7 +77,7 @@ standalone YAML of igw serve, reloaded on SIGHUP and when it changes.`,
 		Example: `  igw epp --config-file examples/standalone.yaml --pool-name llama --secure-serving=false`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runEPP(cmd.Context(), &f, configFile, poolName, poolNamespace)
+			return runEPP(cmd.Context(), &f, configFile, poolName, poolNamespace, maxAge)
 		},
 	}
 	f.register(cmd, 9002, 9003)
@@ -84,12 +86,13 @@ standalone YAML of igw serve, reloaded on SIGHUP and when it changes.`,
 	fl.StringVar(&poolName, "pool-name", "", "InferencePool to serve (may be left out when the file has one pool)")
 	fl.StringVar(&poolNamespace, "pool-namespace", config.DefaultNamespace, "namespace of the InferencePool")
 	fl.IntVar(&f.metricsPort, "metrics-port", 9090, "Prometheus /metrics port")
+	fl.DurationVar(&maxAge, "metrics-staleness-threshold", datastore.DefaultMaxAge, "how old a model server's scraped metrics may be for it to be scheduled")
 	f.metricsEnabled = true
 	_ = cmd.MarkFlagRequired("config-file")
 	return cmd
 }
 
-func runEPP(ctx context.Context, f *extprocFlags, path, poolName, poolNamespace string) error {
+func runEPP(ctx context.Context, f *extprocFlags, path, poolName, poolNamespace string, maxAge time.Duration) error {
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
@@ -102,7 +105,7 @@ func runEPP(ctx context.Context, f *extprocFlags, path, poolName, poolNamespace 
 	if err != nil {
 		return err
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: poolName, PoolNamespace: poolNamespace, Logger: log})
+	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: poolName, PoolNamespace: poolNamespace, Logger: log, MetricsMaxAge: maxAge})
 	if err != nil {
 		return err
 	}

@@ -128,7 +128,7 @@ spec:
 	}
 	l := startExtProc(t, true, func(ctx context.Context, f *extprocFlags) error {
 		f.metricsEnabled = true
-		return runEPP(ctx, f, path, "llm", "ai")
+		return runEPP(ctx, f, path, "llm", "ai", 0)
 	})
 	health := dial(t, l.health, false)
 	for _, svc := range []string{"", "liveness"} {
@@ -171,7 +171,7 @@ func TestEPPCommand_UnknownPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &extprocFlags{bodyMode: "FULL_DUPLEX_STREAMED", logLevel: "warn"}
-	err := runEPP(context.Background(), f, path, "b", "default")
+	err := runEPP(context.Background(), f, path, "b", "default", 0)
 	if err == nil || !strings.Contains(err.Error(), "no InferencePool default/b") {
 		t.Fatalf("error %v", err)
 	}

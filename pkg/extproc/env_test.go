@@ -85,6 +85,7 @@ type pickerEnv struct {
 type envOptions struct {
 	replicas int
 	mode     extproc.BodyMode
+	maxAge   time.Duration // of metrics (default: the datastore's)
 }
 
 func configFor(addrs []string) string {
@@ -116,7 +117,7 @@ func newPickerEnv(tb testing.TB, o envOptions) *pickerEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{})
+	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{MetricsMaxAge: o.maxAge})
 	if err != nil {
 		tb.Fatal(err)
 	}

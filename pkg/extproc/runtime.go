@@ -28,6 +28,11 @@ type PoolRuntimeOptions struct {
 	PoolName, PoolNamespace string
 	// Scraper configures model-server scraping (zero: defaults).
 	Scraper modelserver.Options
+	// MetricsMaxAge is how old an endpoint's metrics may be for it to be
+	// scheduled (default datastore.DefaultMaxAge). A picker whose CPU is
+	// shared with other busy processes may need more, since its scrapes
+	// then wait for CPU too.
+	MetricsMaxAge time.Duration
 	// Logger receives reloads and scrape failures (default: discard).
 	Logger *slog.Logger
 }
@@ -46,6 +51,7 @@ type PoolRuntime struct {
 	scraper  *modelserver.Scraper
 	director *director.Director
 	metrics  *telemetry.Metrics
+	maxAge   time.Duration
 
 	mu        sync.Mutex // serializes Reload
 	epc       []byte     // the EndpointPickerConfig the scheduler was built from
@@ -72,7 +78,10 @@ func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, err
 	}
 	r := &PoolRuntime{
 		log: o.Logger, ns: pool.Namespace, name: pool.Name, pool: config.NamespacedName(pool.Namespace, pool.Name),
-		scraper: scraper, metrics: telemetry.NewMetrics(), known: map[string]bool{},
+		scraper: scraper, metrics: telemetry.NewMetrics(), known: map[string]bool{}, maxAge: o.MetricsMaxAge,
+	}
+	if r.maxAge <= 0 {
+		r.maxAge = datastore.DefaultMaxAge
 	}
 	sched, err := buildScheduler(cfg)
 	if err != nil {
@@ -80,7 +89,7 @@ func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, err
 	}
 	r.scheduler, r.epc = sched, cfg.EndpointPickerConfig
 	r.store = datastore.NewStore(r.endpointsChanged)
-	d, err := director.New(director.Options{Store: r.store, Scheduler: sched, Observer: r.metrics})
+	d, err := director.New(director.Options{Store: r.store, Scheduler: sched, Observer: r.metrics, MaxAge: r.maxAge})
 	if err != nil {
 		return nil, fmt.Errorf("extproc: %w", err)
 	}
@@ -234,7 +243,7 @@ func (r *PoolRuntime) Ready() bool {
 	}
 	now := time.Now()
 	for _, e := range p.Endpoints {
-		if datastore.IsCandidate(e, now, 0) {
+		if datastore.IsCandidate(e, now, r.maxAge) {
 			return true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -41,6 +42,11 @@ func NewGRPCServer(p extprocv3.ExternalProcessorServer, maxBody int, tlsCfg *tls
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxBody + 1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		// Envoy opens a stream per HTTP request: reusing handler goroutines
+		// (whose stacks have grown) instead of starting one per stream saves
+		// the stack growth on every request. Streams beyond the workers get
+		// their own goroutine as usual.
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
