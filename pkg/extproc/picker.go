@@ -59,7 +59,9 @@ var _ extprocv3.ExternalProcessorServer = (*Picker)(nil)
 
 // pickerOwnedHeaders are routing headers only the picker (or Envoy) sets;
 // a client's copies are removed so no client can choose the endpoint.
-var pickerOwnedHeaders = []string{HeaderDestinationEndpoint, HeaderDestinationServed, HeaderDestinationSubset, HeaderDroppedReason}
+func pickerOwnedHeaders() []string {
+	return []string{HeaderDestinationEndpoint, HeaderDestinationServed, HeaderDestinationSubset, HeaderDroppedReason}
+}
 
 // NewPicker builds a Picker over a Director.
 func NewPicker(o PickerOptions) (*Picker, error) {
@@ -77,7 +79,7 @@ func NewPicker(o PickerOptions) (*Picker, error) {
 	}
 	return &Picker{
 		director: o.Director, pool: o.Pool, metrics: o.Metrics, log: o.Logger,
-		cfg: streamConfig{strip: pickerOwnedHeaders, maxBody: o.MaxBodyBytes, defaultMode: o.DefaultBodyMode},
+		cfg: streamConfig{strip: pickerOwnedHeaders(), maxBody: o.MaxBodyBytes, defaultMode: o.DefaultBodyMode},
 	}, nil
 }
 

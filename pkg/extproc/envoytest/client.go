@@ -63,6 +63,7 @@ type Request struct {
 // Response is what the upstream model server answers; the client plays it
 // through the processor when the request was not rejected.
 type Response struct {
+	// Status and Headers are the model server's (":status" is added).
 	Status  int
 	Headers map[string]string
 	// Chunks are the body as it arrives; none means a header-only response.
@@ -122,7 +123,8 @@ func (r *Result) Transcript() []string {
 	return out
 }
 
-// Immediate status, or 0.
+// Status is the ImmediateResponse's HTTP status, or 0 when the processor
+// let the request through.
 func (r *Result) Status() int {
 	if r.Immediate == nil {
 		return 0
@@ -130,7 +132,8 @@ func (r *Result) Status() int {
 	return int(r.Immediate.GetStatus().GetCode())
 }
 
-// ImmediateHeader is a header of the ImmediateResponse.
+// ImmediateHeader is a header the ImmediateResponse sets ("" if none), such
+// as the dropped-request reason.
 func (r *Result) ImmediateHeader(name string) string {
 	for _, h := range r.Immediate.GetHeaders().GetSetHeaders() {
 		if strings.EqualFold(h.GetHeader().GetKey(), name) {
@@ -140,7 +143,8 @@ func (r *Result) ImmediateHeader(name string) string {
 	return ""
 }
 
-// MetadataString reads dynamic metadata namespace/key as a string.
+// MetadataString reads the request phase's dynamic metadata
+// namespace/key as a string, e.g. envoy.lb/x-gateway-destination-endpoint.
 func (r *Result) MetadataString(namespace, key string) string {
 	return r.Metadata.GetFields()[namespace].GetStructValue().GetFields()[key].GetStringValue()
 }
