@@ -193,28 +193,12 @@ func (c *Client) readBody(ctx context.Context, resp *http.Response, start time.T
 		return readJSONBody(ctx, c, resp, start, res)
 	}
 	p := streamParser{collect: collect, start: start}
-	r := openai.NewSSEReader(resp.Body)
-	for {
-		data, err := r.Next()
-		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			if err != nil {
-				c.fail(ctx, res, ErrStream, err)
-			} else if !p.done {
-				res.ErrorKind, res.Error = ErrStream, "stream ended without [DONE]"
-			}
-			break
-		}
-		p.event(data, time.Now())
-		if p.errMsg != "" {
-			res.ErrorKind, res.Error = ErrStream, p.errMsg
-			break
-		}
-		if p.done {
-			break
-		}
+	if err := p.read(resp.Body); err != nil {
+		c.fail(ctx, res, ErrStream, err)
+	} else if p.errMsg != "" {
+		res.ErrorKind, res.Error = ErrStream, p.errMsg
+	} else if !p.done {
+		res.ErrorKind, res.Error = ErrStream, "stream ended without [DONE]"
 	}
 	p.fill(res)
 	return p.answer.String()
@@ -352,6 +336,25 @@ var (
 	keyError   = []byte(`"error":`)
 )
 
+// read follows the stream until [DONE], an error event or its end. Each
+// event is timed when the reader has it whole.
+func (p *streamParser) read(body io.Reader) error {
+	r := openai.NewSSEReader(body)
+	for {
+		data, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p.event(data, time.Now())
+		if p.done || p.errMsg != "" {
+			return nil
+		}
+	}
+}
+
 // event accounts one event's data, received at now.
 func (p *streamParser) event(data []byte, now time.Time) {
 	if string(data) == openai.SSEDone {
@@ -393,22 +396,47 @@ func (p *streamParser) event(data []byte, now time.Time) {
 	}
 }
 
+// appendAnswer appends the event's generated text: the string after its
+// "content" (chat) or "text" (completions) key, copied as is unless it has
+// escapes, which the JSON decoder then resolves.
 func (p *streamParser) appendAnswer(data []byte) {
-	var ev struct {
-		Choices []struct {
-			Delta struct {
-				Content string `json:"content"`
-			} `json:"delta"`
-			Text string `json:"text"`
-		} `json:"choices"`
+	lit := stringValue(data, keyContent)
+	if lit == nil {
+		lit = stringValue(data, keyText)
 	}
-	if json.Unmarshal(data, &ev) != nil {
+	if lit == nil {
 		return
 	}
-	for _, ch := range ev.Choices {
-		p.answer.WriteString(ch.Delta.Content)
-		p.answer.WriteString(ch.Text)
+	if bytes.IndexByte(lit, '\\') < 0 {
+		p.answer.Write(lit[1 : len(lit)-1])
+		return
 	}
+	var s string
+	if json.Unmarshal(lit, &s) == nil {
+		p.answer.WriteString(s)
+	}
+}
+
+// stringValue returns the quoted string literal (quotes included) that
+// follows key in data, or nil.
+func stringValue(data, key []byte) []byte {
+	i := bytes.Index(data, key)
+	if i < 0 {
+		return nil
+	}
+	j := skipSpace(data, i+len(key))
+	if j >= len(data) || data[j] != '"' {
+		return nil
+	}
+	for k := j + 1; k < len(data); k++ {
+		switch data[k] {
+		case '\\':
+			k++ // skip the escaped byte
+		case '"':
+			return data[j : k+1]
+		}
+	}
+	return nil
 }
 
 // fill copies what the stream showed into res.

@@ -133,7 +133,7 @@ func (m *mixer) apply(rng *rand.Rand, req *Request) {
 // messages, or for completions the contents joined by newlines (so a
 // shared system prompt is still an exact token prefix).
 func messagesOrPrompt(api string, req *Request, msgs []openai.ChatMessage) {
-	if api == APIChat {
+	if api != APICompletions {
 		req.Messages = msgs
 		return
 	}

@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -70,31 +72,40 @@ func TestRun_MaxRequestsAndWarmup(t *testing.T) {
 }
 
 func TestRun_ClosedLoopKeepsConcurrency(t *testing.T) {
-	var open, peak atomic.Int64
-	f := &fakeServer{tokens: 2, gap: 10 * time.Millisecond}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := open.Add(1)
-		defer open.Add(-1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		f.ServeHTTP(w, r)
-	}))
+	srv := httptest.NewServer(&fakeServer{tokens: 2, gap: 10 * time.Millisecond})
 	defer srv.Close()
 	c := newTestClient(t, srv.URL)
-	if _, err := Run(context.Background(), c, &fixedSource{}, Options{Stages: []Stage{stage(0, 3, 400*time.Millisecond)}}); err != nil {
+	res, err := Run(context.Background(), c, &fixedSource{}, Options{Stages: []Stage{stage(0, 3, 400*time.Millisecond)}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if p := peak.Load(); p > 3 || p < 2 {
-		t.Fatalf("peak concurrency %d, want 3 (≥2 on a busy machine)", p)
+	// The client's own concurrency: the most requests open at one instant.
+	type edge struct {
+		at    time.Duration
+		delta int
+	}
+	var edges []edge
+	for _, r := range res.Requests {
+		edges = append(edges, edge{r.Start, 1}, edge{r.End, -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if a.at != b.at {
+			return cmp.Compare(a.at, b.at)
+		}
+		return a.delta - b.delta // an end before a start at the same instant
+	})
+	open, peak := 0, 0
+	for _, e := range edges {
+		open += e.delta
+		peak = max(peak, open)
+	}
+	if peak > 3 || peak < 2 {
+		t.Fatalf("peak concurrency %d, want 3 (≥2 on a busy machine)", peak)
 	}
 
 	// A ladder: requests belong to the stage in which they were sent (the
 	// last ones of a stage may still finish during the next).
-	res, err := Run(context.Background(), c, &fixedSource{}, Options{
+	res, err = Run(context.Background(), c, &fixedSource{}, Options{
 		Stages: []Stage{stage(0, 3, 300*time.Millisecond), stage(100, 0, 300*time.Millisecond)},
 	})
 	if err != nil {

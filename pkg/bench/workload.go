@@ -61,8 +61,9 @@ type Workload struct {
 	// entry with an empty name sends no header.
 	FairnessMix []WeightedName `json:"fairness_mix,omitempty"`
 
-	// Stages is the load ladder.
-	Stages []Stage `json:"stages"`
+	// Stages is the load ladder. It may be left out when the command line
+	// gives the load instead.
+	Stages []Stage `json:"stages,omitempty"`
 	// Warmup, MaxDuration, MaxRequests and RequestTimeout bound the run
 	// (see Options).
 	Warmup         Duration `json:"warmup,omitempty"`
@@ -153,18 +154,22 @@ func ParseWorkload(data []byte) (*Workload, error) {
 	if err := yaml.UnmarshalStrict(data, &w); err != nil {
 		return nil, fmt.Errorf("decode: %w", err)
 	}
-	w.applyDefaults()
+	w = w.withDefaults()
 	if err := w.Validate(); err != nil {
 		return nil, err
 	}
 	return &w, nil
 }
 
-func (w *Workload) applyDefaults() {
+// withDefaults returns a copy of w with unset optional fields filled in;
+// w itself (and its sections) are not modified.
+func (w Workload) withDefaults() Workload {
 	if w.API == "" {
 		w.API = APIChat
 	}
-	if g := w.ShareGPT; g != nil {
+	if w.ShareGPT != nil {
+		g := *w.ShareGPT
+		w.ShareGPT = &g
 		def := func(v *float64, d float64) {
 			if *v == 0 {
 				*v = d
@@ -184,6 +189,7 @@ func (w *Workload) applyDefaults() {
 		defInt(&g.OutputMin, 1)
 		defInt(&g.OutputMax, 1024)
 	}
+	return w
 }
 
 // Kind names the workload's generator.
@@ -199,14 +205,17 @@ func (w *Workload) Kind() string {
 	return ""
 }
 
-// Validate checks every field, naming each one that is wrong.
+// Validate checks every field (unset optional ones taking their defaults),
+// naming each one that is wrong.
 func (w *Workload) Validate() error {
+	d := w.withDefaults()
+	w = &d
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if w.Model == "" {
 		bad("model: must not be empty")
 	}
-	if w.API != APIChat && w.API != APICompletions {
+	if w.API != "" && w.API != APIChat && w.API != APICompletions {
 		bad("api: must be %q or %q, got %q", APIChat, APICompletions, w.API)
 	}
 	kinds := 0
@@ -250,17 +259,20 @@ func (w *Workload) Validate() error {
 		atLeast("multi_turn.system_prompt_len", m.SystemPromptLen, 0)
 		atLeast("multi_turn.user_len", m.UserLen, 1)
 		atLeast("multi_turn.output_len", m.OutputLen, 1)
-		if w.API != APIChat {
+		if w.API == APICompletions {
 			bad("api: multi_turn needs %q", APIChat)
 		}
 	}
 	errs = append(errs, validateMix("lora_mix", w.LoRAMix)...)
 	errs = append(errs, validateMix("priority_mix", w.PriorityMix)...)
 	errs = append(errs, validateMix("fairness_mix", w.FairnessMix)...)
-	errs = append(errs, (&Options{
-		Stages: w.Stages, Warmup: w.Warmup.Duration, MaxDuration: w.MaxDuration.Duration,
-		MaxRequests: w.MaxRequests, RequestTimeout: w.RequestTimeout.Duration,
-	}).validate())
+	// Stages may come from the command line instead; Run requires them.
+	if len(w.Stages) > 0 {
+		errs = append(errs, (&Options{
+			Stages: w.Stages, Warmup: w.Warmup.Duration, MaxDuration: w.MaxDuration.Duration,
+			MaxRequests: w.MaxRequests, RequestTimeout: w.RequestTimeout.Duration,
+		}).validate())
+	}
 	if f := bytes.TrimSpace(w.Fleet); len(f) > 0 && f[0] != '{' && !bytes.Equal(f, []byte("null")) {
 		bad("fleet: must be a mapping of simulator settings")
 	}
@@ -312,8 +324,15 @@ func (w *Workload) DecodeFleet(dst any) error {
 
 // NewSource returns a fresh generator of the workload's requests; two
 // sources of one workload produce the same requests in the same order
-// (multi-turn: the same sessions, interleaved as answers arrive).
+// (multi-turn: the same sessions, interleaved as answers arrive). It
+// validates the workload first, filling in defaults of a copy, so a
+// Workload built in Go works as one read from YAML.
 func (w *Workload) NewSource() (Source, error) {
+	cp := w.withDefaults()
+	if err := cp.Validate(); err != nil {
+		return nil, fmt.Errorf("workload: %w", err)
+	}
+	w = &cp
 	mix := newMixer(w)
 	switch {
 	case w.SharedPrefix != nil:
