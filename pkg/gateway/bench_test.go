@@ -21,8 +21,8 @@ const fastBackendMetrics = "# TYPE vllm:num_requests_waiting gauge\nvllm:num_req
 
 // startFastBackend is a model server that costs as little as an HTTP
 // server can: it answers every inference request at once with a small chat
-// completion, and serves /metrics and /health so it is a valid pool
-// endpoint. What a benchmark measures against it is the HTTP path, not
+// completion, and serves /metrics, /health and /v1/models so it is a valid
+// pool endpoint. What a benchmark measures against it is the HTTP path, not
 // generation.
 func startFastBackend(b *testing.B) string {
 	b.Helper()
@@ -32,11 +32,14 @@ func startFastBackend(b *testing.B) string {
 	}
 	answer, contentLength := []byte(chatAnswer), strconv.Itoa(len(chatAnswer))
 	page := []byte(fastBackendMetrics)
+	models := []byte(`{"object":"list","data":[{"id":"m","object":"model","created":1,"owned_by":"bench"}]}`)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/metrics":
 			_, _ = w.Write(page)
 		case "/health":
+		case "/v1/models":
+			_, _ = w.Write(models)
 		default:
 			_, _ = io.Copy(io.Discard, r.Body)
 			h := w.Header()

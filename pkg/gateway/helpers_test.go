@@ -25,7 +25,8 @@ import (
 )
 
 // fakeServer is a model server on a loopback port: /metrics in vLLM's text
-// format with values a test sets, /health, and the OpenAI inference paths
+// format with values a test sets, /health, /v1/models, and the OpenAI
+// inference paths
 // answered by a handler a test can replace. It records what it received,
 // so a test can check what the gateway forwarded.
 type fakeServer struct {
@@ -96,7 +97,14 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 			f.waiting.Load(), math.Float64frombits(f.kvBits.Load()))
 	case "/health":
 		w.WriteHeader(http.StatusOK)
+	case "/v1/models": // the scraper reads it after every health check
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"object":"list","data":[{"id":"m","object":"model","created":1,"owned_by":"test"}]}`)
 	default:
+		if r.Method != http.MethodPost { // only inference requests count as hits
+			http.NotFound(w, r)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		f.hits.Add(1)
 		f.mu.Lock()

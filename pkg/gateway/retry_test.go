@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -123,10 +124,11 @@ func TestGateway_URLBackendRetriesUnavailable(t *testing.T) {
 func TestGateway_TimeoutIsGatewayTimeout(t *testing.T) {
 	slow := newFakeServer(t)
 	canceled := make(chan struct{})
+	var once sync.Once
 	slow.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
-			close(canceled)
+			once.Do(func() { close(canceled) })
 		case <-time.After(10 * time.Second):
 			answerChat(w, r)
 		}
