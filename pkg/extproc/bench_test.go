@@ -16,6 +16,9 @@ import (
 // back. With full, the response phase follows (response headers and a JSON
 // body with usage), as Envoy sends it after the model server answered.
 //
+// Besides decisions/s it reports the process's CPU time per request, which
+// the load of other processes on a shared machine does not change.
+//
 // The model servers' metrics may be up to 2 s old here (instead of 200 ms):
 // with the CPU saturated by the benchmark (and, on a shared machine, by
 // others) the scraper's requests wait for CPU like everything else, and an
@@ -40,7 +43,7 @@ func benchmarkEPP(b *testing.B, promptBytes int, full bool) {
 	// sets the pace.
 	b.SetParallelism(8)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		i := 0
@@ -58,6 +61,12 @@ func benchmarkEPP(b *testing.B, promptBytes int, full bool) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "decisions/s")
+	// CPU per request of the whole process (the Envoy stand-in, the picker,
+	// the simulated servers and the scraper): on a machine shared with
+	// other work, decisions/s falls with their load, this does not.
+	if c := processCPU() - cpu; c > 0 {
+		b.ReportMetric(float64(c.Microseconds())/float64(b.N), "cpu-µs/op")
+	}
 }
 
 func BenchmarkEPP_Decision4KB(b *testing.B)   { benchmarkEPP(b, 4<<10, false) }
