@@ -44,9 +44,12 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()
 // that cannot overload the target). Exactly one of QPS and Concurrency is
 // set.
 type Stage struct {
-	QPS         float64  `json:"qps,omitempty"`
-	Concurrency int      `json:"concurrency,omitempty"`
-	Duration    Duration `json:"duration"`
+	// QPS is the mean arrival rate of an open-loop stage.
+	QPS float64 `json:"qps,omitempty"`
+	// Concurrency is the number of closed-loop workers.
+	Concurrency int `json:"concurrency,omitempty"`
+	// Duration is how long the stage sends requests.
+	Duration Duration `json:"duration"`
 }
 
 // String names the stage the way reports label it: "qps=10" or "c=8".
@@ -85,11 +88,14 @@ type Window struct {
 	Stage int `json:"stage"`
 	// Warmup marks the warm-up window, which runs the first stage's load
 	// before the measured stages.
-	Warmup      bool          `json:"warmup,omitempty"`
-	Start       time.Duration `json:"start_ns"`
-	End         time.Duration `json:"end_ns"`
-	QPS         float64       `json:"qps,omitempty"`
-	Concurrency int           `json:"concurrency,omitempty"`
+	Warmup bool `json:"warmup,omitempty"`
+	// Start and End bound the window: requests sent in [Start, End)
+	// belong to it, and its rates count completions in that span.
+	Start time.Duration `json:"start_ns"`
+	End   time.Duration `json:"end_ns"`
+	// QPS or Concurrency is the stage's load, for labels and charts.
+	QPS         float64 `json:"qps,omitempty"`
+	Concurrency int     `json:"concurrency,omitempty"`
 }
 
 // Seconds is the window's length in seconds.

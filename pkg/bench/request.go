@@ -104,7 +104,10 @@ type RequestResult struct {
 	Stage int `json:"stage"`
 	// Warmup marks requests that arrived during the warm-up; summaries
 	// leave them out.
-	Warmup     bool   `json:"warmup,omitempty"`
+	Warmup bool `json:"warmup,omitempty"`
+	// Group, Turn, Model, Objective and FairnessID are copied from the
+	// Request, so results can be broken down by group, adapter or
+	// objective.
 	Group      int    `json:"group"`
 	Turn       int    `json:"turn,omitempty"`
 	Model      string `json:"model,omitempty"`
@@ -140,12 +143,14 @@ type RequestResult struct {
 	UsageReported bool `json:"usage_reported"`
 
 	// Status is the HTTP status (0 if no response arrived).
-	Status    int       `json:"status"`
+	Status int `json:"status"`
+	// ErrorKind is why the request failed; ErrNone if it succeeded.
 	ErrorKind ErrorKind `json:"error_kind,omitempty"`
 	// TransportError classifies ErrTransport failures (refused, reset,
 	// eof, dns, timeout, other).
 	TransportError string `json:"transport_error,omitempty"`
-	Error          string `json:"error,omitempty"`
+	// Error is the failure's message (the server's, when it sent one).
+	Error string `json:"error,omitempty"`
 	// Endpoint is the HeaderEndpointServed value, if the target sent one.
 	Endpoint string `json:"endpoint,omitempty"`
 }

@@ -66,8 +66,10 @@ func (o *Options) validate() error {
 // for reports, and every request for re-analysis.
 type RunResult struct {
 	// Target is the base URL the run was sent to.
-	Target    string    `json:"target"`
-	Seed      int64     `json:"seed"`
+	Target string `json:"target"`
+	// Seed is the arrival processes' seed, to rerun the same arrivals.
+	Seed int64 `json:"seed"`
+	// StartedAt is the wall-clock time of offset 0.
 	StartedAt time.Time `json:"started_at"`
 	// Elapsed is the run's wall time, drain included.
 	Elapsed Duration `json:"elapsed"`

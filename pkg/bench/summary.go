@@ -22,8 +22,10 @@ const UnknownEndpoint = "unknown"
 // was asked of it; OfferedRate is the arrivals the stage generated.
 type Summary struct {
 	// Stage is the stage index, -1 for the total.
-	Stage       int     `json:"stage"`
-	Name        string  `json:"name"`
+	Stage int `json:"stage"`
+	// Name labels the stage in tables ("qps=16", "c=8", "total").
+	Name string `json:"name"`
+	// QPS or Concurrency is the stage's load, the x axis of charts.
 	QPS         float64 `json:"qps,omitempty"`
 	Concurrency int     `json:"concurrency,omitempty"`
 	// Seconds is the window's length.
@@ -33,9 +35,12 @@ type Summary struct {
 	// Failed + Canceled + Dropped = Requests.
 	Requests  int `json:"requests"`
 	Succeeded int `json:"succeeded"`
-	Failed    int `json:"failed"`
-	Canceled  int `json:"canceled"`
-	Dropped   int `json:"dropped"`
+	// Failed counts errors: ErrHTTP, ErrTransport, ErrStream, ErrTimeout.
+	Failed int `json:"failed"`
+	// Canceled and Dropped are the benchmark's own doing, not the
+	// target's, and are kept out of Failed.
+	Canceled int `json:"canceled"`
+	Dropped  int `json:"dropped"`
 	// ErrorsByStatus counts ErrHTTP failures by HTTP status (as a string,
 	// for JSON).
 	ErrorsByStatus map[string]int `json:"errors_by_status,omitempty"`
@@ -46,6 +51,8 @@ type Summary struct {
 	// reset, eof, dns, timeout, other).
 	TransportErrors map[string]int `json:"transport_errors,omitempty"`
 
+	// OfferedRate is arrivals per second; RequestRate, OutputTokenRate and
+	// InputTokenRate are what was served per second (see above).
 	OfferedRate     float64 `json:"offered_rate"`
 	RequestRate     float64 `json:"request_rate"`
 	OutputTokenRate float64 `json:"output_token_rate"`
@@ -75,8 +82,10 @@ type Summary struct {
 // EndpointShare is one endpoint's part of a stage: whether a router spread
 // load or concentrated it is read from these.
 type EndpointShare struct {
-	Requests int     `json:"requests"`
-	Share    float64 `json:"share"`
+	// Requests is how many of the stage's requests the endpoint answered.
+	Requests int `json:"requests"`
+	// Share is Requests over all answered requests of the stage.
+	Share float64 `json:"share"`
 }
 
 // SummarizeRun summarizes every measured window of a run and their total.

@@ -33,7 +33,8 @@ const (
 // the simulator's own (kebab-case). Unknown keys are errors.
 type Workload struct {
 	// Name labels results; it defaults to the file name without extension.
-	Name        string `json:"name,omitempty"`
+	Name string `json:"name,omitempty"`
+	// Description is free text for reports.
 	Description string `json:"description,omitempty"`
 	// Model is the served model name requests carry (unless the LoRA mix
 	// picks an adapter).
@@ -46,6 +47,8 @@ type Workload struct {
 	// times reproducible: every contender of a comparison gets the same.
 	Seed int64 `json:"seed"`
 
+	// SharedPrefix, ShareGPT and MultiTurn are the generators; exactly
+	// one is set.
 	SharedPrefix *SharedPrefix `json:"shared_prefix,omitempty"`
 	ShareGPT     *ShareGPT     `json:"sharegpt,omitempty"`
 	MultiTurn    *MultiTurn    `json:"multi_turn,omitempty"`
@@ -126,7 +129,9 @@ type MultiTurn struct {
 
 // WeightedName is one entry of a mix: a name and its relative weight.
 type WeightedName struct {
-	Name   string  `json:"name"`
+	// Name is the adapter, objective or tenant; empty for none.
+	Name string `json:"name"`
+	// Weight is relative to the other entries' (they need not sum to 1).
 	Weight float64 `json:"weight"`
 }
 
