@@ -30,6 +30,7 @@ type Metrics struct {
 	rejections    *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	inFlight      *prometheus.GaugeVec
+	flow          *flowVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -65,6 +66,7 @@ func NewMetrics() *Metrics {
 			Help: "Requests being proxied, by pool."}, []string{"pool"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.decisions, m.schedulerTime, m.schedFailures, m.rejections, m.retries, m.inFlight)
+	m.flow = newFlowVecs(reg)
 	return m
 }
 

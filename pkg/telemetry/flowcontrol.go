@@ -1,0 +1,132 @@
+package telemetry
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/flowcontrol"
+)
+
+// FlowMetrics are flow control's metrics for one pool: what is queued, how
+// long requests wait, what became of them, and the pool aggregates that
+// autoscalers (HPA, KEDA) scale model servers on.
+type FlowMetrics struct {
+	pool string
+	m    *flowVecs
+}
+
+var _ flowcontrol.Observer = (*FlowMetrics)(nil)
+
+type flowVecs struct {
+	queueRequests *prometheus.GaugeVec
+	queueBytes    *prometheus.GaugeVec
+	wait          *prometheus.HistogramVec
+	outcomes      *prometheus.CounterVec
+}
+
+func newFlowVecs(reg prometheus.Registerer) *flowVecs {
+	v := &flowVecs{
+		queueRequests: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "igw_flow_control_queue_size",
+			Help: "Requests waiting in flow control, by pool and priority band."}, []string{"pool", "priority"}),
+		queueBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "igw_flow_control_queue_bytes",
+			Help: "Request bytes waiting in flow control, by pool and priority band."}, []string{"pool", "priority"}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "igw_flow_control_wait_seconds",
+			Help:    "Time requests waited in flow control before their outcome.",
+			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}}, []string{"pool", "priority"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "igw_flow_control_outcomes_total",
+			Help: "Flow-control outcomes (dispatched, rejected-saturated, rejected-ttl-expired, rejected-queue-full, canceled), by pool and priority."},
+			[]string{"pool", "priority", "outcome"}),
+	}
+	reg.MustRegister(v.queueRequests, v.queueBytes, v.wait, v.outcomes)
+	return v
+}
+
+// Flow returns flow control's observer for pool.
+func (m *Metrics) Flow(pool string) *FlowMetrics { return &FlowMetrics{pool: pool, m: m.flow} }
+
+// Outcome implements flowcontrol.Observer.
+func (f *FlowMetrics) Outcome(priority int32, reason string, waited time.Duration) {
+	p := strconv.Itoa(int(priority))
+	f.m.outcomes.WithLabelValues(f.pool, p, reason).Inc()
+	if waited > 0 {
+		f.m.wait.WithLabelValues(f.pool, p).Observe(waited.Seconds())
+	}
+}
+
+// QueueChanged implements flowcontrol.Observer.
+func (f *FlowMetrics) QueueChanged(priority int32, requests int, bytes int64) {
+	p := strconv.Itoa(int(priority))
+	f.m.queueRequests.WithLabelValues(f.pool, p).Set(float64(requests))
+	f.m.queueBytes.WithLabelValues(f.pool, p).Set(float64(bytes))
+}
+
+// PoolView is what the pool collector reads at scrape time.
+type PoolView interface {
+	PoolNames() []string
+	Pool(name string) *datastore.Pool
+}
+
+// poolCollector computes pool aggregates at scrape time from the
+// datastore, so they are never staler than the endpoints' own metrics.
+type poolCollector struct {
+	view       PoolView
+	saturation func(eps []*datastore.Endpoint, now time.Time) float64
+	maxAge     time.Duration
+
+	avgQueue, avgKV, saturated, ready *prometheus.Desc
+}
+
+// RegisterPoolCollector exports, per pool: average waiting queue and KV
+// utilization over ready endpoints with fresh metrics (the signals to
+// autoscale model servers on), the fraction of saturated endpoints, and
+// the number of ready endpoints.
+func (m *Metrics) RegisterPoolCollector(view PoolView, saturation func([]*datastore.Endpoint, time.Time) float64) {
+	m.Registry.MustRegister(&poolCollector{
+		view: view, saturation: saturation, maxAge: datastore.DefaultMaxAge,
+		avgQueue:  prometheus.NewDesc("igw_pool_average_queue_size", "Average waiting queue over the pool's ready endpoints with fresh metrics.", []string{"pool"}, nil),
+		avgKV:     prometheus.NewDesc("igw_pool_average_kv_cache_utilization", "Average KV-cache utilization (0..1) over the pool's ready endpoints with fresh metrics.", []string{"pool"}, nil),
+		saturated: prometheus.NewDesc("igw_pool_saturation", "Fraction of the pool's endpoints without headroom (1 for an empty pool).", []string{"pool"}, nil),
+		ready:     prometheus.NewDesc("igw_pool_ready_endpoints", "Endpoints of the pool that are ready with fresh metrics.", []string{"pool"}, nil),
+	})
+}
+
+// Describe implements prometheus.Collector.
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.avgQueue
+	ch <- c.avgKV
+	ch <- c.saturated
+	ch <- c.ready
+}
+
+// Collect implements prometheus.Collector.
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	for _, name := range c.view.PoolNames() {
+		p := c.view.Pool(name)
+		if p == nil {
+			continue
+		}
+		var queue, kv float64
+		n := 0
+		for _, e := range p.Endpoints {
+			if !datastore.IsCandidate(e, now, c.maxAge) {
+				continue
+			}
+			m := e.Metrics()
+			queue += float64(m.WaitingQueueSize)
+			kv += m.KVCacheUsage
+			n++
+		}
+		if n > 0 {
+			ch <- prometheus.MustNewConstMetric(c.avgQueue, prometheus.GaugeValue, queue/float64(n), name)
+			ch <- prometheus.MustNewConstMetric(c.avgKV, prometheus.GaugeValue, kv/float64(n), name)
+		}
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(n), name)
+		if c.saturation != nil {
+			ch <- prometheus.MustNewConstMetric(c.saturated, prometheus.GaugeValue, c.saturation(p.Endpoints, now), name)
+		}
+	}
+}
