@@ -3,7 +3,6 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -57,6 +56,10 @@ type Parsed struct {
 	// modelStart and modelEnd delimit the model value (with its quotes) in
 	// the body, for rewriting by patching bytes.
 	modelStart, modelEnd int
+	// Raw fields read after the walk (their order in the body must not
+	// matter).
+	instructions         []byte
+	inputStart, inputEnd int
 }
 
 // requestError is a 400 naming the offending parameter.
@@ -67,88 +70,361 @@ func requestError(param, format string, args ...any) *Error {
 }
 
 // ParseRequest reads body as a request of kind. Malformed JSON, a body that
-// is not an object, or fields of the wrong type are 400 errors (*Error).
-// A missing model is not an error here: whether it is depends on the route.
+// is not an object, or fields of the wrong type are 400 errors (*Error)
+// naming the field. A missing model is not an error here: whether it is
+// depends on the route.
+//
+// It validates the document once (json.Valid) and then reads only the
+// fields it needs straight from the bytes, decoding the prompt text into
+// one buffer: no tree, no per-message values. Field names match exactly,
+// as the OpenAI API and vLLM do (encoding/json would also accept "Model").
 func ParseRequest(kind Kind, body []byte) (*Parsed, error) {
-	p := &Parsed{Kind: kind}
-	var fields struct {
-		Model         json.RawMessage `json:"model"`
-		Stream        *bool           `json:"stream"`
-		StreamOptions *StreamOptions  `json:"stream_options"`
-		MaxTokens     *int            `json:"max_tokens"`
-		MaxCompletion *int            `json:"max_completion_tokens"`
-		MaxOutput     *int            `json:"max_output_tokens"`
-		Messages      []ChatMessage   `json:"messages"`
-		Prompt        *Prompt         `json:"prompt"`
-		Input         json.RawMessage `json:"input"`
-		Instructions  string          `json:"instructions"`
-	}
-	if err := json.Unmarshal(body, &fields); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return nil, requestError(typeErr.Field, "%s: wrong type: expected %s", typeErr.Field, typeErr.Type)
-		}
+	if !json.Valid(body) {
+		var v any
+		err := json.Unmarshal(body, &v)
 		return nil, requestError("", "the request body is not valid JSON: %v", err)
 	}
-	if len(fields.Model) > 0 {
-		if !bytes.Equal(fields.Model, []byte("null")) {
-			if err := json.Unmarshal(fields.Model, &p.Model); err != nil {
-				return nil, requestError("model", "model must be a string")
-			}
-		}
-		start, end, ok := topLevelValue(body, "model")
-		if !ok {
-			return nil, requestError("model", "model could not be located in the body")
-		}
-		p.modelStart, p.modelEnd = start, end
+	i := skipSpace(body, 0)
+	if body[i] != '{' {
+		return nil, requestError("", "the request body must be a JSON object")
 	}
-	p.Stream = fields.Stream != nil && *fields.Stream
-	p.IncludeUsage = fields.StreamOptions != nil && fields.StreamOptions.IncludeUsage
-	for _, v := range []*int{fields.MaxCompletion, fields.MaxTokens, fields.MaxOutput} {
-		if v != nil {
-			if *v < 0 {
-				return nil, requestError("max_tokens", "max_tokens must not be negative")
+	p := &Parsed{Kind: kind}
+	var limits [3]*int // max_completion_tokens, max_tokens, max_output_tokens: the first present wins
+	var perr *Error
+	forEachMember(body, i, func(rawKey []byte, vs, ve int) bool {
+		v := body[vs:ve]
+		switch key := memberName(rawKey); key {
+		case "model":
+			switch kindOf(v) {
+			case 's':
+				p.Model = stringValue(v)
+			case 'n':
+				p.Model = ""
+			default:
+				perr = requestError("model", "model must be a string")
+				return false
 			}
-			p.MaxTokens = *v
-			break
+			p.modelStart, p.modelEnd = vs, ve
+		case "stream":
+			b, ok := boolValue(v)
+			if !ok {
+				perr = requestError("stream", "stream must be a boolean")
+				return false
+			}
+			p.Stream = b
+		case "stream_options":
+			switch kindOf(v) {
+			case 'n':
+				p.IncludeUsage = false
+			case 'o':
+				p.IncludeUsage = false
+				forEachMember(body, vs, func(k []byte, s, e int) bool {
+					if memberName(k) == "include_usage" {
+						b, ok := boolValue(body[s:e])
+						if !ok {
+							perr = requestError("stream_options.include_usage", "stream_options.include_usage must be a boolean")
+							return false
+						}
+						p.IncludeUsage = b
+					}
+					return true
+				})
+			default:
+				perr = requestError("stream_options", "stream_options must be an object")
+			}
+		case "max_completion_tokens", "max_tokens", "max_output_tokens":
+			n, ok := intValue(v)
+			if !ok {
+				perr = requestError(key, "%s must be an integer", key)
+				return false
+			}
+			switch key {
+			case "max_completion_tokens":
+				limits[0] = n
+			case "max_tokens":
+				limits[1] = n
+			default:
+				limits[2] = n
+			}
+		case "messages":
+			if kind == KindChat {
+				p.Prompt, perr = appendMessages(p.Prompt[:0], body, vs, ve)
+			}
+		case "prompt":
+			if kind == KindCompletion {
+				p.Prompt, perr = appendPrompt(p.Prompt[:0], body, vs, ve)
+			}
+		case "input":
+			if kind == KindEmbeddings || kind == KindResponses {
+				p.inputStart, p.inputEnd = vs, ve
+			}
+		case "instructions":
+			if kind != KindEmbeddings && kind != KindResponses {
+				break
+			}
+			switch kindOf(v) {
+			case 's':
+				p.instructions = v
+			case 'n':
+				p.instructions = nil
+			default:
+				perr = requestError("instructions", "instructions must be a string")
+			}
 		}
+		return perr == nil
+	})
+	if perr != nil {
+		return nil, perr
 	}
-	switch kind {
-	case KindChat:
-		for i := range fields.Messages {
-			m := &fields.Messages[i]
-			p.Prompt = append(p.Prompt, m.Role...)
-			p.Prompt = append(p.Prompt, '\n')
-			p.Prompt = append(p.Prompt, m.Content.Text...)
-			p.Prompt = append(p.Prompt, '\n')
+	for _, v := range limits {
+		if v == nil {
+			continue
 		}
-	case KindCompletion:
-		if fields.Prompt != nil {
-			p.Prompt = appendPromptBytes(p.Prompt, fields.Prompt)
+		if *v < 0 {
+			return nil, requestError("max_tokens", "max_tokens must not be negative")
 		}
-	case KindEmbeddings, KindResponses:
-		p.Prompt = append(p.Prompt, fields.Instructions...)
-		if len(fields.Input) > 0 {
-			var in MessageContent
-			if json.Unmarshal(fields.Input, &in) == nil {
-				p.Prompt = append(p.Prompt, in.Text...)
-			} else {
-				p.Prompt = append(p.Prompt, fields.Input...) // structured input: hash its JSON
-			}
+		p.MaxTokens = *v
+		break
+	}
+	if kind == KindEmbeddings || kind == KindResponses {
+		if p.instructions != nil {
+			p.Prompt = appendStringValue(p.Prompt, p.instructions)
+		}
+		if p.inputEnd > 0 {
+			p.Prompt = appendInput(p.Prompt, body[p.inputStart:p.inputEnd])
 		}
 	}
 	return p, nil
 }
 
-func appendPromptBytes(dst []byte, pr *Prompt) []byte {
-	if pr.Tokens == nil {
-		return append(dst, pr.Text...)
+// memberName decodes an object key (quoted); keys almost never have
+// escapes, so the common case does not allocate.
+func memberName(raw []byte) string {
+	for _, c := range raw {
+		if c == '\\' {
+			return string(appendStringValue(nil, raw))
+		}
 	}
-	for _, t := range pr.Tokens {
-		dst = strconv.AppendUint(dst, uint64(t), 10)
+	return string(raw[1 : len(raw)-1]) // the compiler does not allocate for a switch on this
+}
+
+func boolValue(v []byte) (bool, bool) {
+	switch kindOf(v) {
+	case 'b':
+		return v[0] == 't', true
+	case 'n':
+		return false, true
+	}
+	return false, false
+}
+
+// intValue reads an integer (nil for null). Fractions and exponents are
+// not integers, as encoding/json decides for an int field.
+func intValue(v []byte) (*int, bool) {
+	switch kindOf(v) {
+	case 'n':
+		return nil, true
+	case 'd':
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return nil, false
+		}
+		return &n, true
+	}
+	return nil, false
+}
+
+// appendMessages appends "role\ncontent\n" for every message of the array
+// at doc[vs:ve].
+func appendMessages(dst, doc []byte, vs, ve int) ([]byte, *Error) {
+	switch kindOf(doc[vs:ve]) {
+	case 'n':
+		return dst, nil
+	case 'a':
+	default:
+		return dst, requestError("messages", "messages must be an array of messages")
+	}
+	var perr *Error
+	forEachElement(doc, vs, func(es, ee int) bool {
+		m := doc[es:ee]
+		switch kindOf(m) {
+		case 'n':
+			dst = append(dst, '\n', '\n')
+			return true
+		case 'o':
+		default:
+			perr = requestError("messages", "each message must be an object")
+			return false
+		}
+		var role, content []byte
+		contentStart := -1
+		forEachMember(doc, es, func(k []byte, s, e int) bool {
+			v := doc[s:e]
+			switch memberName(k) {
+			case "role":
+				switch kindOf(v) {
+				case 's':
+					role = v
+				case 'n':
+					role = nil
+				default:
+					perr = requestError("messages", "a message's role must be a string")
+				}
+			case "name":
+				if kk := kindOf(v); kk != 's' && kk != 'n' {
+					perr = requestError("messages", "a message's name must be a string")
+				}
+			case "content":
+				switch kindOf(v) {
+				case 's', 'a':
+					content, contentStart = v, s
+				case 'n':
+					content = nil
+				default:
+					perr = requestError("messages", "content must be a string or an array of content parts")
+				}
+			}
+			return perr == nil
+		})
+		if perr != nil {
+			return false
+		}
+		if role != nil {
+			dst = appendStringValue(dst, role)
+		}
+		dst = append(dst, '\n')
+		if content != nil {
+			if dst, perr = appendContent(dst, doc, contentStart, contentStart+len(content), "messages"); perr != nil {
+				return false
+			}
+		}
+		dst = append(dst, '\n')
+		return true
+	})
+	return dst, perr
+}
+
+// appendContent appends a message content: a string, or the texts of an
+// array of content parts joined by newlines (only "text" and "input_text"
+// parts carry prompt text).
+func appendContent(dst, doc []byte, vs, ve int, param string) ([]byte, *Error) {
+	v := doc[vs:ve]
+	switch kindOf(v) {
+	case 's':
+		return appendStringValue(dst, v), nil
+	case 'n':
+		return dst, nil
+	case 'a':
+	default:
+		return dst, requestError(param, "content must be a string or an array of content parts")
+	}
+	var perr *Error
+	start := len(dst)
+	forEachElement(doc, vs, func(ps, pe int) bool {
+		switch kindOf(doc[ps:pe]) {
+		case 'n':
+			return true
+		case 'o':
+		default:
+			perr = requestError(param, "each content part must be an object")
+			return false
+		}
+		var typ string
+		var text []byte
+		forEachMember(doc, ps, func(k []byte, s, e int) bool {
+			v := doc[s:e]
+			switch memberName(k) {
+			case "type":
+				switch kindOf(v) {
+				case 's':
+					typ = stringValue(v)
+				case 'n':
+					typ = ""
+				default:
+					perr = requestError(param, "a content part's type must be a string")
+				}
+			case "text":
+				switch kindOf(v) {
+				case 's':
+					text = v
+				case 'n':
+					text = nil
+				default:
+					perr = requestError(param, "a content part's text must be a string")
+				}
+			}
+			return perr == nil
+		})
+		if perr != nil {
+			return false
+		}
+		if typ != "text" && typ != "input_text" {
+			return true
+		}
+		if len(dst) > start { // parts are joined by newlines once there is text
+			dst = append(dst, '\n')
+		}
+		if text != nil {
+			dst = appendStringValue(dst, text)
+		}
+		return true
+	})
+	return dst, perr
+}
+
+// appendPrompt appends a completion prompt: a string, the first of an
+// array of strings, or token ids (the first list of a batch) as decimal
+// numbers each followed by a space.
+func appendPrompt(dst, doc []byte, vs, ve int) ([]byte, *Error) {
+	v := doc[vs:ve]
+	switch kindOf(v) {
+	case 's':
+		return appendStringValue(dst, v), nil
+	case 'n':
+		return dst, nil
+	case 'a':
+	default:
+		return dst, requestError("prompt", "prompt must be a string, an array of strings or an array of token ids")
+	}
+	fs, fe := -1, -1
+	forEachElement(doc, vs, func(s, e int) bool { fs, fe = s, e; return false })
+	if fs < 0 {
+		return dst, requestError("prompt", "prompt must not be an empty array")
+	}
+	switch kindOf(doc[fs:fe]) {
+	case 's':
+		return appendStringValue(dst, doc[fs:fe]), nil
+	case 'a':
+		return appendTokenIDs(dst, doc, fs)
+	default:
+		return appendTokenIDs(dst, doc, vs)
+	}
+}
+
+func appendTokenIDs(dst, doc []byte, vs int) ([]byte, *Error) {
+	var perr *Error
+	forEachElement(doc, vs, func(s, e int) bool {
+		n, err := strconv.ParseUint(string(doc[s:e]), 10, 32)
+		if err != nil {
+			perr = requestError("prompt", "token ids must be non-negative integers")
+			return false
+		}
+		dst = strconv.AppendUint(dst, n, 10)
 		dst = append(dst, ' ')
+		return true
+	})
+	return dst, perr
+}
+
+// appendInput appends the input of an embeddings or responses request:
+// its text when it is a string or content parts, else its JSON, hashed as
+// is (a batch of strings, token ids, structured input items).
+func appendInput(dst, v []byte) []byte {
+	out, perr := appendContent(dst, v, 0, len(v), "input")
+	if perr != nil {
+		return append(dst, v...)
 	}
-	return dst
+	return out
 }
 
 // HasModel reports whether the body named a model.
@@ -233,19 +509,28 @@ func skipSpace(doc []byte, i int) int {
 }
 
 // skipString returns the index after the string starting at doc[i] == '"'.
+// It jumps from quote to quote with bytes.IndexByte (vectorized), since
+// prompts are long strings: a quote ends the string unless an odd number
+// of backslashes precedes it.
 func skipString(doc []byte, i int) (int, bool) {
 	if i >= len(doc) || doc[i] != '"' {
 		return 0, false
 	}
-	for i++; i < len(doc); i++ {
-		switch doc[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, true
+	for j := i + 1; ; {
+		k := bytes.IndexByte(doc[j:], '"')
+		if k < 0 {
+			return 0, false
 		}
+		q := j + k
+		escapes := 0
+		for b := q - 1; b > i && doc[b] == '\\'; b-- {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			return q + 1, true
+		}
+		j = q + 1
 	}
-	return 0, false
 }
 
 // skipValue returns the index after the JSON value starting at doc[i].
