@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +25,10 @@ import (
 // Dropped-request reasons, sent in the x-gateway-request-dropped-reason
 // header (REFERENCE §2).
 const (
-	ReasonSaturated   = "rejected-saturated"
-	ReasonNoEndpoints = "rejected-no-endpoints"
-	ReasonTTLExpired  = "rejected-ttl-expired"
+	ReasonSaturated   = flowcontrol.ReasonSaturated
+	ReasonNoEndpoints = flowcontrol.ReasonNoEndpoints
+	ReasonTTLExpired  = flowcontrol.ReasonTTLExpired
+	ReasonQueueFull   = flowcontrol.ReasonQueueFull
 )
 
 // DroppedReasonHeader carries a Rejection's reason to the client.
@@ -62,6 +64,9 @@ type Request struct {
 	Body   []byte
 	// Objective is the x-gateway-inference-objective header value.
 	Objective string
+	// FairnessID is the x-gateway-inference-fairness-id header value: the
+	// flow (tenant) the request queues in when the pool is saturated.
+	FairnessID string
 	// Headers are request headers scheduling plugins may read (lower-case).
 	Headers map[string]string
 	// Subset, when not nil, restricts candidates to these addresses (the
@@ -78,7 +83,18 @@ type Director struct {
 	saturation atomic.Pointer[flowcontrol.SaturationDetector]
 	maxAge     time.Duration
 	observer   Observer
+
+	flowCfg      flowcontrol.Config
+	flowObserver func(pool string) flowcontrol.Observer
+	flowMu       sync.Mutex
+	flows        map[string]*flowcontrol.Controller // by pool
 }
+
+// staleFallbackAge bounds how old metrics may be when no endpoint of a
+// pool has fresh ones. All of them going stale at once means the scraper is
+// behind (usually an overloaded gateway), not that every server died; dead
+// servers fail their scrapes and stop being ready.
+const staleFallbackAge = 5 * time.Second
 
 // Observer receives the Director's decisions, for metrics. A nil Observer
 // is allowed.
@@ -98,6 +114,11 @@ type Options struct {
 	// candidate (default datastore.DefaultMaxAge).
 	MaxAge   time.Duration
 	Observer Observer
+	// FlowControl bounds the admission queues (zero: flowcontrol's
+	// defaults); FlowObserver, if set, gives each pool's flow controller
+	// its metrics.
+	FlowControl  flowcontrol.Config
+	FlowObserver func(pool string) flowcontrol.Observer
 }
 
 // New builds a Director.
@@ -115,7 +136,14 @@ func New(o Options) (*Director, error) {
 	if o.MaxAge <= 0 {
 		o.MaxAge = datastore.DefaultMaxAge
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, observer: o.Observer}
+	if o.FlowControl == (flowcontrol.Config{}) {
+		o.FlowControl = flowcontrol.DefaultConfig()
+	}
+	if err := o.FlowControl.Validate(); err != nil {
+		return nil, fmt.Errorf("director: flow control: %w", err)
+	}
+	d := &Director{store: o.Store, maxAge: o.MaxAge, observer: o.Observer,
+		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{}}
 	d.scheduler.Store(o.Scheduler)
 	d.saturation.Store(o.Saturation)
 	return d, nil
@@ -148,34 +176,41 @@ type Decision struct {
 	sreq  *scheduling.Request
 	res   *scheduling.Result
 	sched *scheduling.Scheduler
+	flow  *flowcontrol.Controller
 }
 
-// Decide rewrites the model, admits the request and schedules it. Errors
-// are *Rejection (shed, no endpoints) or the context's error.
+// Decide rewrites the model, admits the request (flow control: straight
+// through while the pool has headroom, else queued by priority and
+// fairness, sheddable requests refused) and schedules it over the pool's
+// endpoints. Errors are *Rejection or the context's error (the client
+// left while queued).
 func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) {
-	pool := d.store.Pool(req.Pool)
 	model := req.Parsed.Model
-	if pool == nil {
+	if d.store.Pool(req.Pool) == nil {
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
 			Message: fmt.Sprintf("no InferencePool %q", req.Pool)})
 	}
 	target, _ := d.store.Rewrite(req.Pool, model, rand.Float64())
 	priority := d.store.Priority(req.Pool, req.Objective)
 
-	now := time.Now()
-	candidates := datastore.Candidates(make([]*datastore.Endpoint, 0, len(pool.Endpoints)), pool.Endpoints, now, d.maxAge)
-	if req.Subset != nil {
-		candidates = slices.DeleteFunc(candidates, func(e *datastore.Endpoint) bool { return !slices.Contains(req.Subset, e.Address) })
+	flow := d.flowController(req.Pool)
+	if err := flow.Admit(ctx, flowcontrol.Request{FairnessID: req.FairnessID, Priority: priority, Bytes: int64(len(req.Body))}); err != nil {
+		var rej *flowcontrol.Rejection
+		if !errors.As(err, &rej) {
+			return nil, err
+		}
+		return nil, d.reject(req.Pool, model, admissionRejection(rej))
 	}
+
+	pool := d.store.Pool(req.Pool) // as it is now, after any wait
+	if pool == nil {
+		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
+			Message: fmt.Sprintf("no InferencePool %q", req.Pool)})
+	}
+	candidates := d.candidates(pool, req.Subset, target, time.Now())
 	if len(candidates) == 0 {
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
 			Message: fmt.Sprintf("no ready model server in pool %q", req.Pool)})
-	}
-	// Until flow control queues requests, sheddable ones are refused while
-	// no endpoint has headroom; the others are scheduled as usual.
-	if priority < 0 && d.saturation.Load().PoolSaturated(candidates, now) {
-		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusTooManyRequests, Reason: ReasonSaturated,
-			Message: "the model servers are saturated and the request's objective is sheddable; retry later"})
 	}
 
 	sched := d.scheduler.Load()
@@ -208,8 +243,97 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 	return &Decision{
 		Endpoints: res.Endpoints(), Model: model, TargetModel: target, Body: body,
-		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched,
+		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched, flow: flow,
 	}, nil
+}
+
+// candidates are the endpoints of pool a request may go to: ready with
+// fresh metrics (or, when no endpoint has fresh metrics, with recent ones),
+// within the subset hint, and — when the servers say which models they
+// serve — serving the target model, so a LoRA adapter loaded on some
+// replicas only is never sent to the others.
+func (d *Director) candidates(pool *datastore.Pool, subset []string, model string, now time.Time) []*datastore.Endpoint {
+	eps := datastore.Candidates(make([]*datastore.Endpoint, 0, len(pool.Endpoints)), pool.Endpoints, now, d.maxAge)
+	if len(eps) == 0 {
+		eps = datastore.Candidates(eps, pool.Endpoints, now, max(d.maxAge, staleFallbackAge))
+	}
+	if subset != nil {
+		eps = slices.DeleteFunc(eps, func(e *datastore.Endpoint) bool { return !slices.Contains(subset, e.Address) })
+	}
+	served := false
+	for _, e := range eps {
+		if slices.Contains(e.ServedModels(), model) {
+			served = true
+			break
+		}
+	}
+	if served { // drop only servers known not to serve it
+		eps = slices.DeleteFunc(eps, func(e *datastore.Endpoint) bool {
+			list := e.ServedModels()
+			return list != nil && !slices.Contains(list, model)
+		})
+	}
+	return eps
+}
+
+// flowController is the pool's admission controller, made on first use.
+func (d *Director) flowController(pool string) *flowcontrol.Controller {
+	d.flowMu.Lock()
+	defer d.flowMu.Unlock()
+	if c := d.flows[pool]; c != nil {
+		return c
+	}
+	var obs flowcontrol.Observer
+	if d.flowObserver != nil {
+		obs = d.flowObserver(pool)
+	}
+	c, err := flowcontrol.NewController(d.flowCfg, func() (bool, bool) { return d.headroom(pool) }, obs)
+	if err != nil { // the config was validated in New
+		panic(fmt.Sprintf("director: flow control: %v", err))
+	}
+	d.flows[pool] = c
+	return c
+}
+
+// headroom reports whether some endpoint of pool is not saturated, and
+// whether the pool has a usable endpoint at all (ready, with metrics no
+// older than the stale fallback). It allocates nothing: a queue polls it.
+func (d *Director) headroom(pool string) (ok, hasEndpoints bool) {
+	p := d.store.Pool(pool)
+	if p == nil {
+		return false, false
+	}
+	now, sat := time.Now(), d.saturation.Load()
+	usable := max(d.maxAge, staleFallbackAge)
+	for _, e := range p.Endpoints {
+		if !datastore.IsCandidate(e, now, usable) {
+			continue
+		}
+		hasEndpoints = true
+		if !sat.EndpointSaturated(e, now) {
+			return true, true
+		}
+	}
+	return false, hasEndpoints
+}
+
+// admissionRejection maps flow control's refusal to the status clients
+// see: 503 when the pool has no endpoint at all, else 429.
+func admissionRejection(r *flowcontrol.Rejection) *Rejection {
+	rej := &Rejection{Status: http.StatusTooManyRequests, Reason: r.Reason}
+	switch r.Reason {
+	case flowcontrol.ReasonSaturated:
+		rej.Message = "the model servers are saturated and the request's objective is sheddable; retry later"
+	case flowcontrol.ReasonQueueFull:
+		rej.Message = "the model servers are saturated and the admission queue of this priority is full; retry later"
+	default:
+		rej.Message = fmt.Sprintf("the request waited %v for the model servers to have room; retry later", r.Waited.Round(time.Millisecond))
+	}
+	if r.NoEndpoints {
+		rej.Status, rej.Reason = http.StatusServiceUnavailable, ReasonNoEndpoints
+		rej.Message = "no ready model server in the pool"
+	}
+	return rej
 }
 
 func (d *Director) reject(pool, model string, r *Rejection) *Rejection {
@@ -275,4 +399,7 @@ func (a *Attempt) Finish(ctx context.Context, resp scheduling.Response) {
 	}
 	a.ep.AddInFlight(-1)
 	a.dec.sched.ResponseComplete(ctx, a.dec.sreq, &resp, a.ep)
+	if a.dec.flow != nil {
+		a.dec.flow.Kick() // a slot may have opened for a queued request
+	}
 }

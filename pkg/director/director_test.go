@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins"
@@ -49,7 +50,15 @@ func newFixture(t *testing.T, addrs ...string) *fixture {
 	}
 	// A generous MaxAge: under -race a loop of thousands of decisions must
 	// not see its fixture's metrics go stale.
-	f.dir, err = New(Options{Store: store, Scheduler: sched, Observer: f.obs, MaxAge: 10 * time.Second})
+	sat := flowcontrol.DefaultSaturationConfig()
+	sat.MetricsStalenessThreshold = 10 * time.Second
+	satDet, err := flowcontrol.NewSaturationDetector(sat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow := flowcontrol.DefaultConfig()
+	flow.TTL = 5 * time.Second // a test that waits out a queue fails in seconds, not a minute
+	f.dir, err = New(Options{Store: store, Scheduler: sched, Observer: f.obs, MaxAge: 10 * time.Second, Saturation: satDet, FlowControl: flow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,10 +275,8 @@ func TestDirector_ShedsSheddableRequestsWhileSaturated(t *testing.T) {
 		shed      bool
 	}{
 		{"negative priority is shed while saturated", "batch", true, true},
-		{"positive priority is still scheduled", "interactive", true, false},
-		{"no objective (priority 0) is still scheduled", "", true, false},
-		{"unknown objective (priority 0) is still scheduled", "nobody", true, false},
 		{"negative priority is scheduled with headroom", "batch", false, false},
+		{"positive priority is scheduled with headroom", "interactive", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, "10.0.0.1:8000", "10.0.0.2:8000")
@@ -303,6 +310,61 @@ func TestDirector_ShedsSheddableRequestsWhileSaturated(t *testing.T) {
 				t.Errorf("priority %d, want %d", dec.Priority, want)
 			}
 		})
+	}
+}
+
+func TestDirector_QueuesNonSheddableRequestsUntilHeadroom(t *testing.T) {
+	saturated := datastore.Metrics{WaitingQueueSize: 10}
+	f := newFixture(t, "10.0.0.1:8000")
+	f.store.SetObjectives(map[string]map[string]int32{testPool: {"interactive": 10}})
+	f.set("10.0.0.1:8000", saturated)
+	done := make(chan error, 1)
+	go func() {
+		req := chat(t, "llama", "hi")
+		req.Objective, req.FairnessID = "interactive", "tenant-a"
+		_, err := f.dir.Decide(context.Background(), req)
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.dir.flowController(testPool).Queued() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not queue while the pool was saturated")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Decide returned %v while the pool was saturated", err)
+	default:
+	}
+	f.set("10.0.0.1:8000", datastore.Metrics{}) // headroom appears
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dispatched request: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the queued request was not dispatched when headroom appeared")
+	}
+}
+
+func TestDirector_QueuedRequestExpiresWith429(t *testing.T) {
+	f := newFixture(t, "10.0.0.1:8000")
+	f.set("10.0.0.1:8000", datastore.Metrics{KVCacheUsage: 0.9})
+	flow := flowcontrol.DefaultConfig()
+	flow.TTL = 50 * time.Millisecond
+	sched, _ := scheduling.NewScheduler(nil, plugins.NewRegistry())
+	sat := flowcontrol.DefaultSaturationConfig()
+	sat.MetricsStalenessThreshold = 10 * time.Second
+	satDet, _ := flowcontrol.NewSaturationDetector(sat)
+	d, err := New(Options{Store: f.store, Scheduler: sched, Saturation: satDet, FlowControl: flow, MaxAge: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Decide(context.Background(), chat(t, "llama", "hi"))
+	var rej *Rejection
+	if !errors.As(err, &rej) || rej.Status != http.StatusTooManyRequests || rej.Reason != ReasonTTLExpired {
+		t.Fatalf("Decide = %v; want 429 %s", err, ReasonTTLExpired)
 	}
 }
 
@@ -480,5 +542,43 @@ func TestNew_RequiresStoreAndScheduler(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
 		}
+	}
+}
+
+func TestDirector_OnlyServersThatServeTheModel(t *testing.T) {
+	f := newFixture(t, "10.0.0.1:8000", "10.0.0.2:8000", "10.0.0.3:8000")
+	f.eps["10.0.0.1:8000"].SetServedModels([]string{"base", "sql-lora"})
+	f.eps["10.0.0.2:8000"].SetServedModels([]string{"base"})
+	// 10.0.0.3 has not reported its models: it is kept.
+	for range 50 {
+		dec, err := f.dir.Decide(context.Background(), chat(t, "sql-lora", "hi"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(addrsOf(dec.Endpoints), "10.0.0.2:8000") {
+			t.Fatalf("endpoints %v include a server that does not serve the adapter", addrsOf(dec.Endpoints))
+		}
+	}
+	// A model no server lists (e.g. loaded on demand) is not filtered.
+	dec, err := f.dir.Decide(context.Background(), chat(t, "other", "hi"))
+	if err != nil || len(dec.Endpoints) < 2 {
+		t.Fatalf("unlisted model: %v %v", dec, err)
+	}
+}
+
+func TestDirector_LateMetricsEverywhereStillRoute(t *testing.T) {
+	f := newFixture(t, "10.0.0.1:8000", "10.0.0.2:8000")
+	// Every scrape is late (an overloaded scraper), but recent: the
+	// servers are alive. Requests must not be refused with 503.
+	for _, ep := range f.eps {
+		ep.SetMetrics(&datastore.Metrics{UpdateTime: time.Now().Add(-time.Second)})
+	}
+	d, err := New(Options{Store: f.store, Scheduler: f.dir.scheduler.Load(), MaxAge: 200 * time.Millisecond,
+		Saturation: f.dir.saturation.Load(), FlowControl: f.dir.flowCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Decide(context.Background(), chat(t, "llama", "hi")); err != nil {
+		t.Fatalf("Decide with late metrics: %v", err)
 	}
 }

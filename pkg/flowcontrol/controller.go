@@ -167,26 +167,24 @@ func (c *Controller) Kick() {
 }
 
 // Admit returns nil when the request may be dispatched now, after waiting
-// in its queue if the pool is saturated; a *Rejection when it is shed,
-// does not fit, or waited out its TTL; or the context's error if the
-// client left first (it leaves the queue at once).
+// in its queue if the pool is saturated; a *Rejection when the pool has no
+// endpoint at all, when it is shed (sheddable while saturated), does not
+// fit its band's queue, or waited out its TTL; or the context's error if
+// the client left first (it leaves the queue at once).
 func (c *Controller) Admit(ctx context.Context, r Request) error {
-	if c.queued.Load() == 0 {
-		ok, hasEndpoints := c.headroom()
-		if ok {
-			c.outcome(r.Priority, ReasonDispatched, 0)
-			return nil
-		}
-		if r.Priority < 0 {
-			c.outcome(r.Priority, ReasonSaturated, 0)
-			return &Rejection{Reason: ReasonSaturated, NoEndpoints: !hasEndpoints}
-		}
-	} else if r.Priority < 0 {
-		// Others are already waiting: the pool is (or just was) saturated.
-		if ok, hasEndpoints := c.headroom(); !ok {
-			c.outcome(r.Priority, ReasonSaturated, 0)
-			return &Rejection{Reason: ReasonSaturated, NoEndpoints: !hasEndpoints}
-		}
+	ok, hasEndpoints := c.headroom()
+	switch {
+	case !hasEndpoints:
+		// Nothing to wait for: a pool without a usable endpoint is refused
+		// at once rather than after the TTL.
+		c.outcome(r.Priority, ReasonNoEndpoints, 0)
+		return &Rejection{Reason: ReasonNoEndpoints, NoEndpoints: true}
+	case ok && c.queued.Load() == 0:
+		c.outcome(r.Priority, ReasonDispatched, 0)
+		return nil
+	case !ok && r.Priority < 0:
+		c.outcome(r.Priority, ReasonSaturated, 0)
+		return &Rejection{Reason: ReasonSaturated}
 	}
 	it, rej := c.enqueue(r)
 	if rej != nil {

@@ -154,17 +154,27 @@ func TestController_RoundRobinAcrossFlowsInABand(t *testing.T) {
 }
 
 func TestController_TTLExpires(t *testing.T) {
-	c, p := newController(t, func(cfg *Config) { cfg.TTL = 30 * time.Millisecond })
+	c, _ := newController(t, func(cfg *Config) { cfg.TTL = 30 * time.Millisecond })
 	var rej *Rejection
 	if err := c.Admit(context.Background(), Request{}); !errors.As(err, &rej) || rej.Reason != ReasonTTLExpired || rej.NoEndpoints {
 		t.Fatalf("got %v, want ttl expiry (429)", err)
 	}
-	p.noEndpoints.Store(true)
-	if err := c.Admit(context.Background(), Request{}); !errors.As(err, &rej) || rej.Reason != ReasonTTLExpired || !rej.NoEndpoints {
-		t.Fatalf("got %v, want ttl expiry with no endpoints (503)", err)
-	}
 	if c.Queued() != 0 {
 		t.Fatal("expired requests still queued")
+	}
+}
+
+func TestController_NoEndpointsRefusedAtOnce(t *testing.T) {
+	c, p := newController(t, nil) // 60 s TTL: waiting would time the test out
+	p.noEndpoints.Store(true)
+	var rej *Rejection
+	for _, prio := range []int32{-1, 0, 10} {
+		if err := c.Admit(context.Background(), Request{Priority: prio}); !errors.As(err, &rej) || rej.Reason != ReasonNoEndpoints || !rej.NoEndpoints {
+			t.Fatalf("priority %d: got %v, want an immediate no-endpoints rejection", prio, err)
+		}
+	}
+	if c.Queued() != 0 {
+		t.Fatal("requests queued for a pool without endpoints")
 	}
 }
 
