@@ -84,6 +84,9 @@ type Director struct {
 	maxAge     time.Duration
 	observer   Observer
 
+	knownMu sync.Mutex
+	known   map[string]bool // endpoint addresses the scheduler may hold state for
+
 	flowCfg      flowcontrol.Config
 	flowObserver func(pool string) flowcontrol.Observer
 	flowMu       sync.Mutex
@@ -143,7 +146,8 @@ func New(o Options) (*Director, error) {
 		return nil, fmt.Errorf("director: flow control: %w", err)
 	}
 	d := &Director{store: o.Store, maxAge: o.MaxAge, observer: o.Observer,
-		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{}}
+		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
+		known: map[string]bool{}}
 	d.scheduler.Store(o.Scheduler)
 	d.saturation.Store(o.Saturation)
 	return d, nil
@@ -155,6 +159,25 @@ func (d *Director) SetScheduler(s *scheduling.Scheduler) { d.scheduler.Store(s) 
 
 // SetSaturation swaps the saturation thresholds.
 func (d *Director) SetSaturation(s *flowcontrol.SaturationDetector) { d.saturation.Store(s) }
+
+// EndpointsChanged takes the store's whole endpoint set after a change
+// (wire it into the store's change callback) and drops the scheduler's
+// state (e.g. prefix-cache index entries) for endpoints that left.
+func (d *Director) EndpointsChanged(all []*datastore.Endpoint) {
+	d.knownMu.Lock()
+	defer d.knownMu.Unlock()
+	now := make(map[string]bool, len(all))
+	for _, e := range all {
+		now[e.Address] = true
+	}
+	sched := d.scheduler.Load()
+	for addr := range d.known {
+		if !now[addr] {
+			sched.ForgetEndpoint(addr)
+		}
+	}
+	d.known = now
+}
 
 // Store is the datastore the Director reads.
 func (d *Director) Store() *datastore.Store { return d.store }

@@ -14,6 +14,7 @@ import (
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins"
@@ -56,7 +57,6 @@ type PoolRuntime struct {
 	mu        sync.Mutex // serializes Reload
 	epc       []byte     // the EndpointPickerConfig the scheduler was built from
 	scheduler *scheduling.Scheduler
-	known     map[string]bool // endpoint addresses the scheduler may have state for
 }
 
 // NewPoolRuntime builds the runtime for the chosen pool of cfg. Nothing is
@@ -78,7 +78,7 @@ func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, err
 	}
 	r := &PoolRuntime{
 		log: o.Logger, ns: pool.Namespace, name: pool.Name, pool: config.NamespacedName(pool.Namespace, pool.Name),
-		scraper: scraper, metrics: telemetry.NewMetrics(), known: map[string]bool{}, maxAge: o.MetricsMaxAge,
+		scraper: scraper, metrics: telemetry.NewMetrics(), maxAge: o.MetricsMaxAge,
 	}
 	if r.maxAge <= 0 {
 		r.maxAge = datastore.DefaultMaxAge
@@ -89,12 +89,22 @@ func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, err
 	}
 	r.scheduler, r.epc = sched, cfg.EndpointPickerConfig
 	r.store = datastore.NewStore(r.endpointsChanged)
-	d, err := director.New(director.Options{Store: r.store, Scheduler: sched, Observer: r.metrics, MaxAge: r.maxAge})
+	satCfg := flowcontrol.DefaultSaturationConfig()
+	if r.maxAge > 0 {
+		satCfg.MetricsStalenessThreshold = r.maxAge
+	}
+	sat, err := flowcontrol.NewSaturationDetector(satCfg)
+	if err != nil {
+		return nil, fmt.Errorf("extproc: %w", err)
+	}
+	d, err := director.New(director.Options{Store: r.store, Scheduler: sched, Observer: r.metrics, MaxAge: r.maxAge,
+		Saturation: sat, FlowObserver: r.metrics.Flow})
 	if err != nil {
 		return nil, fmt.Errorf("extproc: %w", err)
 	}
 	r.director = d
 	r.apply(cfg, pool)
+	r.metrics.RegisterPoolCollector(r.store, sat.Saturation)
 	return r, nil
 }
 
@@ -123,70 +133,28 @@ func poolList(cfg *config.Config) string {
 	return strings.Join(names, ", ")
 }
 
-// buildScheduler is the scheduler of cfg's EndpointPickerConfig, or the
-// default profile when the file has none (as `igw serve` builds it).
+// buildScheduler is the scheduler of cfg's EndpointPickerConfig (the
+// default profile without one), as `igw serve` builds it.
 func buildScheduler(cfg *config.Config) (*scheduling.Scheduler, error) {
-	reg := plugins.NewRegistry()
-	if cfg.EndpointPickerConfig == nil {
-		return scheduling.NewDefaultScheduler(reg)
+	s, err := plugins.NewSchedulerFromYAML(cfg.EndpointPickerConfig)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
 	}
-	epc, err := scheduling.ParseEndpointPickerConfig(cfg.EndpointPickerConfig)
-	if err == nil {
-		var s *scheduling.Scheduler
-		if s, err = scheduling.NewScheduler(epc, reg); err == nil {
-			return s, nil
-		}
-	}
-	return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+	return s, nil
 }
 
-// apply makes the datastore hold exactly the pool's endpoints, objectives
-// and rewrites (level-based: whole sets).
+// apply makes the datastore hold exactly the pool (static discovery).
 func (r *PoolRuntime) apply(cfg *config.Config, pool *v1.InferencePool) {
-	var specs []datastore.EndpointSpec
-	for _, e := range cfg.PoolEndpoints(pool) {
-		specs = append(specs, datastore.EndpointSpec{Name: e.Name, Address: e.Address, Engine: datastore.Engine(e.Engine), Labels: e.Labels})
-	}
-	r.store.SetPool(r.pool, specs)
-	objs := map[string]int32{}
-	for _, o := range cfg.ObjectivesFor(pool) {
-		objs[o.Name] = o.Spec.EffectivePriority()
-	}
-	r.store.SetObjectives(map[string]map[string]int32{r.pool: objs})
-	var rules []datastore.RewriteRule
-	for _, rw := range cfg.RewritesFor(pool) { // document order = creation order
-		for _, rule := range rw.Spec.Rules {
-			dr := datastore.RewriteRule{Source: rw.Namespace + "/" + rw.Name}
-			for _, m := range rule.Matches {
-				dr.Models = append(dr.Models, m.Model.Value)
-			}
-			for _, t := range rule.Targets {
-				w := int32(0)
-				if t.Weight != nil {
-					w = *t.Weight
-				}
-				dr.Targets = append(dr.Targets, datastore.RewriteTarget{Model: t.ModelRewrite, Weight: w})
-			}
-			rules = append(rules, dr)
-		}
-	}
-	r.store.SetRewrites(map[string][]datastore.RewriteRule{r.pool: rules})
+	cfg.Apply(r.store, []*v1.InferencePool{pool})
 }
 
 // endpointsChanged keeps the scraper and the scheduler's per-endpoint state
 // in step with the endpoint set (called under the datastore's writer lock).
 func (r *PoolRuntime) endpointsChanged(all []*datastore.Endpoint) {
 	r.scraper.SetEndpoints(all)
-	now := map[string]bool{}
-	for _, e := range all {
-		now[e.Address] = true
+	if r.director != nil {
+		r.director.EndpointsChanged(all)
 	}
-	for addr := range r.known {
-		if !now[addr] && r.scheduler != nil {
-			r.scheduler.ForgetEndpoint(addr)
-		}
-	}
-	r.known = now
 }
 
 // Reload applies a new configuration. The pool this runtime serves must

@@ -165,12 +165,13 @@ func (rt *runtime) selectRoute(model string, r *http.Request) (*route, time.Dura
 
 func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
 	req := &director.Request{
-		ID:        strconv.FormatUint(s.requestIDs.Add(1), 36),
-		Pool:      pool,
-		Parsed:    parsed,
-		Body:      body,
-		Objective: r.Header.Get(HeaderInferenceObjective),
-		Headers:   pluginHeaders(r.Header),
+		ID:         strconv.FormatUint(s.requestIDs.Add(1), 36),
+		Pool:       pool,
+		Parsed:     parsed,
+		Body:       body,
+		Objective:  r.Header.Get(HeaderInferenceObjective),
+		FairnessID: r.Header.Get(HeaderInferenceFairnessID),
+		Headers:    pluginHeaders(r.Header),
 	}
 	dec, err := s.director.Decide(ctx, req)
 	if err != nil {

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -278,9 +280,23 @@ spec: {priority: 10, poolRef: {name: p}}
 	if r.header.Get(headerRequestDroppedReason) != "rejected-saturated" || r.header.Get("Retry-After") == "" {
 		t.Errorf("headers %v", r.header)
 	}
+	// Non-sheddable requests queue while the pool is saturated and are
+	// served once it has room.
+	results := make(chan string, 3)
 	for _, objective := range []string{"chat", "", "unknown"} {
-		if r := post(t, c, s, "/v1/chat/completions", chatBody("m"), "X-Gateway-Inference-Objective: "+objective); r.status != http.StatusOK {
-			t.Errorf("objective %q: %d %s", objective, r.status, r.body)
+		go func() {
+			r := post(t, c, s, "/v1/chat/completions", chatBody("m"), "X-Gateway-Inference-Objective: "+objective)
+			results <- fmt.Sprintf("objective %q: %d %s", objective, r.status, r.body)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := srv.hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the saturated server; they must queue", n)
+	}
+	srv.load(0, 0.1)
+	for range 3 {
+		if r := <-results; !strings.Contains(r, ": 200 ") {
+			t.Error(r)
 		}
 	}
 	if srv.hits.Load() != 3 {

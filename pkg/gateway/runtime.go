@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/igw-dev/igw/pkg/config"
-	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins"
 )
@@ -104,63 +103,13 @@ func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
 	return rt, nil
 }
 
+// buildScheduler is the scheduler of cfg's EndpointPickerConfig (the
+// default profile without one), its errors prefixed with where it came
+// from.
 func buildScheduler(cfg *config.Config) (*scheduling.Scheduler, error) {
-	reg := plugins.NewRegistry()
-	if cfg.EndpointPickerConfig == nil {
-		return scheduling.NewDefaultScheduler(reg)
+	s, err := plugins.NewSchedulerFromYAML(cfg.EndpointPickerConfig)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
 	}
-	epc, err := scheduling.ParseEndpointPickerConfig(cfg.EndpointPickerConfig)
-	if err == nil {
-		var s *scheduling.Scheduler
-		if s, err = scheduling.NewScheduler(epc, reg); err == nil {
-			return s, nil
-		}
-	}
-	return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
-}
-
-// apply makes the datastore match the runtime's pools, objectives and
-// rewrites (level-based: whole sets), and drops pools that are gone.
-func (rt *runtime) apply(store *datastore.Store) {
-	cfg := rt.cfg
-	keep := map[string]bool{}
-	objectives := map[string]map[string]int32{}
-	rewrites := map[string][]datastore.RewriteRule{}
-	for _, p := range cfg.Pools {
-		name := p.Namespace + "/" + p.Name
-		keep[name] = true
-		var specs []datastore.EndpointSpec
-		for _, e := range cfg.PoolEndpoints(p) {
-			specs = append(specs, datastore.EndpointSpec{Name: e.Name, Address: e.Address, Engine: datastore.Engine(e.Engine), Labels: e.Labels})
-		}
-		store.SetPool(name, specs)
-		objs := map[string]int32{}
-		for _, o := range cfg.ObjectivesFor(p) {
-			objs[o.Name] = o.Spec.EffectivePriority()
-		}
-		objectives[name] = objs
-		for _, rw := range cfg.RewritesFor(p) { // document order = creation order
-			for _, rule := range rw.Spec.Rules {
-				r := datastore.RewriteRule{Source: rw.Namespace + "/" + rw.Name}
-				for _, m := range rule.Matches {
-					r.Models = append(r.Models, m.Model.Value)
-				}
-				for _, t := range rule.Targets {
-					w := int32(0)
-					if t.Weight != nil {
-						w = *t.Weight
-					}
-					r.Targets = append(r.Targets, datastore.RewriteTarget{Model: t.ModelRewrite, Weight: w})
-				}
-				rewrites[name] = append(rewrites[name], r)
-			}
-		}
-	}
-	store.SetObjectives(objectives)
-	store.SetRewrites(rewrites)
-	for _, name := range store.PoolNames() {
-		if !keep[name] {
-			store.DeletePool(name)
-		}
-	}
+	return s, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
@@ -42,7 +43,6 @@ type Server struct {
 
 	rt         atomic.Pointer[runtime]
 	reloadMu   sync.Mutex
-	known      map[string]bool // endpoint addresses the scheduler may have state for
 	requestIDs atomic.Uint64
 
 	api, admin         *http.Server
@@ -68,19 +68,24 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, known: map[string]bool{}}
+	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport}
 	s.store = datastore.NewStore(s.endpointsChanged)
 	rt, err := compile(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	d, err := director.New(director.Options{Store: s.store, Scheduler: rt.scheduler, Observer: s.metrics})
+	sat, err := flowcontrol.NewSaturationDetector(flowcontrol.DefaultSaturationConfig())
+	if err != nil {
+		return nil, err
+	}
+	d, err := director.New(director.Options{Store: s.store, Scheduler: rt.scheduler, Saturation: sat, Observer: s.metrics, FlowObserver: s.metrics.Flow})
 	if err != nil {
 		return nil, err
 	}
 	s.director = d
 	s.rt.Store(rt)
-	rt.apply(s.store)
+	cfg.Apply(s.store, cfg.Pools)
+	s.metrics.RegisterPoolCollector(s.store, sat.Saturation)
 	return s, nil
 }
 
@@ -105,18 +110,9 @@ func NewTransport() *http.Transport {
 // endpoint set (called by the datastore under its writer lock).
 func (s *Server) endpointsChanged(all []*datastore.Endpoint) {
 	s.scraper.SetEndpoints(all)
-	now := map[string]bool{}
-	for _, e := range all {
-		now[e.Address] = true
+	if s.director != nil {
+		s.director.EndpointsChanged(all)
 	}
-	if rt := s.rt.Load(); rt != nil {
-		for addr := range s.known {
-			if !now[addr] {
-				rt.scheduler.ForgetEndpoint(addr)
-			}
-		}
-	}
-	s.known = now
 }
 
 // Reload swaps in a new configuration. Requests in flight finish on the
@@ -135,7 +131,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	}
 	s.director.SetScheduler(rt.scheduler)
 	s.rt.Store(rt)
-	rt.apply(s.store)
+	cfg.Apply(s.store, cfg.Pools)
 	s.log.Info("configuration applied", "source", cfg.Source, "digest", cfg.Digest[:12], "pools", len(cfg.Pools), "routes", len(cfg.Routes))
 	return nil
 }

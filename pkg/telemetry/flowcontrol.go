@@ -45,7 +45,7 @@ func newFlowVecs(reg prometheus.Registerer) *flowVecs {
 }
 
 // Flow returns flow control's observer for pool.
-func (m *Metrics) Flow(pool string) *FlowMetrics { return &FlowMetrics{pool: pool, m: m.flow} }
+func (m *Metrics) Flow(pool string) flowcontrol.Observer { return &FlowMetrics{pool: pool, m: m.flow} }
 
 // Outcome implements flowcontrol.Observer.
 func (f *FlowMetrics) Outcome(priority int32, reason string, waited time.Duration) {

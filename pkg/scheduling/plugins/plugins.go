@@ -61,8 +61,13 @@ func NewDefaultScheduler(opts ...scheduling.Option) (*scheduling.Scheduler, erro
 }
 
 // NewSchedulerFromYAML parses an EndpointPickerConfig document and builds a
-// scheduler from it with the built-in registry, in one step.
+// scheduler from it with the built-in registry, in one step. No document
+// (empty raw) means the default profile, as a configuration without an
+// EndpointPickerConfig does.
 func NewSchedulerFromYAML(raw []byte, opts ...scheduling.Option) (*scheduling.Scheduler, error) {
+	if len(raw) == 0 {
+		return NewDefaultScheduler(opts...)
+	}
 	cfg, err := scheduling.ParseEndpointPickerConfig(raw)
 	if err != nil {
 		return nil, err
