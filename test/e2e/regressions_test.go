@@ -2,6 +2,7 @@
 // prefix piling every request onto one replica, LoRA requests reaching
 // replicas without the adapter, and late metrics making healthy replicas
 // refuse requests.
+
 package e2e
 
 import (
