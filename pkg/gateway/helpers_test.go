@@ -81,8 +81,6 @@ func (f *fakeServer) lastURI() string {
 	return f.uri
 }
 
-func (f *fakeServer) port() int { return f.srv.Listener.Addr().(*net.TCPAddr).Port }
-
 func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/metrics":

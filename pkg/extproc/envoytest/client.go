@@ -214,19 +214,14 @@ func (e *Stream) Close() error {
 	if err := e.stream.CloseSend(); err != nil {
 		return fmt.Errorf("envoytest: close: %w", err)
 	}
-	for {
-		r, ok := <-e.recv
-		if !ok {
-			return nil
-		}
-		if r.err != nil {
-			if errors.Is(r.err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("envoytest: stream ended: %w", r.err)
-		}
-		return fmt.Errorf("envoytest: unexpected message after the exchange: %s", describe(r.msg))
+	r, ok := <-e.recv
+	switch {
+	case !ok, r.err != nil && errors.Is(r.err, io.EOF):
+		return nil
+	case r.err != nil:
+		return fmt.Errorf("envoytest: stream ended: %w", r.err)
 	}
+	return fmt.Errorf("envoytest: unexpected message after the exchange: %s", describe(r.msg))
 }
 
 type recvd struct {
