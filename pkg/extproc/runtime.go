@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/igw-dev/igw/api/v1"
@@ -57,6 +58,8 @@ type PoolRuntime struct {
 	mu        sync.Mutex // serializes Reload
 	epc       []byte     // the EndpointPickerConfig the scheduler was built from
 	scheduler *scheduling.Scheduler
+	flow      flowcontrol.Config // the bounds the queues were built with
+	sat       atomic.Pointer[flowcontrol.SaturationDetector]
 }
 
 // NewPoolRuntime builds the runtime for the chosen pool of cfg. Nothing is
@@ -89,22 +92,23 @@ func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, err
 	}
 	r.scheduler, r.epc = sched, cfg.EndpointPickerConfig
 	r.store = datastore.NewStore(r.endpointsChanged)
-	satCfg := flowcontrol.DefaultSaturationConfig()
-	if r.maxAge > 0 {
-		satCfg.MetricsStalenessThreshold = r.maxAge
-	}
-	sat, err := flowcontrol.NewSaturationDetector(satCfg)
+	sat, flow, err := r.admission(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("extproc: %w", err)
+		return nil, err
 	}
+	r.sat.Store(sat)
+	r.flow = flow
 	d, err := director.New(director.Options{Store: r.store, Scheduler: sched, Observer: r.metrics, MaxAge: r.maxAge,
-		Saturation: sat, FlowObserver: r.metrics.Flow})
+		Saturation: sat, FlowControl: flow, FlowObserver: r.metrics.Flow})
 	if err != nil {
 		return nil, fmt.Errorf("extproc: %w", err)
 	}
 	r.director = d
 	r.apply(cfg, pool)
-	r.metrics.RegisterPoolCollector(r.store, sat.Saturation)
+	// The gauge follows the thresholds of the configuration in force.
+	r.metrics.RegisterPoolCollector(r.store, func(eps []*datastore.Endpoint, now time.Time) float64 {
+		return r.sat.Load().Saturation(eps, now)
+	})
 	return r, nil
 }
 
@@ -143,6 +147,23 @@ func buildScheduler(cfg *config.Config) (*scheduling.Scheduler, error) {
 	return s, nil
 }
 
+// admission is the saturation detector and flow-control bounds of cfg's
+// EndpointPickerConfig; the staleness threshold defaults to the metrics max
+// age, so an endpoint is never a candidate yet judged stale.
+func (r *PoolRuntime) admission(cfg *config.Config) (*flowcontrol.SaturationDetector, flowcontrol.Config, error) {
+	base := flowcontrol.DefaultSaturationConfig()
+	base.MetricsStalenessThreshold = r.maxAge
+	satCfg, flow, err := scheduling.AdmissionFromYAML(cfg.EndpointPickerConfig, base)
+	if err != nil {
+		return nil, flow, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+	}
+	sat, err := flowcontrol.NewSaturationDetector(satCfg)
+	if err != nil {
+		return nil, flow, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+	}
+	return sat, flow, nil
+}
+
 // apply makes the datastore hold exactly the pool (static discovery).
 func (r *PoolRuntime) apply(cfg *config.Config, pool *v1.InferencePool) {
 	cfg.Apply(r.store, []*v1.InferencePool{pool})
@@ -174,8 +195,18 @@ func (r *PoolRuntime) Reload(cfg *config.Config) error {
 		if err != nil {
 			return err
 		}
+		sat, flow, err := r.admission(cfg)
+		if err != nil {
+			return err
+		}
+		if flow != r.flow {
+			// The pool's queues are built once with their bounds.
+			r.log.Warn("flowControl changed; it takes effect on restart (saturationDetector applies now)")
+		}
 		r.scheduler, r.epc = sched, cfg.EndpointPickerConfig
 		r.director.SetScheduler(sched)
+		r.sat.Store(sat)
+		r.director.SetSaturation(sat)
 	}
 	r.apply(cfg, pool)
 	r.log.Info("configuration applied", "source", cfg.Source, "pool", r.pool)

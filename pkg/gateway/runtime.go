@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins"
 )
@@ -19,6 +20,14 @@ type runtime struct {
 	routes    map[*config.Route]*route
 	scheduler *scheduling.Scheduler
 	models    []string // for GET /v1/models
+	// remotes are the pools with an endpointPickerRef, scheduled by that
+	// picker instead of the embedded Director.
+	remotes map[string]*remoteSpec
+	// saturation and flow are the EndpointPickerConfig's admission
+	// settings (saturationDetector, flowControl sections), validated here
+	// so a bad value fails the load.
+	saturation *flowcontrol.SaturationDetector
+	flow       flowcontrol.Config
 }
 
 // route is a Route with its backends resolved.
@@ -51,7 +60,7 @@ func (r *route) pick() *backend {
 // replaced: its scheduler (and so its prefix-cache index) is kept when the
 // EndpointPickerConfig did not change.
 func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, routes: map[*config.Route]*route{}}
+	rt := &runtime{cfg: cfg, routes: map[*config.Route]*route{}, remotes: map[string]*remoteSpec{}}
 	if prev != nil && slices.Equal(prev.cfg.EndpointPickerConfig, cfg.EndpointPickerConfig) {
 		rt.scheduler = prev.scheduler
 	} else {
@@ -61,6 +70,14 @@ func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
 		}
 		rt.scheduler = s
 	}
+	satCfg, flow, err := scheduling.AdmissionFromYAML(cfg.EndpointPickerConfig, flowcontrol.DefaultSaturationConfig())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+	}
+	if rt.saturation, err = flowcontrol.NewSaturationDetector(satCfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+	}
+	rt.flow = flow
 	models := map[string]bool{}
 	for _, r := range cfg.Routes {
 		cr := &route{name: r.Namespace + "/" + r.Name}
@@ -72,10 +89,18 @@ func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
 			be := backend{weight: w}
 			switch {
 			case b.Pool != "":
-				if cfg.Pool(r.Namespace, b.Pool) == nil {
+				p := cfg.Pool(r.Namespace, b.Pool)
+				if p == nil {
 					return nil, fmt.Errorf("route %s: backends[%d]: no InferencePool %q", cr.name, i, b.Pool)
 				}
 				be.pool = r.Namespace + "/" + b.Pool
+				rs, err := remoteSpecOf(p)
+				if err != nil {
+					return nil, err
+				}
+				if rs != nil {
+					rt.remotes[be.pool] = rs
+				}
 			default:
 				u, err := url.Parse(b.URL)
 				if err != nil {

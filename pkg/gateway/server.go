@@ -16,7 +16,6 @@ import (
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
-	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
@@ -40,6 +39,7 @@ type Server struct {
 	scraper   *modelserver.Scraper
 	metrics   *telemetry.Metrics
 	transport http.RoundTripper
+	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
 
 	rt         atomic.Pointer[runtime]
 	reloadMu   sync.Mutex
@@ -68,24 +68,24 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport}
+	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns()}
 	s.store = datastore.NewStore(s.endpointsChanged)
 	rt, err := compile(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	sat, err := flowcontrol.NewSaturationDetector(flowcontrol.DefaultSaturationConfig())
-	if err != nil {
-		return nil, err
-	}
-	d, err := director.New(director.Options{Store: s.store, Scheduler: rt.scheduler, Saturation: sat, Observer: s.metrics, FlowObserver: s.metrics.Flow})
+	d, err := director.New(director.Options{Store: s.store, Scheduler: rt.scheduler, Saturation: rt.saturation, Observer: s.metrics,
+		FlowControl: rt.flow, FlowObserver: s.metrics.Flow})
 	if err != nil {
 		return nil, err
 	}
 	s.director = d
 	s.rt.Store(rt)
 	cfg.Apply(s.store, cfg.Pools)
-	s.metrics.RegisterPoolCollector(s.store, sat.Saturation)
+	// The gauge follows the thresholds of the configuration in force.
+	s.metrics.RegisterPoolCollector(s.store, func(eps []*datastore.Endpoint, now time.Time) float64 {
+		return s.rt.Load().saturation.Saturation(eps, now)
+	})
 	return s, nil
 }
 
@@ -129,7 +129,13 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if a, b := prev.cfg.Gateway.Spec, cfg.Gateway.Spec; a.Address != b.Address || a.AdminAddress != b.AdminAddress {
 		s.log.Warn("listener addresses changed; they take effect on restart", "address", b.Address, "adminAddress", b.AdminAddress)
 	}
+	if rt.flow != prev.flow {
+		// Each pool's queues are built once with their bounds; swapping
+		// them under queued requests is not worth the risk.
+		s.log.Warn("flowControl changed; it takes effect on restart (saturationDetector applies now)")
+	}
 	s.director.SetScheduler(rt.scheduler)
+	s.director.SetSaturation(rt.saturation)
 	s.rt.Store(rt)
 	cfg.Apply(s.store, cfg.Pools)
 	s.log.Info("configuration applied", "source", cfg.Source, "digest", cfg.Digest[:12], "pools", len(cfg.Pools), "routes", len(cfg.Routes))
@@ -196,6 +202,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	_ = s.admin.Shutdown(ctx)
 	s.runCancel()
 	s.serving.Wait()
+	s.pickers.close()
 	return err
 }
 

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/igw-dev/igw/pkg/flowcontrol"
 )
 
 // API versions and kind accepted for EndpointPickerConfig: the Gateway API
@@ -47,6 +50,121 @@ type EndpointPickerConfig struct {
 	// profile named "default" references every filter, scorer and picker
 	// instance in order, scorers with weight 1.
 	SchedulingProfiles []SchedulingProfile `json:"schedulingProfiles,omitempty"`
+	// SaturationDetector overrides the thresholds past which an endpoint
+	// has no headroom (admission queues or sheds while every endpoint is
+	// past them). Optional; unset fields keep the defaults.
+	SaturationDetector *SaturationDetectorConfig `json:"saturationDetector,omitempty"`
+	// FlowControl overrides the bounds of the admission queues. Optional;
+	// unset fields keep the defaults.
+	FlowControl *FlowControlConfig `json:"flowControl,omitempty"`
+}
+
+// SaturationDetectorConfig is the saturationDetector section. Every field
+// is optional so a file states only what it changes; pointers tell "unset"
+// from zero, which Validate refuses.
+type SaturationDetectorConfig struct {
+	// QueueDepthThreshold: waiting requests at which an endpoint is
+	// saturated (default 5).
+	QueueDepthThreshold *int `json:"queueDepthThreshold,omitempty"`
+	// KVCacheUtilThreshold: KV-cache utilization (0..1] at which an
+	// endpoint is saturated (default 0.8).
+	KVCacheUtilThreshold *float64 `json:"kvCacheUtilThreshold,omitempty"`
+	// MetricsStalenessThreshold: metrics older than this count as saturated
+	// (default 200ms; igw epp: its --metrics-max-age).
+	MetricsStalenessThreshold *Duration `json:"metricsStalenessThreshold,omitempty"`
+}
+
+// FlowControlConfig is the flowControl section.
+type FlowControlConfig struct {
+	// MaxRequestsPerBand bounds each priority band's queue (default 1000).
+	MaxRequestsPerBand *int `json:"maxRequestsPerBand,omitempty"`
+	// MaxBytesPerBand bounds the request bytes queued per band (default
+	// 64 MiB).
+	MaxBytesPerBand *int64 `json:"maxBytesPerBand,omitempty"`
+	// TTL is how long a request may wait before 429 (default 60s).
+	TTL *Duration `json:"ttl,omitempty"`
+}
+
+// Duration is a Go duration string ("200ms", "60s"). It is kept as text
+// until Validate so that a malformed value is reported with its field's
+// path, which a decoder error would not carry.
+type Duration string
+
+// parse returns d as a time.Duration, refusing non-positive values.
+func (d Duration) parse() (time.Duration, error) {
+	v, err := time.ParseDuration(string(d))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 200ms, 60s)", string(d))
+	}
+	if v <= 0 {
+		return 0, fmt.Errorf("must be > 0, got %s", d)
+	}
+	return v, nil
+}
+
+// Admission returns the saturation thresholds and flow-control bounds
+// this configuration asks for: base with the fields the file sets
+// replaced. base lets a caller supply its own defaults (igw epp derives
+// the staleness threshold from its --metrics-max-age). Errors name the
+// field by its path, e.g. flowControl.ttl.
+func (c *EndpointPickerConfig) Admission(sat flowcontrol.SaturationConfig, flow flowcontrol.Config) (flowcontrol.SaturationConfig, flowcontrol.Config, error) {
+	var errs []error
+	if s := c.SaturationDetector; s != nil {
+		if s.QueueDepthThreshold != nil {
+			sat.QueueDepthThreshold = *s.QueueDepthThreshold
+		}
+		if s.KVCacheUtilThreshold != nil {
+			sat.KVCacheUtilThreshold = *s.KVCacheUtilThreshold
+		}
+		if s.MetricsStalenessThreshold != nil {
+			d, err := s.MetricsStalenessThreshold.parse()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("EndpointPickerConfig: saturationDetector.metricsStalenessThreshold: %w", err))
+			}
+			sat.MetricsStalenessThreshold = d
+		}
+		if len(errs) == 0 {
+			if err := sat.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("EndpointPickerConfig: saturationDetector.%w", err))
+			}
+		}
+	}
+	if f := c.FlowControl; f != nil {
+		n := len(errs)
+		if f.MaxRequestsPerBand != nil {
+			flow.MaxRequestsPerBand = *f.MaxRequestsPerBand
+		}
+		if f.MaxBytesPerBand != nil {
+			flow.MaxBytesPerBand = *f.MaxBytesPerBand
+		}
+		if f.TTL != nil {
+			d, err := f.TTL.parse()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("EndpointPickerConfig: flowControl.ttl: %w", err))
+			}
+			flow.TTL = d
+		}
+		if len(errs) == n {
+			if err := flow.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("EndpointPickerConfig: flowControl.%w", err))
+			}
+		}
+	}
+	return sat, flow, errors.Join(errs...)
+}
+
+// AdmissionFromYAML is Admission of the EndpointPickerConfig document raw
+// over the defaults (base sat and flowcontrol.DefaultConfig()); an empty
+// raw yields them unchanged.
+func AdmissionFromYAML(raw []byte, sat flowcontrol.SaturationConfig) (flowcontrol.SaturationConfig, flowcontrol.Config, error) {
+	if len(raw) == 0 {
+		return sat, flowcontrol.DefaultConfig(), nil
+	}
+	cfg, err := ParseEndpointPickerConfig(raw)
+	if err != nil {
+		return sat, flowcontrol.Config{}, err
+	}
+	return cfg.Admission(sat, flowcontrol.DefaultConfig())
 }
 
 // ObjectMeta is the subset of Kubernetes object metadata a config file may
@@ -188,6 +306,9 @@ func (c *EndpointPickerConfig) Validate() error {
 				}
 			}
 		}
+	}
+	if _, _, err := c.Admission(flowcontrol.DefaultSaturationConfig(), flowcontrol.DefaultConfig()); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
