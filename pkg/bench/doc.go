@@ -21,6 +21,26 @@
 //	c, err := bench.NewClient(targetURL, bench.ClientOptions{})
 //	res, err := bench.Run(ctx, c, src, w.Options())
 //
+// # Comparison
+//
+// Compare (igw bench compare) runs one workload through several routers
+// ("contenders") and reports them side by side. For each contender it
+// starts a fresh simulated fleet as a child process (`igw sim` with the
+// workload's fleet section, on free loopback ports, so every contender
+// meets cold KV caches), starts the contender (`igw serve` with a
+// generated standalone configuration for the built-ins igw-default,
+// round-robin, least-request and random; a shell command or a URL for
+// external ones), sends the workload with the same seed, reads every
+// replica's /metrics (prefix-cache hits and queries, finished requests,
+// tokens) and stops everything, process groups included. It drives the
+// igw binary rather than the simulator and gateway packages so that it
+// measures real processes over real sockets, as it would any other
+// gateway. WriteReport turns the results into results.json, report.md,
+// gonum/plot charts (TTFT p50 and p90 and output throughput against the
+// offered load, per-replica request share; SVG and PNG) and index.html.
+// The key figures are taken at the decisive stage (DecisiveStage): the
+// highest load the baseline (round-robin) served without an error.
+//
 // # Measurements
 //
 // Per request: TTFT is the time from sending to the first SSE event that

@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/scheduling"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins"
+)
+
+func TestStandaloneConfig_BuiltinsLoadAndSchedule(t *testing.T) {
+	replicas := []string{"127.0.0.1:41001", "127.0.0.1:41002", "127.0.0.1:41003"}
+	wantPicker := map[string]string{
+		ContenderIGWDefault:   "max-score-picker",
+		ContenderRoundRobin:   "round-robin-picker",
+		ContenderLeastRequest: "max-score-picker",
+		ContenderRandom:       "random-picker",
+	}
+	wantScorers := map[string][]string{
+		ContenderIGWDefault:   {"queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"},
+		ContenderLeastRequest: {"least-request"},
+	}
+	for _, c := range BuiltinContenders() {
+		t.Run(c.Name, func(t *testing.T) {
+			data, err := StandaloneConfig(GatewayConfig{
+				Address: "127.0.0.1:0", AdminAddress: "127.0.0.1:0", Replicas: replicas, Engine: "vllm",
+				Models: []string{"meta-llama/Llama-3.1-8B-Instruct", "sql-lora"}, PickerConfig: c.PickerConfig,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Parse(c.Name+".yaml", data)
+			if err != nil {
+				t.Fatalf("generated config does not load: %v\n%s", err, data)
+			}
+			if cfg.Gateway.Spec.Address != "127.0.0.1:0" || cfg.Gateway.Spec.AdminAddress != "127.0.0.1:0" {
+				t.Fatalf("gateway spec %+v", cfg.Gateway.Spec)
+			}
+			if len(cfg.Pools) != 1 || len(cfg.Routes) != 1 {
+				t.Fatalf("%d pools, %d routes; want 1 and 1", len(cfg.Pools), len(cfg.Routes))
+			}
+			var addrs []string
+			for _, e := range cfg.PoolEndpoints(cfg.Pools[0]) {
+				addrs = append(addrs, e.Address)
+				if e.Engine != config.EngineVLLM {
+					t.Fatalf("endpoint %s engine %q", e.Address, e.Engine)
+				}
+			}
+			if !slices.Equal(addrs, replicas) {
+				t.Fatalf("pool endpoints %v, want exactly the replicas %v", addrs, replicas)
+			}
+			for _, m := range []string{"meta-llama/Llama-3.1-8B-Instruct", "sql-lora"} {
+				if r, _ := cfg.SelectRoute(m, "/v1/chat/completions", nil); r == nil {
+					t.Fatalf("model %q not routed", m)
+				}
+			}
+			if r, _ := cfg.SelectRoute("other", "/v1/chat/completions", nil); r != nil {
+				t.Fatal("an unknown model is routed")
+			}
+
+			// The scheduler the gateway would build from it.
+			var s *scheduling.Scheduler
+			if c.PickerConfig == "" {
+				if cfg.EndpointPickerConfig != nil {
+					t.Fatal("igw-default must leave the EndpointPickerConfig out")
+				}
+				s, err = plugins.NewDefaultScheduler()
+			} else {
+				epc, perr := scheduling.ParseEndpointPickerConfig(cfg.EndpointPickerConfig)
+				if perr != nil {
+					t.Fatalf("EndpointPickerConfig: %v\n%s", perr, cfg.EndpointPickerConfig)
+				}
+				s, err = scheduling.NewScheduler(epc, plugins.NewRegistry())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := s.Profiles()[0]
+			if got := p.Picker().TypedName().Type; got != wantPicker[c.Name] {
+				t.Fatalf("picker %q, want %q", got, wantPicker[c.Name])
+			}
+			var scorers []string
+			for _, ws := range p.Scorers() {
+				scorers = append(scorers, ws.Scorer.TypedName().Type)
+			}
+			if !slices.Equal(scorers, wantScorers[c.Name]) {
+				t.Fatalf("scorers %v, want %v", scorers, wantScorers[c.Name])
+			}
+		})
+	}
+}
+
+func TestStandaloneConfig_ObjectivesFromPriorityMix(t *testing.T) {
+	for _, tc := range []struct {
+		names []string
+		want  []int32
+	}{
+		{[]string{"critical", "standard", "sheddable"}, []int32{1, 0, -1}},
+		{[]string{"high", "low"}, []int32{0, -1}},
+		{[]string{"only"}, []int32{0}},
+	} {
+		data, err := StandaloneConfig(GatewayConfig{
+			Address: "127.0.0.1:0", AdminAddress: "127.0.0.1:0", Replicas: []string{"127.0.0.1:1"},
+			Models: []string{"m"}, Objectives: tc.names,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Parse("objectives.yaml", data)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, data)
+		}
+		objs := cfg.ObjectivesFor(cfg.Pools[0])
+		var got []int32
+		for _, o := range objs {
+			got = append(got, o.Spec.EffectivePriority())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Fatalf("%v: priorities %v, want %v", tc.names, got, tc.want)
+		}
+	}
+}
+
+func TestStandaloneConfig_SharedPortsAndQuoting(t *testing.T) {
+	// Replicas on several hosts sharing a port: one target port, one
+	// endpoint per server; odd model names survive quoting.
+	data, err := StandaloneConfig(GatewayConfig{
+		Address: "127.0.0.1:0", AdminAddress: "127.0.0.1:0", Engine: "sglang",
+		Replicas: []string{"10.0.0.1:8000", "10.0.0.2:8000"}, Models: []string{`we:ird "model" # x`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("shared.yaml", data)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	eps := cfg.PoolEndpoints(cfg.Pools[0])
+	if len(eps) != 2 || len(cfg.Pools[0].Spec.TargetPorts) != 1 || eps[0].Engine != config.EngineSGLang {
+		t.Fatalf("endpoints %+v, target ports %+v", eps, cfg.Pools[0].Spec.TargetPorts)
+	}
+	if r, _ := cfg.SelectRoute(`we:ird "model" # x`, "/v1/completions", nil); r == nil {
+		t.Fatal("quoted model not routed")
+	}
+	if _, err := StandaloneConfig(GatewayConfig{Replicas: []string{"no-port"}}); err == nil {
+		t.Fatal("a replica without a port was accepted")
+	}
+}
+
+func TestParseContender(t *testing.T) {
+	for _, tc := range []struct {
+		spec, kind, url, cmd, err string
+	}{
+		{spec: "envoy=http://127.0.0.1:8080/", kind: ContenderURL, url: "http://127.0.0.1:8080"},
+		{spec: "mine=cmd:./router --port {{.Port}} --backends {{.Replicas}}", kind: ContenderCommand, cmd: "./router --port {{.Port}} --backends {{.Replicas}}"},
+		{spec: "nothing", err: "want NAME=URL"},
+		{spec: "x=", err: "want NAME=URL"},
+		{spec: "bad name=http://h", err: "name must be"},
+		{spec: "x=ftp://h", err: "neither an http(s) URL"},
+		{spec: "x=cmd:  ", err: "empty command"},
+		{spec: "x=cmd:{{.Port", err: "command template"},
+	} {
+		c, err := ParseContender(tc.spec)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want %q", tc.spec, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.Kind != tc.kind || c.URL != tc.url || c.Command != tc.cmd {
+			t.Errorf("%q: %+v, %v", tc.spec, c, err)
+		}
+	}
+}
+
+func TestRenderCommand_FillsFleetAndPort(t *testing.T) {
+	c, err := ParseContender("r=cmd:router -l 127.0.0.1:{{.Port}} -b {{.Replicas}} -u {{.ReplicaURLs}} -m {{.Model}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := renderCommand(c, []string{"127.0.0.1:1", "127.0.0.1:2"}, 9000, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "router -l 127.0.0.1:9000 -b 127.0.0.1:1,127.0.0.1:2 -u http://127.0.0.1:1,http://127.0.0.1:2 -m m"
+	if got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	bad, _ := ParseContender("r=cmd:router {{.Nope}}")
+	if _, err := renderCommand(bad, nil, 1, "m"); err == nil {
+		t.Fatal("an unknown template field was accepted")
+	}
+}
+
+func TestFleetSettings(t *testing.T) {
+	w := &Workload{Model: "m", Fleet: []byte(`{"replicas":3,"time-scale":5,"kv-cache-blocks":100}`)}
+	fs, err := w.FleetSettings()
+	if err != nil || fs.Replicas != 3 || fs.TimeScale != 5 || fs.Engine != "vllm" {
+		t.Fatalf("%+v %v", fs, err)
+	}
+	fs, err = (&Workload{Model: "m"}).FleetSettings()
+	if err != nil || fs.Replicas != 1 || fs.TimeScale != 1 {
+		t.Fatalf("defaults %+v %v", fs, err)
+	}
+	if _, err := (&Workload{Model: "m", Fleet: []byte(`{"model":"other"}`)}).FleetSettings(); err == nil || !strings.Contains(err.Error(), `serves model "other"`) {
+		t.Fatalf("model mismatch: %v", err)
+	}
+	if _, err := (&Workload{Model: "m", Fleet: []byte(`{"replicas":0}`)}).FleetSettings(); err == nil {
+		t.Fatal("0 replicas accepted")
+	}
+	if got := missingAdapters([]string{"a=/p/a", "b"}, []string{"a", "c", "c", "b", "d"}); !slices.Equal(got, []string{"c", "d"}) {
+		t.Fatalf("missing adapters %v", got)
+	}
+}
