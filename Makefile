@@ -54,3 +54,10 @@ demo: build
 
 clean:
 	rm -rf $(BIN)
+
+.PHONY: bench
+
+## bench: the standard routing comparison (igw vs round-robin, least-request, random on
+## 8 simulated replicas, bench/workloads/shared-prefix.yaml); report in bench/results/shared-prefix/
+bench: build
+	$(IGW) bench compare --workload bench/workloads/shared-prefix.yaml --out bench/results/shared-prefix

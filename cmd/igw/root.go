@@ -19,7 +19,7 @@ Envoy-based Kubernetes gateway.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newServeCommand(), newDemoCommand(), newSimCommand(), newEPPCommand(), newBBRCommand())
+	root.AddCommand(newVersionCommand(), newServeCommand(), newDemoCommand(), newSimCommand(), newEPPCommand(), newBBRCommand(), newBenchCommand())
 	return root
 }
 
