@@ -135,6 +135,10 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 		s.proxyURL(ctx, w, r, be, body, parsed, retries, start)
 		return
 	}
+	if rs := rt.remotes[be.pool]; rs != nil {
+		s.proxyRemote(ctx, w, r, be.pool, rs, body, parsed, retries, start)
+		return
+	}
 	s.proxyPool(ctx, w, r, be.pool, body, parsed, retries, start)
 }
 

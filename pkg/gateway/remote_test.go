@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/extproc"
+	"github.com/igw-dev/igw/pkg/modelserver"
+)
+
+// remotePoolYAML is pool "llama" over the fake servers, scheduled by the
+// picker at pickerAddr with the given failure mode and annotations
+// ("key: value" pairs, flow style).
+func remotePoolYAML(pickerAddr, failureMode, annotations string, addrs ...string) string {
+	host, port, _ := net.SplitHostPort(pickerAddr)
+	doc := poolYAML("llama", addrs...)
+	return strings.Replace(doc, "metadata: {name: llama}\nspec:\n",
+		"metadata: {name: llama, annotations: {"+annotations+"}}\nspec:\n  endpointPickerRef: {name: \""+host+"\", port: {number: "+port+"}, failureMode: "+failureMode+"}\n", 1)
+}
+
+// testPicker is igw's picker (the same code as igw epp) for the pool of
+// cfg, served on addr until stop.
+type testPicker struct {
+	rt   *extproc.PoolRuntime
+	srv  *grpc.Server
+	addr string
+	done chan struct{}
+	stop context.CancelFunc
+}
+
+func startTestPicker(t *testing.T, cfg *config.Config, addr string, tlsCfg *tls.Config) *testPicker {
+	t.Helper()
+	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: "llama", Scraper: modelserver.Options{Interval: testScrapeInterval}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tp := &testPicker{rt: rt, srv: extproc.NewGRPCServer(p, 0, tlsCfg), addr: ln.Addr().String(), done: make(chan struct{}), stop: cancel}
+	go func() { defer close(tp.done); _ = rt.Run(ctx) }()
+	go func() { _ = tp.srv.Serve(ln) }()
+	t.Cleanup(tp.close)
+	return tp
+}
+
+func (tp *testPicker) close() {
+	tp.srv.Stop()
+	tp.stop()
+	<-tp.done
+}
+
+func (tp *testPicker) inFlight() int64 {
+	var n int64
+	for _, ep := range tp.rt.Store().Pool(tp.rt.Pool()).Endpoints {
+		n += ep.InFlight()
+	}
+	return n
+}
+
+func remoteRoute() string {
+	return routeYAML("llama", "  matches: [{model: {value: llama}}]\n  backends: [{pool: llama}]\n  retries: 1\n")
+}
+
+// TestRemotePicker_RoutesWithThePickersDecision: plaintext and the default
+// TLS without verification; the picker chooses, the gateway forwards and
+// the picker's in-flight count is released by the response phase.
+func TestRemotePicker_RoutesWithThePickersDecision(t *testing.T) {
+	a, b := newFakeServer(t), newFakeServer(t)
+	serverTLS, err := extproc.TLSConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, annotations string
+		tls               *tls.Config
+	}{
+		{"plaintext", AnnotationPickerTLS + ": plaintext", nil},
+		{"tls-default", "", serverTLS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pickerAddr := closedAddr(t)
+			cfg := parseConfig(t, remotePoolYAML(pickerAddr, "FailClose", tc.annotations, a.addr, b.addr), remoteRoute())
+			tp := startTestPicker(t, cfg, pickerAddr, tc.tls)
+			waitFor(t, "picker ready", 5*time.Second, tp.rt.Ready)
+			s := startGateway(t, cfg, Options{})
+			c := newClient(t)
+			for range 10 {
+				r := post(t, c, s, "/v1/chat/completions", chatBody("llama"))
+				if r.status != http.StatusOK {
+					t.Fatalf("status %d: %s", r.status, r.body)
+				}
+				if served := r.header.Get(HeaderDestinationServed); served != a.addr && served != b.addr {
+					t.Fatalf("served by %q", served)
+				}
+			}
+			if h, _ := a.last(); h != nil && h.Get(HeaderDestinationEndpoint) == "" {
+				t.Errorf("forwarded request lacks the picker's destination header")
+			}
+			waitFor(t, "picker in-flight released", 5*time.Second, func() bool { return tp.inFlight() == 0 })
+		})
+	}
+}
+
+// TestRemotePicker_FailOpenBalancesWhilePickerIsDown: no picker, no
+// failure: plain round-robin over the pool.
+func TestRemotePicker_FailOpenBalancesWhilePickerIsDown(t *testing.T) {
+	a, b := newFakeServer(t), newFakeServer(t)
+	cfg := parseConfig(t, remotePoolYAML(closedAddr(t), "FailOpen", AnnotationPickerTimeout+": 200ms", a.addr, b.addr), remoteRoute())
+	s := startGateway(t, cfg, Options{})
+	waitCandidates(t, s, "llama", 2)
+	c := newClient(t)
+	seen := map[string]int{}
+	for range 10 {
+		r := post(t, c, s, "/v1/chat/completions", chatBody("llama"))
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		seen[r.header.Get(HeaderDestinationServed)]++
+	}
+	if seen[a.addr] != 5 || seen[b.addr] != 5 {
+		t.Errorf("round-robin spread %v, want 5 each", seen)
+	}
+}
+
+// TestRemotePicker_FailCloseRejectsThenRecovers: 503 with the reason while
+// the picker is down, served again once it listens on its port.
+func TestRemotePicker_FailCloseRejectsThenRecovers(t *testing.T) {
+	a := newFakeServer(t)
+	pickerAddr := closedAddr(t)
+	cfg := parseConfig(t, remotePoolYAML(pickerAddr, "FailClose", AnnotationPickerTLS+": plaintext", a.addr), remoteRoute())
+	s := startGateway(t, cfg, Options{})
+	c := newClient(t)
+	r := post(t, c, s, "/v1/chat/completions", chatBody("llama"))
+	if r.status != http.StatusServiceUnavailable || r.header.Get(headerRequestDroppedReason) != reasonPickerUnavailable {
+		t.Fatalf("picker down: %d %q %s", r.status, r.header.Get(headerRequestDroppedReason), r.body)
+	}
+	var e struct {
+		Error struct{ Message, Type string }
+	}
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil || e.Error.Message == "" {
+		t.Fatalf("not an OpenAI error: %s", r.body)
+	}
+	tp := startTestPicker(t, cfg, pickerAddr, nil)
+	waitFor(t, "picker ready", 5*time.Second, tp.rt.Ready)
+	waitFor(t, "recovery", 10*time.Second, func() bool {
+		return post(t, c, s, "/v1/chat/completions", chatBody("llama")).status == http.StatusOK
+	})
+}
+
+// TestRemotePicker_BadAnnotationsFailTheLoad: a typo is a load error, not
+// a surprise on the first request.
+func TestRemotePicker_BadAnnotationsFailTheLoad(t *testing.T) {
+	a := newFakeServer(t)
+	for _, ann := range []string{AnnotationPickerTLS + ": tls", AnnotationPickerTimeout + ": soon"} {
+		cfg := parseConfig(t, remotePoolYAML("127.0.0.1:9002", "FailOpen", ann, a.addr), remoteRoute())
+		if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "annotation") {
+			t.Errorf("%s: err %v", ann, err)
+		}
+	}
+}
