@@ -27,6 +27,10 @@ const DefaultClientTimeout = 500 * time.Millisecond
 // attempt as if the stream broke), which costs accounting, never serving.
 const mirrorQueue = 256
 
+// mirrorDrainTimeout bounds how long a finished response phase waits for
+// the picker to end the stream.
+const mirrorDrainTimeout = 10 * time.Second
+
 // Client is the Envoy side of the Endpoint Picker protocol, for `igw serve`
 // with a remote picker: it plays each request through a picker's Process
 // stream in FULL_DUPLEX_STREAMED mode, as Envoy's ext_proc filter does, so
@@ -97,12 +101,17 @@ type Exchange struct {
 // back, or an ImmediateResponse. An error (picker unreachable, protocol
 // violation, timeout) leaves nothing to close.
 func (c *Client) Pick(ctx context.Context, req *PickRequest) (*Exchange, error) {
-	// The stream outlives the request phase (the response phase follows),
-	// and ends with the HTTP request: cancelled by Close, or with ctx.
-	sctx, cancel := context.WithCancel(ctx)
+	// The stream outlives the request phase and even the HTTP handler: the
+	// mirrored response may still be on its way to the picker when the
+	// client has everything, and cutting it then would lose the usage.
+	// So ctx (the client leaving, the route's timeout) cancels only the
+	// request phase; afterwards Close, or the mirror finishing, ends it.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
 	timer := time.AfterFunc(c.timeout, cancel)
 	x := &Exchange{cancel: cancel}
 	err := x.requestPhase(sctx, c.conn, req)
+	stop()
 	if !timer.Stop() && err == nil {
 		err = context.DeadlineExceeded
 	}
@@ -345,7 +354,12 @@ func (x *Exchange) mirror() {
 	if err := x.stream.CloseSend(); err != nil {
 		return
 	}
-	<-recvDone
+	// A conforming picker ends the stream once it has read the end; one
+	// that does not is cut off rather than holding the goroutine.
+	select {
+	case <-recvDone:
+	case <-time.After(mirrorDrainTimeout):
+	}
 }
 
 func immediate(im *extprocv3.ImmediateResponse) *Immediate {
