@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
 	"github.com/igw-dev/igw/pkg/config"
@@ -47,7 +48,7 @@ func startTestPicker(t testing.TB, cfg *config.Config, addr string, tlsCfg *tls.
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool()})
+	p, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool(), Metrics: rt.Metrics()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +76,19 @@ func (tp *testPicker) inFlight() int64 {
 		n += ep.InFlight()
 	}
 	return n
+}
+
+// tokens is the picker's igw_tokens_total over all labels.
+func (tp *testPicker) tokens(t testing.TB) float64 {
+	fams, err := tp.rt.Metrics().Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		m[f.GetName()] = f
+	}
+	return sample(m, "igw_tokens_total")
 }
 
 func remoteRoute() string {
@@ -117,6 +131,9 @@ func TestRemotePicker_RoutesWithThePickersDecision(t *testing.T) {
 				t.Errorf("forwarded request lacks the picker's destination header")
 			}
 			waitFor(t, "picker in-flight released", 5*time.Second, func() bool { return tp.inFlight() == 0 })
+			// The mirrored responses carried their usage to the picker
+			// (7 prompt + 3 completion tokens each).
+			waitFor(t, "usage accounted by the picker", 5*time.Second, func() bool { return tp.tokens(t) >= 100 })
 		})
 	}
 }
