@@ -276,3 +276,48 @@ func TestFlowControlPoolWithoutEndpoints(t *testing.T) {
 		t.Errorf("reason header %q, want rejected-no-endpoints", got)
 	}
 }
+
+func TestFlowControlReloadSwapsSaturationThresholds(t *testing.T) {
+	f := startFleet(t, 1, func(c *sim.Config) { c.MaxNumSeqs, c.TimeScale = 1, 1 })
+	render := func(picker string) []byte {
+		return renderConfig(t, gatewaySpec{
+			Pools: []poolSpec{{Name: flowPool, Model: testModel, Addrs: f.Addrs()}},
+			Extra: []string{picker, objectiveDoc("sheddable", flowPool, -1)},
+		})
+	}
+	gw := startGateway(t, render(flowPickerDoc("30s")))
+	url, metrics := chatURL(gw.Addr()), "http://"+gw.AdminAddr()+"/metrics"
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	occupy(t, ctx, c, url, metrics, 2000)
+
+	reload := func(raw []byte) error {
+		cfg, err := config.Parse("e2e.yaml", raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gw.Reload(cfg)
+	}
+	// A bad value is refused, naming the field; the running thresholds stay.
+	err := reload(render(strings.Replace(flowPickerDoc("30s"), "queueDepthThreshold: 1", "queueDepthThreshold: 0", 1)))
+	if err == nil || !strings.Contains(err.Error(), "saturationDetector.queueDepthThreshold") {
+		t.Fatalf("reload with queueDepthThreshold 0: %v, want an error naming saturationDetector.queueDepthThreshold", err)
+	}
+	if r := post(context.Background(), c, url, longChat(1, 4), map[string]string{hdrObjective: "sheddable"}); r.Status != http.StatusTooManyRequests {
+		t.Fatalf("sheddable after a refused reload: %s, want 429", r)
+	}
+	// One waiting request is headroom under a threshold of 10.
+	if err := reload(render(strings.Replace(flowPickerDoc("30s"), "queueDepthThreshold: 1", "queueDepthThreshold: 10", 1))); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, c, metrics, "igw_pool_saturation", map[string]string{"pool": flowPoolLabel}, func(v float64) bool { return v == 0 })
+	qctx, qcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer qcancel()
+	// Admitted now: it goes to the busy replica and waits there, so the
+	// client gives up first; what matters is that it was not shed.
+	r := post(qctx, c, url, longChat(2, 4), map[string]string{hdrObjective: "sheddable"})
+	if r.Status == http.StatusTooManyRequests {
+		t.Fatalf("sheddable after raising the threshold: %s, want it admitted", r)
+	}
+}
