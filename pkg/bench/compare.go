@@ -176,6 +176,11 @@ type CPUUsage struct {
 	// whole life (start-up is a small part of it).
 	Gateway float64 `json:"gateway"`
 	Fleet   float64 `json:"fleet"`
+	// Host is the CPU time every process on the machine used during the
+	// load run (Linux only): what it has beyond the three above is other
+	// work competing with the simulated fleet for the same cores, which
+	// slows the simulated GPUs down and makes a run noisy.
+	Host float64 `json:"host,omitempty"`
 }
 
 // Compare runs the workload against every contender, each in front of its
@@ -299,10 +304,14 @@ func runContender(parent context.Context, o CompareOptions, c Contender, logs st
 		opts.OnResult = progress.Observe
 		progress.Start()
 	}
+	host0, _, hostOK := hostCPU()
 	cpu0, t0 := selfCPU(), time.Now()
 	run, runErr := Run(ctx, client, src, opts)
 	res.CPU.LoadGenerator = (selfCPU() - cpu0).Seconds()
 	res.CPU.Wall = time.Since(t0).Seconds()
+	if host1, _, ok := hostCPU(); ok && hostOK {
+		res.CPU.Host = (host1 - host0).Seconds()
+	}
 	if progress != nil {
 		progress.Stop()
 	}

@@ -25,3 +25,6 @@ func signalGroup(p *os.Process, sig syscall.Signal) error {
 
 // selfCPU is not measured outside Linux.
 func selfCPU() time.Duration { return 0 }
+
+// hostCPU is not measured outside Linux.
+func hostCPU() (busy, total time.Duration, ok bool) { return 0, 0, false }

@@ -102,3 +102,17 @@ func TestProcess_ExitErrorCarriesOutput(t *testing.T) {
 		t.Fatalf("tail %q", tw.String())
 	}
 }
+
+func TestHostCPU_CountsBusyTime(t *testing.T) {
+	b0, t0, ok := hostCPU()
+	if !ok {
+		t.Fatal("/proc/stat not readable")
+	}
+	end := time.Now().Add(100 * time.Millisecond)
+	for time.Now().Before(end) { // keep one CPU busy
+	}
+	b1, t1, _ := hostCPU()
+	if b1-b0 < 50*time.Millisecond || t1-t0 < b1-b0 {
+		t.Fatalf("busy %v of %v over a 100 ms spin", b1-b0, t1-t0)
+	}
+}

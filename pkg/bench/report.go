@@ -210,18 +210,24 @@ func (c *Comparison) CPUTable() Table {
 	t := Table{
 		Title: "CPU",
 		Note: fmt.Sprintf("Cores kept busy on average over each run (CPU seconds ÷ wall seconds) on a %d-CPU host. "+
-			"If their sum nears the host's CPUs, the machine, not the simulated fleet, limited the run.", c.Host.CPUs),
-		Header: []string{"contender", "wall", "load generator", "gateway", "fleet", "total"},
+			"If the benchmark's own total nears the host's CPUs, the machine, not the simulated fleet, limited the run; "+
+			"\"other\" is what the rest of the machine used meanwhile, which competes with the simulated GPUs' clock and makes a run noisy.", c.Host.CPUs),
+		Header: []string{"contender", "wall", "load generator", "gateway", "fleet", "benchmark total", "other processes"},
 	}
 	for _, r := range c.Contenders {
 		w := r.CPU.Wall
 		if w <= 0 {
-			t.Rows = append(t.Rows, []string{r.Name, "—", "—", "—", "—", "—"})
+			t.Rows = append(t.Rows, []string{r.Name, "—", "—", "—", "—", "—", "—"})
 			continue
 		}
 		cores := func(s float64) string { return fmt.Sprintf("%.2f", s/w) }
+		own := r.CPU.LoadGenerator + r.CPU.Gateway + r.CPU.Fleet
+		other := "—"
+		if r.CPU.Host > 0 {
+			other = cores(max(r.CPU.Host-own, 0))
+		}
 		t.Rows = append(t.Rows, []string{r.Name, fmt.Sprintf("%.0fs", w), cores(r.CPU.LoadGenerator), cores(r.CPU.Gateway), cores(r.CPU.Fleet),
-			cores(r.CPU.LoadGenerator + r.CPU.Gateway + r.CPU.Fleet)})
+			cores(own), other})
 	}
 	return t
 }
