@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -301,4 +302,41 @@ func remoteOpenLoop(b *testing.B, c *http.Client, s *Server, body string, rate, 
 		p[q] = lat[q*n/100]
 	}
 	return p
+}
+
+// TestRemotePicker_FallbackAndStreaming: the picker's fallbacks are the
+// retries (a primary answering 503 moves the request on, as with the
+// embedded Director), and a streamed response passes through whole while
+// its usage reaches the picker.
+func TestRemotePicker_FallbackAndStreaming(t *testing.T) {
+	bad, good := newFakeServer(t), newFakeServer(t)
+	bad.setHandler(answerStatus(http.StatusServiceUnavailable))
+	good.setHandler(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 5 {
+			_, _ = io.WriteString(w, `data: {"choices":[{"index":0,"delta":{"content":"`+strconv.Itoa(i)+`"}}]}`+"\n\n")
+			w.(http.Flusher).Flush()
+		}
+		_, _ = io.WriteString(w, `data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":5,"total_tokens":9}}`+"\n\ndata: [DONE]\n\n")
+	})
+	pickerAddr := closedAddr(t)
+	cfg := parseConfig(t, remotePoolYAML(pickerAddr, "FailClose", AnnotationPickerTLS+": plaintext", bad.addr, good.addr), remoteRoute())
+	tp := startTestPicker(t, cfg, pickerAddr, nil)
+	waitFor(t, "picker ready", 5*time.Second, tp.rt.Ready)
+	s := startGateway(t, cfg, Options{})
+	c := newClient(t)
+	for i := range 10 {
+		r := post(t, c, s, "/v1/chat/completions", `{"model":"llama","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`)
+		if r.status != http.StatusOK || r.header.Get(HeaderDestinationServed) != good.addr {
+			t.Fatalf("request %d: %d from %q: %s", i, r.status, r.header.Get(HeaderDestinationServed), r.body)
+		}
+		if strings.Count(r.body, "data: ") != 7 || !strings.HasSuffix(r.body, "data: [DONE]\n\n") {
+			t.Fatalf("request %d: stream not relayed whole: %q", i, r.body)
+		}
+	}
+	if bad.hits.Load() == 0 {
+		t.Log("the picker never chose the failing server first; the fallback path was not exercised")
+	}
+	waitFor(t, "picker in-flight released", 5*time.Second, func() bool { return tp.inFlight() == 0 })
+	waitFor(t, "streamed usage accounted by the picker", 5*time.Second, func() bool { return tp.tokens(t) >= 90 })
 }
