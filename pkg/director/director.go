@@ -196,10 +196,11 @@ type Decision struct {
 	Priority int32
 	Pool     string
 
-	sreq  *scheduling.Request
-	res   *scheduling.Result
-	sched *scheduling.Scheduler
-	flow  *flowcontrol.Controller
+	sreq    *scheduling.Request
+	res     *scheduling.Result
+	sched   *scheduling.Scheduler
+	flow    *flowcontrol.Controller
+	started sync.Once // tells flow control the request is in flight
 }
 
 // Decide rewrites the model, admits the request (flow control: straight
@@ -224,6 +225,15 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		}
 		return nil, d.reject(req.Pool, model, admissionRejection(rej))
 	}
+	// Until the request is in flight on an endpoint (Decision.Start), the
+	// pool's load does not show it; flow control holds its queue until
+	// then. Every path out of here that does not hand over says so.
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			flow.Started()
+		}
+	}()
 
 	pool := d.store.Pool(req.Pool) // as it is now, after any wait
 	if pool == nil {
@@ -264,6 +274,7 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	if target != model {
 		body = req.Parsed.WithModel(req.Body, target)
 	}
+	handedOver = true
 	return &Decision{
 		Endpoints: res.Endpoints(), Model: model, TargetModel: target, Body: body,
 		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched, flow: flow,
@@ -408,6 +419,9 @@ type Attempt struct {
 // (e.g. the prefix index learns which prompt blocks ep now holds).
 func (dec *Decision) Start(ctx context.Context, ep *datastore.Endpoint) *Attempt {
 	ep.AddInFlight(1)
+	if dec.flow != nil {
+		dec.started.Do(dec.flow.Started)
+	}
 	dec.sched.PreRequest(ctx, dec.sreq, dec.res, ep)
 	return &Attempt{dec: dec, ep: ep}
 }

@@ -54,11 +54,17 @@ type Config struct {
 	// PollInterval is how often a non-empty queue re-checks for headroom
 	// when nothing else wakes it (completions and new metrics also do).
 	PollInterval time.Duration `json:"pollInterval"`
+	// StartTimeout bounds how long the dispatcher waits for the requests
+	// it let through to report Started before judging headroom again, so
+	// a caller that never reports cannot stall the queue.
+	StartTimeout time.Duration `json:"startTimeout"`
 }
 
-// DefaultConfig: 1,000 requests or 64 MiB per band, 60 s TTL, 5 ms poll.
+// DefaultConfig: 1,000 requests or 64 MiB per band, 60 s TTL, 5 ms poll,
+// 50 ms start timeout.
 func DefaultConfig() Config {
-	return Config{MaxRequestsPerBand: 1000, MaxBytesPerBand: 64 << 20, TTL: 60 * time.Second, PollInterval: 5 * time.Millisecond}
+	return Config{MaxRequestsPerBand: 1000, MaxBytesPerBand: 64 << 20, TTL: 60 * time.Second,
+		PollInterval: 5 * time.Millisecond, StartTimeout: 50 * time.Millisecond}
 }
 
 // Validate rejects bounds that would make every request fail.
@@ -72,6 +78,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ttl: must be > 0, got %v", c.TTL)
 	case c.PollInterval <= 0:
 		return fmt.Errorf("pollInterval: must be > 0, got %v", c.PollInterval)
+	case c.StartTimeout <= 0:
+		return fmt.Errorf("startTimeout: must be > 0, got %v", c.StartTimeout)
 	}
 	return nil
 }
@@ -107,6 +115,13 @@ type Controller struct {
 
 	queued atomic.Int64 // requests waiting, for the lock-free fast path
 	kick   chan struct{}
+
+	// pending counts admitted requests whose load the pool does not show
+	// yet (not yet in flight on an endpoint); released is when the last
+	// was admitted. The dispatcher waits for them before judging headroom
+	// again, or one freed slot would release the whole queue at once.
+	pending  atomic.Int64
+	released atomic.Int64 // unix nanoseconds
 
 	mu         sync.Mutex
 	bands      map[int32]*band
@@ -157,6 +172,21 @@ func NewController(cfg Config, headroom Headroom, observer Observer) (*Controlle
 	return &Controller{cfg: cfg, headroom: headroom, observer: observer, kick: make(chan struct{}, 1), bands: map[int32]*band{}}, nil
 }
 
+// Started tells the controller that a request Admit let through now counts
+// in the pool's load (it is in flight on an endpoint), or never will (it
+// failed before). Every successful Admit must be followed by one call.
+func (c *Controller) Started() {
+	if c.pending.Add(-1) < 0 {
+		c.pending.Store(0)
+	}
+	c.Kick()
+}
+
+func (c *Controller) admitted() {
+	c.pending.Add(1)
+	c.released.Store(time.Now().UnixNano())
+}
+
 // Kick tells a waiting queue that headroom may have appeared (a request
 // completed, metrics were refreshed).
 func (c *Controller) Kick() {
@@ -180,6 +210,7 @@ func (c *Controller) Admit(ctx context.Context, r Request) error {
 		c.outcome(r.Priority, ReasonNoEndpoints, 0)
 		return &Rejection{Reason: ReasonNoEndpoints, NoEndpoints: true}
 	case ok && c.queued.Load() == 0:
+		c.admitted()
 		c.outcome(r.Priority, ReasonDispatched, 0)
 		return nil
 	case !ok && r.Priority < 0:
@@ -203,8 +234,9 @@ func (c *Controller) Admit(ctx context.Context, r Request) error {
 			c.outcome(r.Priority, ReasonCanceled, time.Since(it.enqueued))
 			return ctx.Err()
 		}
-		<-it.ready // dispatched at the same moment: the caller decides
-		c.outcome(r.Priority, ReasonDispatched, time.Since(it.enqueued))
+		<-it.ready // dispatched at the same moment, but the client is gone
+		c.Started()
+		c.outcome(r.Priority, ReasonCanceled, time.Since(it.enqueued))
 		return ctx.Err()
 	case <-ttl.C:
 		if c.remove(it) {
@@ -307,6 +339,9 @@ func (c *Controller) dispatch() {
 	defer poll.Stop()
 	for {
 		for {
+			if c.pending.Load() > 0 && time.Since(time.Unix(0, c.released.Load())) < c.cfg.StartTimeout {
+				break // the last admissions are not counted in the pool's load yet
+			}
 			if ok, _ := c.headroom(); !ok {
 				break
 			}
@@ -346,6 +381,7 @@ func (c *Controller) releaseNext() bool {
 			b.next = 0
 		}
 		it.state = itemDispatched
+		c.admitted()
 		close(it.ready)
 		return true
 	}

@@ -52,7 +52,13 @@ func newController(t *testing.T, mutate func(*Config)) (*Controller, *permits) {
 
 // admitAsync starts Admit and reports on done.
 func admitAsync(ctx context.Context, c *Controller, name string, r Request, done chan<- result) {
-	go func() { done <- result{name, c.Admit(ctx, r)} }()
+	go func() {
+		err := c.Admit(ctx, r)
+		if err == nil {
+			c.Started() // the caller's side of the contract: now in flight
+		}
+		done <- result{name, err}
+	}()
 }
 
 func waitQueued(t *testing.T, c *Controller, n int) {
@@ -241,7 +247,9 @@ func TestController_ConcurrentLoadAllDispatched(t *testing.T) {
 			defer wg.Done()
 			if err := c.Admit(context.Background(), Request{FairnessID: fmt.Sprint(i % 7), Priority: int32(i % 3)}); err != nil {
 				failures.Add(1)
+				return
 			}
+			c.Started()
 		}()
 	}
 	wg.Wait()
@@ -262,5 +270,45 @@ func BenchmarkController_AdmitWithHeadroom(b *testing.B) {
 		if err := c.Admit(ctx, Request{Priority: 1}); err != nil {
 			b.Fatal(err)
 		}
+		c.Started()
+	}
+}
+
+// TestController_OneFreedSlotReleasesOneRequest: the pool's load shows a
+// released request only once it is in flight, so the dispatcher must not
+// judge headroom again before the request reports Started — otherwise one
+// freed slot releases the whole queue.
+func TestController_OneFreedSlotReleasesOneRequest(t *testing.T) {
+	var inFlight atomic.Int64
+	inFlight.Store(1) // the only slot is busy
+	cfg := DefaultConfig()
+	cfg.StartTimeout = time.Minute // the test reports every start itself
+	c, err := NewController(cfg, func() (bool, bool) { return inFlight.Load() < 1, true }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result, 10)
+	for i := range 5 {
+		go func() { done <- result{fmt.Sprint(i), c.Admit(context.Background(), Request{})} }() // Started is reported below
+		waitQueued(t, c, i+1)
+	}
+	for i := range 5 {
+		inFlight.Store(0) // the slot frees
+		c.Kick()
+		select {
+		case r := <-done:
+			if r.err != nil || r.name != fmt.Sprint(i) {
+				t.Fatalf("released %+v, want request %d", r, i)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("request %d was not released", i)
+		}
+		// Until it reports Started, nothing else may leave the queue.
+		time.Sleep(20 * time.Millisecond)
+		if got := c.Queued(); got != 5-i-1 {
+			t.Fatalf("queue %d after one freed slot, want %d", got, 5-i-1)
+		}
+		inFlight.Store(1) // it is in flight now
+		c.Started()
 	}
 }
