@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -123,9 +124,13 @@ func lineChart(rs []ContenderResult, xOf func(int, Summary) float64, pick func(S
 	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
 	lo, hi := math.Inf(1), math.Inf(-1)
+	var xs []float64
 	for i, r := range rs {
 		var xys plotter.XYs
 		for j, s := range r.Stages {
+			if x := xOf(j, s); !slices.Contains(xs, x) {
+				xs = append(xs, x)
+			}
 			y := pick(s)
 			if logY && y <= 0 {
 				continue
@@ -149,6 +154,14 @@ func lineChart(rs []ContenderResult, xOf func(int, Summary) float64, pick func(S
 		p.Legend.Add(r.Name, line, points)
 	}
 	p.X.Tick.Marker = plainTicks{}
+	if len(xs) <= 12 {
+		// A tick at every stage's load: the x values are the ladder.
+		var ticks plot.ConstantTicks
+		for _, x := range xs {
+			ticks = append(ticks, plot.Tick{Value: x, Label: strconv.FormatFloat(x, 'f', -1, 64)})
+		}
+		p.X.Tick.Marker = ticks
+	}
 	if logY && hi > 0 {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = logTicks{}

@@ -417,7 +417,7 @@ p.note { color: #555; font-size: 0.9em; max-width: 60em; }
 {{template "table" .}}{{end}}
 <h2>Charts</h2>
 <div class="charts">
-{{range .Charts}}<figure><a href="{{.SVG}}"><img src="{{.SVG}}" alt="{{.Title}}"></a><figcaption>{{.Title}} (<a href="{{.SVG}}">SVG</a>, <a href="{{.PNG}}">PNG</a>)</figcaption></figure>
+{{range .Charts}}<figure><a href="{{.SVG}}"><img src="{{.SVG}}" alt="{{.Title}}"></a><figcaption>{{.Title}} (<a href="{{.SVG}}">SVG</a>; a PNG of the same name sits beside it)</figcaption></figure>
 {{end}}</div>
 {{range slice .Tables 1}}<h2>{{.Title}}</h2>
 {{if .Note}}<p class="note">{{.Note}}</p>{{end}}
