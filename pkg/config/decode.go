@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/igw-dev/igw/internal/jsonfields"
 )
 
 // Decoding is done in two steps so that every problem names its field:
@@ -68,7 +70,7 @@ func checkShape(path string, v any, t reflect.Type, errs *[]shapeError) {
 			report("must be an object, not %s", jsonTypeName(v))
 			return
 		}
-		fields := jsonFields(t)
+		fields := jsonfields.Of(t)
 		for _, key := range sortedKeys(obj) {
 			ft, ok := fields[key]
 			if !ok {
@@ -149,43 +151,6 @@ func checkShape(path string, v any, t reflect.Type, errs *[]shapeError) {
 // not have, so that callers and tests can tell a typo (errors.Is) from a
 // bad value.
 var ErrUnknownField = errors.New("unknown field")
-
-// jsonFields maps the JSON names of t's fields to their types, following
-// encoding/json's rules for embedded structs (which is what the Kubernetes
-// `json:",inline"` convention relies on).
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	fields := make(map[string]reflect.Type, t.NumField())
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		if tag == "-" {
-			continue
-		}
-		name, _, _ := strings.Cut(tag, ",")
-		if f.Anonymous && name == "" {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				for k, v := range jsonFields(ft) {
-					if _, shadowed := fields[k]; !shadowed {
-						fields[k] = v
-					}
-				}
-				continue
-			}
-		}
-		if !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		fields[name] = f.Type
-	}
-	return fields
-}
 
 // decodeStrict decodes the generic value v (already checked by checkShape)
 // into out.

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"strings"
+
+	"github.com/igw-dev/igw/internal/jsonfields"
 )
 
 // encoding/json matches object keys to struct fields case-insensitively,
@@ -29,40 +30,6 @@ func joinPath(path, key string) string {
 	return path + "." + key
 }
 
-// jsonFields maps the json names of t's fields to their types. It runs
-// only when configuration is loaded, so it is not cached.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		if tag == "-" {
-			continue
-		}
-		name, _, _ := strings.Cut(tag, ",")
-		if f.Anonymous && name == "" {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				for k, v := range jsonFields(ft) {
-					out[k] = v
-				}
-				continue
-			}
-		}
-		if !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		out[name] = f.Type
-	}
-	return out
-}
-
 // checkFields reports the first key of v (a value decoded into any) that
 // does not exactly name a field of t. Type mismatches are left to the real
 // decoder, which reports them.
@@ -79,7 +46,7 @@ func checkFields(v any, t reflect.Type, path string) error {
 		if !ok {
 			return nil
 		}
-		fields := jsonFields(t)
+		fields := jsonfields.Of(t)
 		keys := make([]string, 0, len(m))
 		for k := range m {
 			keys = append(keys, k)
