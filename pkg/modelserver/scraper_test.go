@@ -276,7 +276,9 @@ func TestScraper_RemovedEndpointStops(t *testing.T) {
 	keptScrapes := fa.scrapes.Load()
 	// Let the remaining loop make progress: several intervals pass.
 	eventually(t, "the kept endpoint keeps being scraped", func() bool { return fa.scrapes.Load() >= keptScrapes+5 })
-	if got := fb.scrapes.Load(); got != removedScrapes {
+	// A scrape already on the wire when the loop was cancelled may still
+	// reach the server after the loop exited; nothing after it may.
+	if got := fb.scrapes.Load(); got > removedScrapes+1 {
 		t.Fatalf("removed endpoint scraped %d more times", got-removedScrapes)
 	}
 
