@@ -86,6 +86,7 @@ type driver struct {
 	first             bool
 
 	req         httpRequest
+	bodyLength  int // the request's Content-Length, when it announced one
 	bodyStarted bool
 	requestDone bool
 	respRewrite bool
@@ -193,7 +194,7 @@ func (d *driver) requestHeaders(ctx context.Context, h *extprocv3.HttpHeaders, m
 		// Nothing is answered until the whole body is here: the decision
 		// goes in the headers response.
 		if n, err := strconv.Atoi(d.req.headers["content-length"]); err == nil && n > 0 && n <= d.cfg.maxBody {
-			d.req.body = make([]byte, 0, n)
+			d.bodyLength = n
 		}
 		return nil
 	case BodyModeBuffered, BodyModeBufferedPartial:
@@ -216,12 +217,22 @@ func (d *driver) requestBody(ctx context.Context, b *extprocv3.HttpBody) error {
 			fmt.Sprintf("the request body is over the limit of %d bytes", d.cfg.maxBody))
 		return d.reject(errorRejection(e, ""))
 	}
-	d.req.body = append(d.req.body, chunk...)
-	d.bodyStarted = true
 	// In BUFFERED mode the one body message is the whole body (trailers,
 	// if any, follow it without changing it).
-	if b.GetEndOfStream() || d.reqMode != BodyModeFullDuplexStream {
-		return d.complete(ctx, b.GetEndOfStream() || d.reqMode != BodyModeFullDuplexStream)
+	last := b.GetEndOfStream() || d.reqMode != BodyModeFullDuplexStream
+	switch {
+	case len(d.req.body) == 0 && last:
+		// The whole body in one message, as most are: kept as it is
+		// (protobuf decoding gave it its own memory), never copied.
+		d.req.body = chunk
+	case d.req.body == nil:
+		d.req.body = append(make([]byte, 0, max(d.bodyLength, len(chunk))), chunk...)
+	default:
+		d.req.body = append(d.req.body, chunk...)
+	}
+	d.bodyStarted = true
+	if last {
+		return d.complete(ctx, last)
 	}
 	return nil
 }

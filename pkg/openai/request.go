@@ -74,12 +74,12 @@ func requestError(param, format string, args ...any) *Error {
 // naming the field. A missing model is not an error here: whether it is
 // depends on the route.
 //
-// It validates the document once (json.Valid) and then reads only the
+// It validates the document once (validJSON) and then reads only the
 // fields it needs straight from the bytes, decoding the prompt text into
 // one buffer: no tree, no per-message values. Field names match exactly,
 // as the OpenAI API and vLLM do (encoding/json would also accept "Model").
 func ParseRequest(kind Kind, body []byte) (*Parsed, error) {
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		var v any
 		err := json.Unmarshal(body, &v)
 		return nil, requestError("", "the request body is not valid JSON: %v", err)

@@ -8,7 +8,7 @@ import (
 )
 
 // This file reads values out of a JSON document already known to be valid
-// (json.Valid), without building a tree: the request path needs a handful
+// (validJSON), without building a tree: the request path needs a handful
 // of fields and the prompt text, and decoding the whole body with
 // encoding/json cost more than everything else the gateway does per
 // request.
