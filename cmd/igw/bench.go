@@ -30,10 +30,12 @@ latency, end-to-end latency, throughput and errors, per load stage.
   igw bench compare  the same workload, with the same seed, through several
                      routers, each in front of its own fresh simulated fleet:
                      results.json, report.md, charts and index.html
-  igw bench report   write a comparison's report again from its results.json`,
+  igw bench report   write a comparison's report again from its results.json
+  igw bench picker   an Endpoint Picker (ext_proc) alone: decisions per second,
+                     round-trip latency and CPU per decision`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchRunCommand(), newBenchCompareCommand(), newBenchReportCommand())
+	cmd.AddCommand(newBenchRunCommand(), newBenchCompareCommand(), newBenchReportCommand(), newBenchPickerCommand())
 	return cmd
 }
 

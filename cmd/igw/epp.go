@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -36,6 +37,7 @@ type extprocFlags struct {
 	readyInterval  time.Duration
 	metricsPort    int
 	metricsEnabled bool
+	pprof          bool
 }
 
 func (f *extprocFlags) register(cmd *cobra.Command, grpcPort, healthPort int) {
@@ -87,6 +89,7 @@ standalone YAML of igw serve, reloaded on SIGHUP and when it changes.`,
 	fl.StringVar(&poolNamespace, "pool-namespace", config.DefaultNamespace, "namespace of the InferencePool")
 	fl.IntVar(&f.metricsPort, "metrics-port", 9090, "Prometheus /metrics port")
 	fl.DurationVar(&maxAge, "metrics-staleness-threshold", datastore.DefaultMaxAge, "how old a model server's scraped metrics may be for it to be scheduled")
+	fl.BoolVar(&f.pprof, "enable-pprof", false, "serve Go's /debug/pprof/ profiles on the metrics port (for performance work; do not expose it)")
 	f.metricsEnabled = true
 	_ = cmd.MarkFlagRequired("config-file")
 	return cmd
@@ -179,6 +182,12 @@ func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extp
 	if metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metrics)
+		if f.pprof {
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		}
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 

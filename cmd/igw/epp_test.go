@@ -92,7 +92,10 @@ func waitServing(t *testing.T, conn *grpc.ClientConn, service string) {
 	}
 }
 
-func TestEPPCommand_ServesThePoolOverTLS(t *testing.T) {
+// startSimEPP runs igw epp over TLS in front of two simulated replicas and
+// returns its addresses and the replicas'.
+func startSimEPP(t *testing.T) (listening, *sim.Fleet) {
+	t.Helper()
 	scfg := sim.DefaultConfig()
 	scfg.Port, scfg.Replicas, scfg.TimeScale, scfg.Model = 0, 2, 20, demoModel
 	fleet, err := sim.StartFleet(scfg, nil)
@@ -130,6 +133,11 @@ spec:
 		f.metricsEnabled = true
 		return runEPP(ctx, f, path, "llm", "ai", 0)
 	})
+	return l, fleet
+}
+
+func TestEPPCommand_ServesThePoolOverTLS(t *testing.T) {
+	l, fleet := startSimEPP(t)
 	health := dial(t, l.health, false)
 	for _, svc := range []string{"", "liveness"} {
 		if st := healthStatus(t, health, svc); st != healthpb.HealthCheckResponse_SERVING {
