@@ -23,6 +23,7 @@ import (
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
 // Annotations of an InferencePool that configure how igw serve reaches its
@@ -156,7 +157,19 @@ func (pc *pickerConns) close() {
 // the picker fails, FailOpen balances over the pool round-robin and
 // FailClose answers 503.
 func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, rs *remoteSpec, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+	picking := time.Now()
 	x, err := s.pickRemote(ctx, r, rs, body)
+	switch took := time.Since(picking); {
+	case err != nil && ctx.Err() != nil: // the client left: not the picker's failure
+	case err != nil && rs.failOpen:
+		s.metrics.PickerCall(pool, telemetry.PickerFailedOpen, took)
+	case err != nil:
+		s.metrics.PickerCall(pool, telemetry.PickerFailedClosed, took)
+	case x.Immediate != nil:
+		s.metrics.PickerCall(pool, telemetry.PickerRejected, took)
+	default:
+		s.metrics.PickerCall(pool, telemetry.PickerDecided, took)
+	}
 	var endpoints []string
 	switch {
 	case err != nil && ctx.Err() != nil:

@@ -21,6 +21,7 @@ import (
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/modelserver"
+	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
 // remotePoolYAML is pool "llama" over the fake servers, scheduled by the
@@ -185,6 +186,16 @@ func TestRemotePicker_FailCloseRejectsThenRecovers(t *testing.T) {
 	waitFor(t, "recovery", 10*time.Second, func() bool {
 		return post(t, c, s, "/v1/chat/completions", chatBody("llama")).status == http.StatusOK
 	})
+	// The operator sees both: the failures FailClose turned into 503s, and
+	// the calls answered since, with their round trip.
+	fams := scrape(t, c, s)
+	if n := sample(fams, "igw_endpoint_picker_calls_total", "outcome="+telemetry.PickerFailedClosed); n < 1 {
+		t.Errorf("failed-closed calls: %v", n)
+	}
+	decided := sample(fams, "igw_endpoint_picker_calls_total", "outcome="+telemetry.PickerDecided)
+	if decided < 1 || sample(fams, "igw_endpoint_picker_duration_seconds") != decided {
+		t.Errorf("decided calls %v, round trips observed %v", decided, sample(fams, "igw_endpoint_picker_duration_seconds"))
+	}
 }
 
 // TestRemotePicker_BadAnnotationsFailTheLoad: a typo is a load error, not
