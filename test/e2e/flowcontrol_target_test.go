@@ -32,9 +32,12 @@ func TestFlowTargetMixedLoad(t *testing.T) {
 	if os.Getenv("IGW_FLOW_TARGETS") != "1" {
 		t.Skip("a minute-long measurement; set IGW_FLOW_TARGETS=1 to run it")
 	}
-	queueThreshold := 5
+	queueThreshold, highShare := 5, 0.5
 	if v := os.Getenv("IGW_FLOW_QUEUE_THRESHOLD"); v != "" {
 		fmt.Sscan(v, &queueThreshold)
+	}
+	if v := os.Getenv("IGW_FLOW_HIGH_SHARE"); v != "" {
+		fmt.Sscan(v, &highShare)
 	}
 	const replicas, seqs = 2, 4
 	f := startFleet(t, replicas, func(c *sim.Config) { c.MaxNumSeqs, c.TimeScale = seqs, 1 })
@@ -87,7 +90,7 @@ stages: [%s]
 	capacity := float64(countOK(full, "interactive")) / 10
 	qps := 2 * capacity
 
-	mixed := run(interactive+", {name: sheddable, weight: 1}", fmt.Sprintf("{qps: %.1f, duration: 20s}", qps))
+	mixed := run(fmt.Sprintf("{name: interactive, weight: %g}, {name: sheddable, weight: %g}", highShare, 1-highShare), fmt.Sprintf("{qps: %.1f, duration: 20s}", qps))
 	mixedP90 := p90TTFT(mixed, "interactive")
 	var hiErrs, hiN, loN, lo429, loOK int
 	for _, r := range mixed {
@@ -106,7 +109,7 @@ stages: [%s]
 			}
 		}
 	}
-	t.Logf("queueDepthThreshold %d; capacity %.1f req/s; offered %.1f req/s", queueThreshold, capacity, qps)
+	t.Logf("queueDepthThreshold %d; capacity %.1f req/s; offered %.1f req/s, %.0f%% priority 10", queueThreshold, capacity, qps, 100*highShare)
 	t.Logf("priority 10: idle p90 TTFT %v, at 2x p90 TTFT %v (%.2fx), %d requests, %d errors", idleP90, mixedP90, float64(mixedP90)/float64(idleP90), hiN, hiErrs)
 	t.Logf("priority -1: %d requests, %d shed with 429, %d served", loN, lo429, loOK)
 	if hiErrs > 0 {

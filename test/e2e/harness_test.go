@@ -37,6 +37,7 @@ const (
 	hdrSubset      = "X-Gateway-Destination-Endpoint-Subset"
 	hdrDropped     = "X-Gateway-Request-Dropped-Reason"
 	hdrObjective   = "X-Gateway-Inference-Objective"
+	hdrFairness    = "X-Gateway-Inference-Fairness-Id"
 )
 
 // startFleet starts replicas simulated replicas of testModel on ephemeral
