@@ -240,11 +240,13 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
 			Message: fmt.Sprintf("no InferencePool %q", req.Pool)})
 	}
-	candidates := d.candidates(pool, req.Subset, target, time.Now())
+	now := time.Now()
+	candidates := d.candidates(pool, req.Subset, target, now)
 	if len(candidates) == 0 {
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
 			Message: fmt.Sprintf("no ready model server in pool %q", req.Pool)})
 	}
+	candidates = d.withHeadroom(candidates, now)
 
 	sched := d.scheduler.Load()
 	sreq := &scheduling.Request{
@@ -327,6 +329,28 @@ func (d *Director) flowController(pool string) *flowcontrol.Controller {
 	}
 	d.flows[pool] = c
 	return c
+}
+
+// withHeadroom keeps the candidates that are not saturated, when some are
+// and some are not. Admission let the request through because the pool
+// has headroom somewhere; scheduling it only there keeps every model
+// server under the saturation thresholds, so an affinity (a prefix, an
+// adapter) cannot grow one server's own queue while another has room —
+// and a high-priority request released from the queue does not wait at a
+// server behind requests admitted before it. When none has headroom (the
+// state changed since admission) every candidate stays.
+func (d *Director) withHeadroom(eps []*datastore.Endpoint, now time.Time) []*datastore.Endpoint {
+	sat := d.saturation.Load()
+	free := 0
+	for _, e := range eps {
+		if !sat.EndpointSaturated(e, now) {
+			free++
+		}
+	}
+	if free == 0 || free == len(eps) {
+		return eps
+	}
+	return slices.DeleteFunc(eps, func(e *datastore.Endpoint) bool { return sat.EndpointSaturated(e, now) })
 }
 
 // headroom reports whether some endpoint of pool is not saturated, and

@@ -582,3 +582,37 @@ func TestDirector_LateMetricsEverywhereStillRoute(t *testing.T) {
 		t.Fatalf("Decide with late metrics: %v", err)
 	}
 }
+
+// TestDirector_SchedulesOnlyWhereThereIsHeadroom: a prompt whose prefix
+// lives on a saturated server (its own queue over the threshold) goes to
+// the server with room; when every server is saturated, affinity decides
+// again.
+func TestDirector_SchedulesOnlyWhereThereIsHeadroom(t *testing.T) {
+	const hot, cold = "10.0.0.1:8000", "10.0.0.2:8000"
+	f := newFixture(t, hot, cold)
+	prompt := strings.Repeat("shared system prompt ", 200)
+	warm, err := f.dir.Decide(context.Background(), chat(t, "llama", prompt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := warm.Endpoints[0].Address
+	warm.Start(context.Background(), warm.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+	other := cold
+	if home == cold {
+		other = hot
+	}
+	// The prefix's home gets a queue at the threshold (default 5).
+	f.set(home, datastore.Metrics{WaitingQueueSize: 5, RunningRequests: 4})
+	f.set(other, datastore.Metrics{WaitingQueueSize: 4, RunningRequests: 4}) // one short of it
+	dec, err := f.dir.Decide(context.Background(), chat(t, "llama", prompt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dec.Endpoints[0].Address; got != other {
+		t.Errorf("scheduled on %s (saturated, prefix home); want %s, which has headroom", got, other)
+	}
+	if slices.Contains(addrsOf(dec.Endpoints), home) {
+		t.Errorf("fallbacks %v include the saturated server", addrsOf(dec.Endpoints))
+	}
+	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+}
