@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/igw-dev/igw/pkg/bench"
+	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
 )
 
@@ -107,7 +108,9 @@ func runBenchPicker(ctx context.Context, stdout io.Writer, f benchPickerFlags) e
 	if f.tls {
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}) //nolint:gosec // a benchmark of a picker with a self-signed certificate
 	}
-	conn, err := grpc.NewClient("passthrough:///"+f.target, grpc.WithTransportCredentials(creds))
+	// Envoy's HTTP/2 windows are large; so are these.
+	conn, err := grpc.NewClient("passthrough:///"+f.target, grpc.WithTransportCredentials(creds),
+		grpc.WithInitialWindowSize(extproc.StreamWindowBytes), grpc.WithInitialConnWindowSize(extproc.ConnWindowBytes))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", f.target, err)
 	}

@@ -130,6 +130,8 @@ func (pc *pickerConns) get(rs *remoteSpec) (*grpc.ClientConn, error) {
 	}
 	c, err := grpc.NewClient("dns:///"+rs.target,
 		grpc.WithTransportCredentials(creds),
+		grpc.WithInitialWindowSize(extproc.StreamWindowBytes),
+		grpc.WithInitialConnWindowSize(extproc.ConnWindowBytes),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,
