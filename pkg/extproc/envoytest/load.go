@@ -82,8 +82,8 @@ func (l *Load) Run(ctx context.Context) LoadResult {
 		}
 		record(lat, s.Result(), err)
 	}
-	// Requests in flight when the time is up finish (on ctx): only starts
-	// stop.
+	// A closed loop stops starting requests when the time is up; those in
+	// flight finish (on ctx).
 	starting, stop := context.WithTimeout(ctx, l.Duration)
 	defer stop()
 	var next atomic.Int64
@@ -102,24 +102,23 @@ func (l *Load) Run(ctx context.Context) LoadResult {
 		interval := time.Duration(float64(time.Second) / l.Rate)
 		timer := time.NewTimer(0)
 		defer timer.Stop()
-		for {
-			i, ok := take()
-			if !ok {
-				break
-			}
+		// The schedule, not the clock, ends an open loop: exactly
+		// Rate × Duration starts, late ones included (their lateness is in
+		// their latency).
+		for i := 0; l.MaxRequests <= 0 || i < l.MaxRequests; i++ {
 			scheduled := start.Add(time.Duration(i) * interval)
 			if scheduled.Sub(start) >= l.Duration {
-				break // exactly Rate × Duration starts, however late the timer
+				break
 			}
 			if d := time.Until(scheduled); d > 0 {
 				timer.Reset(d)
 				select {
 				case <-timer.C:
-				case <-starting.Done():
+				case <-ctx.Done():
 				}
-				if starting.Err() != nil {
-					break
-				}
+			}
+			if ctx.Err() != nil {
+				break
 			}
 			select {
 			case sem <- struct{}{}:
