@@ -52,10 +52,11 @@ func enqueueInOrder(t *testing.T, ctx context.Context, c *http.Client, url, metr
 	}
 }
 
-// TestFlowControlHigherPriorityFirst: batch requests (priority 1) queued
-// before interactive ones (priority 10) still reach the replica after all
-// of them.
-func TestFlowControlHigherPriorityFirst(t *testing.T) {
+// releaseOrder occupies the replica, queues one request per label in
+// that order (headers by label), lets the replica go and returns the order
+// in which the queued requests completed.
+func releaseOrder(t *testing.T, labels []string, headers func(label string) map[string]string) []string {
+	t.Helper()
 	url, metrics := flowGateway(t, "60s")
 	c := newClient()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -63,18 +64,24 @@ func TestFlowControlHigherPriorityFirst(t *testing.T) {
 	busy := occupy(t, ctx, c, url, metrics, 200)
 	var done completions
 	var wg sync.WaitGroup
-	labels := []string{"batch-1", "batch-2", "batch-3", "interactive-1", "interactive-2", "interactive-3"}
-	enqueueInOrder(t, ctx, c, url, metrics, labels, func(l string) map[string]string {
-		return map[string]string{hdrObjective: strings.TrimRight(l, "-0123456789")}
-	}, &done, &wg)
+	enqueueInOrder(t, ctx, c, url, metrics, labels, headers, &done, &wg)
 	for range 2 {
 		if r := <-busy; r.Status != http.StatusOK {
 			t.Fatalf("occupying request: %s", r)
 		}
 	}
 	wg.Wait()
+	return done.get()
+}
+
+// TestFlowControlHigherPriorityFirst: batch requests (priority 1) queued
+// before interactive ones (priority 10) still reach the replica after all
+// of them.
+func TestFlowControlHigherPriorityFirst(t *testing.T) {
+	got := releaseOrder(t, []string{"batch-1", "batch-2", "batch-3", "interactive-1", "interactive-2", "interactive-3"},
+		func(l string) map[string]string { return map[string]string{hdrObjective: strings.TrimRight(l, "-0123456789")} })
 	want := []string{"interactive-1", "interactive-2", "interactive-3", "batch-1", "batch-2", "batch-3"}
-	if got := done.get(); !slices.Equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("completion order %v, want %v (higher band first, FCFS within a flow)", got, want)
 	}
 }
@@ -83,25 +90,10 @@ func TestFlowControlHigherPriorityFirst(t *testing.T) {
 // requests before tenant b queues two; round-robin across flows
 // alternates them (a, b, a, b, a, a) rather than serving a's backlog first.
 func TestFlowControlFairnessAcrossTenants(t *testing.T) {
-	url, metrics := flowGateway(t, "60s")
-	c := newClient()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	busy := occupy(t, ctx, c, url, metrics, 200)
-	var done completions
-	var wg sync.WaitGroup
-	labels := []string{"a-1", "a-2", "a-3", "a-4", "b-1", "b-2"}
-	enqueueInOrder(t, ctx, c, url, metrics, labels, func(l string) map[string]string {
-		return map[string]string{hdrObjective: "batch", hdrFairness: "tenant-" + l[:1]}
-	}, &done, &wg)
-	for range 2 {
-		if r := <-busy; r.Status != http.StatusOK {
-			t.Fatalf("occupying request: %s", r)
-		}
-	}
-	wg.Wait()
+	got := releaseOrder(t, []string{"a-1", "a-2", "a-3", "a-4", "b-1", "b-2"},
+		func(l string) map[string]string { return map[string]string{hdrObjective: "batch", hdrFairness: "tenant-" + l[:1]} })
 	want := []string{"a-1", "b-1", "a-2", "b-2", "a-3", "a-4"}
-	if got := done.get(); !slices.Equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Errorf("completion order %v, want %v (round-robin across tenants, FCFS within each)", got, want)
 	}
 }
