@@ -79,7 +79,9 @@ func releaseOrder(t *testing.T, labels []string, headers func(label string) map[
 // of them.
 func TestFlowControlHigherPriorityFirst(t *testing.T) {
 	got := releaseOrder(t, []string{"batch-1", "batch-2", "batch-3", "interactive-1", "interactive-2", "interactive-3"},
-		func(l string) map[string]string { return map[string]string{hdrObjective: strings.TrimRight(l, "-0123456789")} })
+		func(l string) map[string]string {
+			return map[string]string{hdrObjective: strings.TrimRight(l, "-0123456789")}
+		})
 	want := []string{"interactive-1", "interactive-2", "interactive-3", "batch-1", "batch-2", "batch-3"}
 	if !slices.Equal(got, want) {
 		t.Errorf("completion order %v, want %v (higher band first, FCFS within a flow)", got, want)
@@ -91,7 +93,9 @@ func TestFlowControlHigherPriorityFirst(t *testing.T) {
 // alternates them (a, b, a, b, a, a) rather than serving a's backlog first.
 func TestFlowControlFairnessAcrossTenants(t *testing.T) {
 	got := releaseOrder(t, []string{"a-1", "a-2", "a-3", "a-4", "b-1", "b-2"},
-		func(l string) map[string]string { return map[string]string{hdrObjective: "batch", hdrFairness: "tenant-" + l[:1]} })
+		func(l string) map[string]string {
+			return map[string]string{hdrObjective: "batch", hdrFairness: "tenant-" + l[:1]}
+		})
 	want := []string{"a-1", "b-1", "a-2", "b-2", "a-3", "a-4"}
 	if !slices.Equal(got, want) {
 		t.Errorf("completion order %v, want %v (round-robin across tenants, FCFS within each)", got, want)
