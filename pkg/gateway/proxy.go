@@ -123,6 +123,20 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 		s.fail(w, "", "", start, e)
 		return
 	}
+	ex := &exchange{start: start, promptTokens: -1}
+	admit, rej := s.admit(r.Context(), rt, &AdmissionRequest{Parsed: parsed, Identity: ex.identity, Route: cr.name}, ex)
+	if rej != nil {
+		s.refuse(w, parsed.Model, ex, rej)
+		return
+	}
+	if admit != nil {
+		for k, v := range admit.Header {
+			w.Header()[k] = v
+		}
+		if admit.Release != nil {
+			defer func() { admit.Release(ex.usage, ex.status) }()
+		}
+	}
 	ctx := r.Context()
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -132,14 +146,14 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 	be := cr.pick()
 	r.Header.Set(HeaderModelName, parsed.Model)
 	if be.url != nil {
-		s.proxyURL(ctx, w, r, be, body, parsed, retries, start)
+		s.proxyURL(ctx, w, r, be, body, parsed, retries, ex)
 		return
 	}
 	if rs := rt.remotes[be.pool]; rs != nil {
-		s.proxyRemote(ctx, w, r, be.pool, rs, body, parsed, retries, start)
+		s.proxyRemote(ctx, w, r, be.pool, rs, body, parsed, retries, ex)
 		return
 	}
-	s.proxyPool(ctx, w, r, be.pool, body, parsed, retries, start)
+	s.proxyPool(ctx, w, r, be.pool, body, parsed, retries, ex)
 }
 
 // readBody reads the whole request body, at most limit bytes. With a
@@ -167,7 +181,7 @@ func (rt *runtime) selectRoute(model string, r *http.Request) (*route, time.Dura
 	return rt.routes[cr], cr.Spec.Timeout.Duration, int(*cr.Spec.Retries)
 }
 
-func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, body []byte, parsed *openai.Parsed, retries int, ex *exchange) {
 	req := &director.Request{
 		ID:         strconv.FormatUint(s.requestIDs.Add(1), 36),
 		Pool:       pool,
@@ -185,10 +199,10 @@ func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.R
 			if rej.Status == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", strconv.Itoa(maxRetryAfterRejectionSeconds))
 			}
-			s.fail(w, parsed.Model, pool, start, rej.OpenAI())
+			s.fail(w, parsed.Model, pool, ex.start, rej.OpenAI())
 			return
 		}
-		s.fail(w, parsed.Model, pool, start, upstreamError(err))
+		s.fail(w, parsed.Model, pool, ex.start, upstreamError(err))
 		return
 	}
 	r.Header.Set(HeaderModelName, dec.Model)
@@ -208,16 +222,16 @@ func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.R
 		}
 		if err != nil {
 			a.Finish(ctx, scheduling.Response{Err: err})
-			s.fail(w, parsed.Model, pool, start, upstreamError(err))
+			s.fail(w, parsed.Model, pool, ex.start, upstreamError(err))
 			return
 		}
-		usage, code := s.relay(w, resp, ep.Address, parsed.Model, pool, start)
+		usage, code := s.relay(w, resp, ep.Address, parsed.Model, pool, ex)
 		a.Finish(ctx, scheduling.Response{StatusCode: code, PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens, CachedTokens: cachedOf(usage)})
 		return
 	}
 }
 
-func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Request, be *backend, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Request, be *backend, body []byte, parsed *openai.Parsed, retries int, ex *exchange) {
 	basePath := strings.TrimSuffix(be.url.Path, "/")
 	for i := 0; ; i++ {
 		resp, err := s.send(ctx, r, be.url.Scheme, be.url.Host, basePath, body)
@@ -227,10 +241,10 @@ func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Re
 			continue
 		}
 		if err != nil {
-			s.fail(w, parsed.Model, be.url.Host, start, upstreamError(err))
+			s.fail(w, parsed.Model, be.url.Host, ex.start, upstreamError(err))
 			return
 		}
-		s.relay(w, resp, be.url.Host, parsed.Model, be.url.Host, start)
+		s.relay(w, resp, be.url.Host, parsed.Model, be.url.Host, ex)
 		return
 	}
 }
@@ -272,8 +286,12 @@ var relayBuffers = sync.Pool{New: func() any { b := make([]byte, relayBufferSize
 
 // relay streams resp to the client, flushing every chunk as it arrives and
 // extracting usage on the fly. It returns the usage and the status sent.
-func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model, pool string, start time.Time) (openai.Usage, int) {
+func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model, pool string, ex *exchange) (openai.Usage, int) {
+	if ex.admitted != nil && ex.admitted.WrapBody != nil {
+		resp.Body = ex.admitted.WrapBody(resp.Body)
+	}
 	defer resp.Body.Close()
+	start := ex.start
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
@@ -306,6 +324,7 @@ func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model
 		}
 	}
 	usage, _ := obs.Usage()
+	ex.usage, ex.status = usage, resp.StatusCode
 	s.metrics.RequestDone(model, pool, resp.StatusCode, time.Since(start), ttft)
 	s.metrics.Tokens(model, pool, usage.PromptTokens, usage.CompletionTokens, cachedOf(usage))
 	return usage, resp.StatusCode

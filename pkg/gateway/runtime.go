@@ -28,6 +28,9 @@ type runtime struct {
 	// so a bad value fails the load.
 	saturation *flowcontrol.SaturationDetector
 	flow       flowcontrol.Config
+	// admission runs after authentication and before the Director (nil:
+	// every authenticated request is admitted).
+	admission Admission
 }
 
 // route is a Route with its backends resolved.
@@ -58,8 +61,9 @@ func (r *route) pick() *backend {
 
 // compile builds a runtime from cfg. prev, if not nil, is the runtime being
 // replaced: its scheduler (and so its prefix-cache index) is kept when the
-// EndpointPickerConfig did not change.
-func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
+// EndpointPickerConfig did not change, and newAdmission (if not nil) may
+// keep its Admission.
+func compile(cfg *config.Config, prev *runtime, newAdmission AdmissionFactory) (*runtime, error) {
 	rt := &runtime{cfg: cfg, routes: map[*config.Route]*route{}, remotes: map[string]*remoteSpec{}}
 	if prev != nil && slices.Equal(prev.cfg.EndpointPickerConfig, cfg.EndpointPickerConfig) {
 		rt.scheduler = prev.scheduler
@@ -125,6 +129,15 @@ func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
 		rt.models = append(rt.models, m)
 	}
 	slices.Sort(rt.models)
+	if newAdmission != nil {
+		var prevAdmission Admission
+		if prev != nil {
+			prevAdmission = prev.admission
+		}
+		if rt.admission, err = newAdmission(cfg, prevAdmission); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Source, err)
+		}
+	}
 	return rt, nil
 }
 

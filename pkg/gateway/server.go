@@ -28,6 +28,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// Scraper configures model-server scraping.
 	Scraper modelserver.Options
+	// Admission builds the admission policy (token quotas) of each
+	// configuration; nil admits every authenticated request.
+	Admission AdmissionFactory
 }
 
 // Server is the standalone gateway: listeners, routes, the Director and the
@@ -40,6 +43,8 @@ type Server struct {
 	metrics   *telemetry.Metrics
 	transport http.RoundTripper
 	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
+	// newAdmission builds each configuration's Admission (may be nil).
+	newAdmission AdmissionFactory
 
 	rt         atomic.Pointer[runtime]
 	reloadMu   sync.Mutex
@@ -68,9 +73,10 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns()}
+	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns(),
+		newAdmission: o.Admission}
 	s.store = datastore.NewStore(s.endpointsChanged)
-	rt, err := compile(cfg, nil)
+	rt, err := compile(cfg, nil, s.newAdmission)
 	if err != nil {
 		return nil, err
 	}
@@ -122,9 +128,12 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	prev := s.rt.Load()
-	rt, err := compile(cfg, prev)
+	rt, err := compile(cfg, prev, s.newAdmission)
 	if err != nil {
 		return err
+	}
+	if prev.admission != nil && prev.admission != rt.admission {
+		defer closeAdmission(prev.admission)
 	}
 	if a, b := prev.cfg.Gateway.Spec, cfg.Gateway.Spec; a.Address != b.Address || a.AdminAddress != b.AdminAddress {
 		s.log.Warn("listener addresses changed; they take effect on restart", "address", b.Address, "adminAddress", b.AdminAddress)
@@ -203,6 +212,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.runCancel()
 	s.serving.Wait()
 	s.pickers.close()
+	if a := s.rt.Load().admission; a != nil {
+		closeAdmission(a)
+	}
 	return err
 }
 
