@@ -286,7 +286,9 @@ func TestAuthenticate_JWT(t *testing.T) {
 		{"no kid tries every key", es.sign(t, map[string]any{"alg": "ES256"}, claims(nil)), "", nil},
 		{"aud as a string", rs.sign(t, nil, claims(func(c map[string]any) { c["aud"] = "igw" })), "", nil},
 		{"claims grant models and objective", rs.sign(t, nil, claims(func(c map[string]any) { c["models"] = "qwen-* mistral"; c["objective"] = "batch" })), "",
-			func(id *Identity) bool { return id.AllowsModel("qwen-7b") && !id.AllowsModel("llama-3.1-8b") && id.Objective == "batch" }},
+			func(id *Identity) bool {
+				return id.AllowsModel("qwen-7b") && !id.AllowsModel("llama-3.1-8b") && id.Objective == "batch"
+			}},
 		{"within leeway after exp", rs.sign(t, nil, claims(func(c map[string]any) { c["exp"] = now.Add(-5 * time.Second).Unix() })), "", nil},
 		{"expired", rs.sign(t, nil, claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() })), ReasonExpiredToken, nil},
 		{"no exp", rs.sign(t, nil, claims(func(c map[string]any) { delete(c, "exp") })), ReasonInvalidToken, nil},
