@@ -104,7 +104,7 @@ func newRequestShapes() *requestShapes {
 	completion := map[string]*shape{
 		// A string, a batch of strings, token ids, or a batch of token id
 		// lists.
-		"prompt": {kinds: kString | kArray | kNull, elem: &shape{kinds: kString | kInteger | kArray, elem: &shape{kinds: kInteger}}},
+		"prompt":   {kinds: kString | kArray | kNull, elem: &shape{kinds: kString | kInteger | kArray, elem: &shape{kinds: kInteger}}},
 		"suffix":   str,
 		"echo":     boolean,
 		"best_of":  integer,
