@@ -45,6 +45,7 @@ type Server struct {
 	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
 	// newAdmission builds each configuration's Admission (may be nil).
 	newAdmission AdmissionFactory
+	quotas       quotaState // token quotas, the default Admission (quota.go)
 
 	rt         atomic.Pointer[runtime]
 	reloadMu   sync.Mutex
@@ -75,6 +76,9 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	}
 	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns(),
 		newAdmission: o.Admission}
+	if s.newAdmission == nil {
+		s.newAdmission = s.quotaAdmission
+	}
 	s.store = datastore.NewStore(s.endpointsChanged)
 	rt, err := compile(cfg, nil, s.newAdmission)
 	if err != nil {

@@ -2,6 +2,7 @@ package quota
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -48,10 +49,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.actualIn, m.actualOut = m.tokens.WithLabelValues("actual", "input"), m.tokens.WithLabelValues("actual", "output")
 	for _, c := range []prometheus.Collector{m.rejections, m.storeErrors, m.fallback, m.unavailable, m.tokens, m.streamCuts, m.reservations} {
 		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, err
-			}
+			return nil, fmt.Errorf("quota: registering metrics: %w", err)
 		}
 	}
 	return m, nil
