@@ -145,9 +145,7 @@ func (v *Validator) Validate(kind Kind, body []byte) *Error {
 		return nil
 	}
 	var path []string // built only on error
-	start := skipSpace(body, 0)
-	end, _ := skipValue(body, start)
-	if bad, got := check(body, start, end, s, &path); bad != nil {
+	if _, bad, got := check(body, skipSpace(body, 0), s, &path); bad != nil {
 		param := strings.Join(path, "")
 		param = strings.TrimPrefix(param, ".")
 		e := NewError(http.StatusBadRequest, ErrTypeInvalidRequest,
@@ -158,24 +156,38 @@ func (v *Validator) Validate(kind Kind, body []byte) *Error {
 	return nil
 }
 
-// check validates the value doc[vs:ve] against s. On a mismatch it
-// returns the shape that failed and what the value was, and path holds the
-// value's location, outermost first (filled in while unwinding, so a valid
-// body builds no path). Members and elements are walked inline rather than
-// with forEachMember's callback: a closure per object or array allocated,
-// and this runs on every request of a guarded route.
-func check(doc []byte, vs, ve int, s *shape, path *[]string) (*shape, string) {
-	k := kindBits(doc[vs:ve])
-	if s.kinds&k == 0 {
-		return s, k.article()
+// check validates the value starting at doc[i] against s and returns
+// where it ends. On a mismatch it returns the shape that failed and what
+// the value was, and path holds the value's location, outermost first
+// (filled in while unwinding, so a valid body builds no path). It is one
+// pass: objects and arrays with known members are descended into as they
+// are read, and only values without a shape to check are skipped whole.
+// Members and elements are walked inline rather than with forEachMember's
+// callback, which allocated a closure per object or array.
+func check(doc []byte, i int, s *shape, path *[]string) (int, *shape, string) {
+	c := doc[i]
+	descend := (c == '{' && (s.fields != nil || s.values != nil)) || (c == '[' && s.elem != nil)
+	if !descend {
+		end, _ := skipValue(doc, i)
+		if k := kindBits(doc[i:end]); s.kinds&k == 0 {
+			return end, s, k.article()
+		}
+		return end, nil, ""
 	}
-	switch {
-	case k == kObject && (s.fields != nil || s.values != nil):
-		i := vs + 1
+	if c == '{' && s.kinds&kObject == 0 {
+		end, _ := skipValue(doc, i)
+		return end, s, kObject.article()
+	}
+	if c == '[' && s.kinds&kArray == 0 {
+		end, _ := skipValue(doc, i)
+		return end, s, kArray.article()
+	}
+	if c == '{' {
+		i++
 		for {
 			i = skipSpace(doc, i)
-			if i >= ve || doc[i] == '}' {
-				return nil, ""
+			if doc[i] == '}' {
+				return i + 1, nil, ""
 			}
 			if doc[i] == ',' {
 				i++
@@ -184,7 +196,6 @@ func check(doc []byte, vs, ve int, s *shape, path *[]string) (*shape, string) {
 			ke, _ := skipString(doc, i)
 			key := doc[i:ke]
 			ms := skipSpace(doc, skipSpace(doc, ke)+1) // past ':'
-			me, _ := skipValue(doc, ms)
 			sub := s.values
 			var f *shape
 			if raw := key[1 : len(key)-1]; bytes.IndexByte(raw, '\\') < 0 {
@@ -195,36 +206,36 @@ func check(doc []byte, vs, ve int, s *shape, path *[]string) (*shape, string) {
 			if f != nil {
 				sub = f
 			}
-			if sub != nil {
-				if bad, got := check(doc, ms, me, sub, path); bad != nil {
-					*path = append([]string{"." + memberName(key)}, *path...)
-					return bad, got
-				}
-			}
-			i = me
-		}
-	case k == kArray && s.elem != nil:
-		i, n := vs+1, 0
-		for {
-			i = skipSpace(doc, i)
-			if i >= ve || doc[i] == ']' {
-				return nil, ""
-			}
-			if doc[i] == ',' {
-				i++
+			if sub == nil {
+				i, _ = skipValue(doc, ms) // unknown fields are allowed
 				continue
 			}
-			es, ee := i, 0
-			ee, _ = skipValue(doc, es)
-			if bad, got := check(doc, es, ee, s.elem, path); bad != nil {
-				*path = append([]string{"[" + strconv.Itoa(n) + "]"}, *path...)
-				return bad, got
+			end, bad, got := check(doc, ms, sub, path)
+			if bad != nil {
+				*path = append([]string{"." + memberName(key)}, *path...)
+				return end, bad, got
 			}
-			n++
-			i = ee
+			i = end
 		}
 	}
-	return nil, ""
+	i++
+	for n := 0; ; {
+		i = skipSpace(doc, i)
+		if doc[i] == ']' {
+			return i + 1, nil, ""
+		}
+		if doc[i] == ',' {
+			i++
+			continue
+		}
+		end, bad, got := check(doc, i, s.elem, path)
+		if bad != nil {
+			*path = append([]string{"[" + strconv.Itoa(n) + "]"}, *path...)
+			return end, bad, got
+		}
+		n++
+		i = end
+	}
 }
 
 // kindBits classifies a valid JSON value.
