@@ -20,7 +20,7 @@ func TestRequiredLiteral(t *testing.T) {
 		{`a|b`, "", false},
 		{`x*y?`, "", false},
 		{`(?i)café noir`, "", false}, // non-ASCII folding: no prefilter
-		{`ab`, "", false},          // too short to pay off
+		{`ab`, "", false},            // too short to pay off
 	} {
 		tree, err := syntax.Parse(tt.pattern, syntax.Perl)
 		if err != nil {
