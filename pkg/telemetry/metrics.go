@@ -31,6 +31,7 @@ type Metrics struct {
 	retries       *prometheus.CounterVec
 	inFlight      *prometheus.GaugeVec
 	flow          *flowVecs
+	security      *securityVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -67,6 +68,7 @@ func NewMetrics() *Metrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.decisions, m.schedulerTime, m.schedFailures, m.rejections, m.retries, m.inFlight)
 	m.flow = newFlowVecs(reg)
+	m.security = newSecurityVecs(reg)
 	return m
 }
 
