@@ -349,9 +349,7 @@ func (r *Reservation) Settle(ctx context.Context, input, output int64) error {
 	}
 	var err error
 	if any {
-		t := r.ticket
-		t.charges = r.charges[:r.n]
-		err = r.ticket.store.settle(ctx, r.l.now(), &t, r.deltas[:r.n])
+		err = r.ticket.store.settle(ctx, r.l.now(), &r.ticket, r.deltas[:r.n])
 		if err != nil {
 			r.l.metrics.storeError("settle", err)
 		}

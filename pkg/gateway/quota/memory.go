@@ -70,10 +70,13 @@ func (s *MemoryStore) max(l *Limit) int64 {
 
 // lockAll locks the distinct shards of charges in ascending order and
 // returns them (in a caller-provided array, so nothing escapes).
-func (s *MemoryStore) lockAll(charges []charge, ids *[maxCharges]uint8) []uint8 {
+func (s *MemoryStore) lockAll(charges []charge, ids *[maxCharges]uint8, known bool) []uint8 {
 	set := ids[:0]
 	for i := range charges {
-		id := s.shardOf(counterKey{charges[i].limit.Name, charges[i].sub})
+		if !known {
+			charges[i].shard = s.shardOf(counterKey{charges[i].limit.Name, charges[i].sub})
+		}
+		id := charges[i].shard
 		j := len(set)
 		dup := false
 		for k, v := range set {
@@ -105,15 +108,16 @@ func (s *MemoryStore) unlockAll(set []uint8) {
 	}
 }
 
-// counterFor returns the counter of k, creating it; the shard is locked.
-func (s *MemoryStore) counterFor(k counterKey, w Window, nowMs int64) *counter {
-	sh := &s.shards[s.shardOf(k)]
+// counterFor returns the counter of ch, creating it; its shard is locked.
+func (s *MemoryStore) counterFor(ch *charge, nowMs int64) *counter {
+	sh := &s.shards[ch.shard]
+	k := counterKey{ch.limit.Name, ch.sub}
 	if nowMs >= sh.nextSweep {
 		sh.sweep(nowMs)
 	}
 	c := sh.counters[k]
 	if c == nil {
-		c = newCounter(w)
+		c = newCounter(ch.limit.Window)
 		sh.counters[k] = c
 	}
 	return c
@@ -133,7 +137,7 @@ func (sh *memShard) sweep(nowMs int64) {
 func (s *MemoryStore) admit(_ context.Context, now time.Time, charges []charge, out []Usage) (Ticket, bool, error) {
 	nowMs := now.UnixMilli()
 	var ids [maxCharges]uint8
-	set := s.lockAll(charges, &ids)
+	set := s.lockAll(charges, &ids, false)
 	defer s.unlockAll(set)
 	var cs [maxCharges]*counter
 	ok := true
@@ -141,7 +145,7 @@ func (s *MemoryStore) admit(_ context.Context, now time.Time, charges []charge, 
 		ch := &charges[i]
 		w := ch.limit.Window
 		wms := w.Width().Milliseconds()
-		c := s.counterFor(counterKey{ch.limit.Name, ch.sub}, w, nowMs)
+		c := s.counterFor(ch, nowMs)
 		c.advance(bucketOf(nowMs, wms))
 		cs[i] = c
 		m := s.max(ch.limit)
@@ -173,7 +177,7 @@ func (s *MemoryStore) admit(_ context.Context, now time.Time, charges []charge, 
 func (s *MemoryStore) settle(_ context.Context, now time.Time, t *Ticket, delta []int64) error {
 	nowMs := now.UnixMilli()
 	var ids [maxCharges]uint8
-	set := s.lockAll(t.charges, &ids)
+	set := s.lockAll(t.charges, &ids, true)
 	defer s.unlockAll(set)
 	for i := range t.charges {
 		if delta[i] == 0 {
@@ -181,7 +185,7 @@ func (s *MemoryStore) settle(_ context.Context, now time.Time, t *Ticket, delta 
 		}
 		ch := &t.charges[i]
 		wms := ch.limit.Window.Width().Milliseconds()
-		c := s.counterFor(counterKey{ch.limit.Name, ch.sub}, ch.limit.Window, nowMs)
+		c := s.counterFor(ch, nowMs)
 		c.advance(bucketOf(nowMs, wms))
 		c.add(bucketOf(t.atMs, wms), delta[i])
 	}

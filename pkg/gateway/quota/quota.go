@@ -183,6 +183,7 @@ type charge struct {
 	limit *Limit
 	sub   subject
 	n     int64
+	shard uint8 // a MemoryStore's shard of the counter, set when it locks it
 }
 
 // Usage is what a limit looked like after an admission: the numbers the
