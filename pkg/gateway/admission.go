@@ -76,6 +76,7 @@ type Rejection struct {
 // answered.
 type exchange struct {
 	start    time.Time
+	kind     openai.Kind
 	identity *auth.Identity
 	admitted *Admitted
 	// usage and status are the model server's answer, set by relay.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/gateway/auth"
+	"github.com/igw-dev/igw/pkg/gateway/guard"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/scheduling"
 )
@@ -62,10 +64,25 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
+// handleModels lists the exactly routed models; with authentication on,
+// it requires a credential and lists only the models it may use.
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	rt := s.rt.Load()
+	var id *auth.Identity
+	if rt.auth != nil {
+		var f *auth.Failure
+		if id, f = rt.auth.Authenticate(r.Header); f != nil {
+			s.metrics.AuthRejected(f.Reason)
+			w.Header().Set(auth.HeaderWWWAuthenticate, f.Challenge)
+			openai.WriteError(w, f.Err)
+			return
+		}
+	}
 	list := openai.ModelList{Object: openai.ObjectList, Data: []openai.Model{}}
 	for _, m := range rt.models {
+		if id != nil && !id.AllowsModel(m) {
+			continue
+		}
 		list.Data = append(list.Data, openai.Model{ID: m, Object: openai.ObjectModel, Created: s.started.Unix(), OwnedBy: "igw"})
 	}
 	body, _ := json.Marshal(list)
@@ -123,7 +140,29 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 		s.fail(w, "", "", start, e)
 		return
 	}
-	ex := &exchange{start: start, promptTokens: -1}
+	ex := &exchange{start: start, promptTokens: -1, kind: kind}
+	if cr.guard != nil {
+		out, v := s.checkGuard(cr.guard, r, body, parsed, ex)
+		if v != nil {
+			w.Header().Set(guard.HeaderRule, v.Rule)
+			w.Header().Set(headerRequestDroppedReason, reasonGuard)
+			s.fail(w, parsed.Model, "", start, v.Err)
+			return
+		}
+		body = out
+	}
+	if rt.auth != nil {
+		id, f := authenticate(rt.auth, r, parsed.Model)
+		if f != nil {
+			s.metrics.AuthRejected(f.Reason)
+			if f.Challenge != "" {
+				w.Header().Set(auth.HeaderWWWAuthenticate, f.Challenge)
+			}
+			s.fail(w, parsed.Model, "", start, f.Err)
+			return
+		}
+		ex.identity = id
+	}
 	admit, rej := s.admit(r.Context(), rt, &AdmissionRequest{Parsed: parsed, Identity: ex.identity, Route: cr.name}, ex)
 	if rej != nil {
 		s.refuse(w, parsed.Model, ex, rej)
@@ -327,6 +366,11 @@ func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model
 	ex.usage, ex.status = usage, resp.StatusCode
 	s.metrics.RequestDone(model, pool, resp.StatusCode, time.Since(start), ttft)
 	s.metrics.Tokens(model, pool, usage.PromptTokens, usage.CompletionTokens, cachedOf(usage))
+	tenant := ""
+	if ex.identity != nil {
+		tenant = ex.identity.Tenant
+	}
+	s.metrics.TokenUsage(tenant, model, genAIOperation(ex.kind), usage.PromptTokens, usage.CompletionTokens)
 	return usage, resp.StatusCode
 }
 

@@ -16,7 +16,9 @@ import (
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/gateway/guard"
 	"github.com/igw-dev/igw/pkg/modelserver"
+	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
@@ -45,7 +47,9 @@ type Server struct {
 	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
 	// newAdmission builds each configuration's Admission (may be nil).
 	newAdmission AdmissionFactory
-	quotas       quotaState // token quotas, the default Admission (quota.go)
+	// validator checks request shapes for every guard with validate: true.
+	validator *openai.Validator
+	quotas    quotaState // token quotas, the default Admission (quota.go)
 
 	rt         atomic.Pointer[runtime]
 	reloadMu   sync.Mutex
@@ -75,12 +79,12 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns(),
-		newAdmission: o.Admission}
+		newAdmission: o.Admission, validator: openai.NewValidator()}
 	if s.newAdmission == nil {
 		s.newAdmission = s.quotaAdmission
 	}
 	s.store = datastore.NewStore(s.endpointsChanged)
-	rt, err := compile(cfg, nil, s.newAdmission)
+	rt, err := compile(cfg, nil, s.newAdmission, s.guardOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +101,11 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		return s.rt.Load().saturation.Saturation(eps, now)
 	})
 	return s, nil
+}
+
+// guardOptions are the dependencies every route's request guard shares.
+func (s *Server) guardOptions() guard.Options {
+	return guard.Options{Validator: s.validator, Observer: s.metrics, Logger: s.log}
 }
 
 // NewTransport is the transport to model servers: many idle connections
@@ -132,7 +141,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	prev := s.rt.Load()
-	rt, err := compile(cfg, prev, s.newAdmission)
+	rt, err := compile(cfg, prev, s.newAdmission, s.guardOptions())
 	if err != nil {
 		return err
 	}
