@@ -152,8 +152,10 @@ func TestFailover_OpenFallsBackToLocalLimitsAndRecovers(t *testing.T) {
 		}
 		return r != nil
 	}
-	if !admit() || !admit() {
-		t.Fatal("refused while Redis is up")
+	for i := range 2 {
+		if !admit() {
+			t.Fatalf("admission %d refused while Redis is up", i)
+		}
 	}
 	// The first admission loads the script: NOSCRIPT, then EVAL.
 	if n := calls(t, srv, "evalsha") + calls(t, srv, "eval"); n != 3 {
