@@ -194,7 +194,7 @@ func (s signer) jwk() map[string]string {
 		"x": b64(pt[1 : 1+size]), "y": b64(pt[1+size:])}
 }
 
-func (s signer) sign(t *testing.T, header map[string]any, claims map[string]any) string {
+func (s signer) sign(t testing.TB, header map[string]any, claims map[string]any) string {
 	t.Helper()
 	if header == nil {
 		header = map[string]any{"alg": s.alg, "kid": s.kid, "typ": "JWT"}
@@ -222,7 +222,7 @@ func (s signer) sign(t *testing.T, header map[string]any, claims map[string]any)
 	return signed + "." + enc(sig)
 }
 
-func jwtSetup(t *testing.T, extra string) (*Authenticator, signer, signer, time.Time) {
+func jwtSetup(t testing.TB, extra string) (*Authenticator, signer, signer, time.Time) {
 	t.Helper()
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -385,5 +385,64 @@ func BenchmarkAuthenticate_APIKey(b *testing.B) {
 		if _, f := a.Authenticate(h); f != nil {
 			b.Fatal(f.Err)
 		}
+	}
+}
+
+// BenchmarkAuthenticate_JWT is the per-request cost of a token: the first
+// time (signature and claims, "uncached") and when it comes again (the
+// verified-token cache).
+func BenchmarkAuthenticate_JWT(b *testing.B) {
+	a, rs, es, now := jwtSetup(b, "")
+	claims := map[string]any{"iss": "https://id.example", "aud": "igw", "sub": "u1", "org": "acme", "exp": now.Add(time.Hour).Unix()}
+	for _, s := range []signer{rs, es} {
+		tok := s.sign(b, nil, claims)
+		b.Run(s.alg+"/uncached", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, _, err := a.jwt.verifyUncached(tok, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(s.alg+"/cached", func(b *testing.B) {
+			h := http.Header{}
+			b.ReportAllocs()
+			for b.Loop() {
+				h.Set("Authorization", "Bearer "+tok)
+				if _, f := a.Authenticate(h); f != nil {
+					b.Fatal(f.Err)
+				}
+			}
+		})
+	}
+}
+
+func TestAuthenticate_CachedTokenStillExpires(t *testing.T) {
+	a, rs, _, now := jwtSetup(t, "")
+	tok := rs.sign(t, nil, map[string]any{"iss": "https://id.example", "aud": "igw", "org": "acme", "sub": "u", "exp": now.Add(time.Minute).Unix()})
+	for i := range 2 { // verified, then from the cache
+		if _, f := a.Authenticate(http.Header{"Authorization": {"Bearer " + tok}}); f != nil {
+			t.Fatalf("attempt %d: %v", i, f.Err)
+		}
+	}
+	if a.jwt.cache.get(sha256.Sum256([]byte(tok))) == nil {
+		t.Fatal("a verified token was not cached")
+	}
+	later := now.Add(2 * time.Minute)
+	a.now = func() time.Time { return later }
+	if _, f := a.Authenticate(http.Header{"Authorization": {"Bearer " + tok}}); f == nil || f.Reason != ReasonExpiredToken {
+		t.Fatalf("expired cached token: %+v", f)
+	}
+}
+
+func TestTokenCache_StaysBounded(t *testing.T) {
+	c := newTokenCache()
+	for i := range 3 * tokenCacheSize {
+		var k [32]byte
+		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
+		c.put(k, &cachedToken{})
+	}
+	if n := len(c.cur) + len(c.old); n > tokenCacheSize {
+		t.Errorf("cache holds %d entries, bound %d", n, tokenCacheSize)
 	}
 }

@@ -28,6 +28,7 @@ type jwtVerifier struct {
 	algs   []string
 	keys   []jwk
 	quotas []*config.QuotaPolicy
+	cache  *tokenCache
 }
 
 // jwk is one usable public key of the set.
@@ -58,7 +59,7 @@ func newJWTVerifier(c *config.JWTAuth, quotas []*config.QuotaPolicy) (*jwtVerifi
 	if err := json.Unmarshal(c.JWKS, &doc); err != nil {
 		return nil, fmt.Errorf("not a JSON Web Key Set: %w", err)
 	}
-	v := &jwtVerifier{cfg: c, algs: c.Algorithms, quotas: quotas}
+	v := &jwtVerifier{cfg: c, algs: c.Algorithms, quotas: quotas, cache: newTokenCache()}
 	for i, k := range doc.Keys {
 		if k.Use != "" && k.Use != "sig" {
 			continue // an encryption key is not for us
@@ -137,27 +138,56 @@ type jwtHeader struct {
 // verify checks a token's signature and claims at time now and returns its
 // identity, or the failure reason and cause.
 func (v *jwtVerifier) verify(token string, now time.Time) (*Identity, string, error) {
+	key := sha256.Sum256([]byte(token))
+	if t := v.cache.get(key); t != nil {
+		if reason, err := v.checkTimes(t.exp, t.nbf, now); err != nil {
+			return nil, reason, err
+		}
+		return t.id, "", nil
+	}
+	id, t, reason, err := v.verifyUncached(token, now)
+	if err != nil {
+		return nil, reason, err
+	}
+	v.cache.put(key, t)
+	return id, "", nil
+}
+
+// checkTimes applies exp and nbf (nbf zero: none) with the leeway.
+func (v *jwtVerifier) checkTimes(exp, nbf time.Time, now time.Time) (string, error) {
+	leeway := v.cfg.Leeway.Duration
+	if now.After(exp.Add(leeway)) {
+		return ReasonExpiredToken, errors.New("the token has expired")
+	}
+	if !nbf.IsZero() && now.Add(leeway).Before(nbf) {
+		return ReasonInvalidToken, errors.New("the token is not valid yet (nbf)")
+	}
+	return "", nil
+}
+
+// verifyUncached verifies the signature and every claim.
+func (v *jwtVerifier) verifyUncached(token string, now time.Time) (*Identity, *cachedToken, string, error) {
 	h64, rest, _ := strings.Cut(token, ".")
 	p64, s64, _ := strings.Cut(rest, ".")
 	hb, err1 := base64.RawURLEncoding.DecodeString(h64)
 	pb, err2 := base64.RawURLEncoding.DecodeString(p64)
 	sig, err3 := base64.RawURLEncoding.DecodeString(s64)
 	if errors.Join(err1, err2, err3) != nil {
-		return nil, ReasonInvalidToken, errors.New("malformed token")
+		return nil, nil, ReasonInvalidToken, errors.New("malformed token")
 	}
 	var hdr jwtHeader
 	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return nil, ReasonInvalidToken, errors.New("malformed token header")
+		return nil, nil, ReasonInvalidToken, errors.New("malformed token header")
 	}
 	if !slices.Contains(v.algs, hdr.Alg) {
-		return nil, ReasonInvalidToken, fmt.Errorf("algorithm %q is not accepted", hdr.Alg)
+		return nil, nil, ReasonInvalidToken, fmt.Errorf("algorithm %q is not accepted", hdr.Alg)
 	}
 	if len(hdr.Crit) > 0 {
-		return nil, ReasonInvalidToken, errors.New("critical header extensions are not supported")
+		return nil, nil, ReasonInvalidToken, errors.New("critical header extensions are not supported")
 	}
 	signed := token[:len(h64)+1+len(p64)]
 	if !v.checkSignature(hdr, []byte(signed), sig) {
-		return nil, ReasonInvalidToken, errors.New("signature does not verify")
+		return nil, nil, ReasonInvalidToken, errors.New("signature does not verify")
 	}
 	return v.claims(pb, now)
 }
@@ -229,40 +259,39 @@ func hashOf(h crypto.Hash, data []byte) []byte {
 
 // claims validates the registered claims and maps the grant claims to an
 // Identity.
-func (v *jwtVerifier) claims(payload []byte, now time.Time) (*Identity, string, error) {
+func (v *jwtVerifier) claims(payload []byte, now time.Time) (*Identity, *cachedToken, string, error) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	var c map[string]any
 	if err := dec.Decode(&c); err != nil {
-		return nil, ReasonInvalidToken, errors.New("malformed token claims")
+		return nil, nil, ReasonInvalidToken, errors.New("malformed token claims")
 	}
-	leeway := v.cfg.Leeway.Duration
 	exp, ok, err := numericDate(c, "exp")
 	switch {
 	case err != nil:
-		return nil, ReasonInvalidToken, err
+		return nil, nil, ReasonInvalidToken, err
 	case !ok:
-		return nil, ReasonInvalidToken, errors.New("the token has no exp claim")
-	case now.After(exp.Add(leeway)):
-		return nil, ReasonExpiredToken, errors.New("the token has expired")
+		return nil, nil, ReasonInvalidToken, errors.New("the token has no exp claim")
 	}
-	if nbf, ok, err := numericDate(c, "nbf"); err != nil {
-		return nil, ReasonInvalidToken, err
-	} else if ok && now.Add(leeway).Before(nbf) {
-		return nil, ReasonInvalidToken, errors.New("the token is not valid yet (nbf)")
+	nbf, _, err := numericDate(c, "nbf")
+	if err != nil {
+		return nil, nil, ReasonInvalidToken, err
+	}
+	if reason, err := v.checkTimes(exp, nbf, now); err != nil {
+		return nil, nil, reason, err
 	}
 	if v.cfg.Issuer != "" {
 		if iss, _ := c["iss"].(string); iss != v.cfg.Issuer {
-			return nil, ReasonInvalidToken, errors.New("the token's issuer is not accepted")
+			return nil, nil, ReasonInvalidToken, errors.New("the token's issuer is not accepted")
 		}
 	}
 	if len(v.cfg.Audiences) > 0 && !audienceMatches(c["aud"], v.cfg.Audiences) {
-		return nil, ReasonInvalidToken, errors.New("the token's audience is not accepted")
+		return nil, nil, ReasonInvalidToken, errors.New("the token's audience is not accepted")
 	}
 	names := v.cfg.Claims
 	tenant, _ := c[names.Tenant].(string)
 	if tenant == "" {
-		return nil, ReasonInvalidToken, fmt.Errorf("the token has no %q claim naming the tenant", names.Tenant)
+		return nil, nil, ReasonInvalidToken, fmt.Errorf("the token has no %q claim naming the tenant", names.Tenant)
 	}
 	sub, _ := c["sub"].(string)
 	g := v.cfg.Grant
@@ -274,7 +303,7 @@ func (v *jwtVerifier) claims(payload []byte, now time.Time) (*Identity, string, 
 		if raw, present := c[names.Models]; present {
 			models, ok := stringList(raw)
 			if !ok {
-				return nil, ReasonInvalidToken, fmt.Errorf("the %q claim must be a list of strings or a space-separated string", names.Models)
+				return nil, nil, ReasonInvalidToken, fmt.Errorf("the %q claim must be a list of strings or a space-separated string", names.Models)
 			}
 			id.Models = models
 		}
@@ -284,7 +313,7 @@ func (v *jwtVerifier) claims(payload []byte, now time.Time) (*Identity, string, 
 			id.Objective = o
 		}
 	}
-	return id, "", nil
+	return id, &cachedToken{id: id, exp: exp, nbf: nbf}, "", nil
 }
 
 // numericDate reads a NumericDate claim (seconds since the epoch).
