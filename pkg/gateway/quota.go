@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
-	"time"
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway/quota"
@@ -21,10 +20,6 @@ const (
 	DroppedReasonQuotaUnavailable = "rejected-quota-unavailable"
 )
 
-// settleTimeout bounds settling a reservation after the request is over
-// (the client may be gone, so the request's context is not used).
-const settleTimeout = 2 * time.Second
-
 // quotaAdmission is the Admission of token quotas: every QuotaPolicy the
 // caller's credential names is charged, at admission with the estimate and
 // at release with the real usage.
@@ -33,6 +28,9 @@ type quotaAdmission struct {
 	limiter  *quota.Limiter
 	metrics  *quota.Metrics
 	shared   *quotaStore
+	// decisions recycles Decisions: one holds the usage of up to 64
+	// limits (a few KiB), too much to allocate per request.
+	decisions sync.Pool
 }
 
 var (
@@ -99,7 +97,9 @@ func (s *Server) quotaAdmission(cfg *config.Config, prev Admission) (Admission, 
 		shared.release()
 		return nil, err
 	}
-	return &quotaAdmission{policies: policies, limiter: l, metrics: m, shared: shared}, nil
+	a := &quotaAdmission{policies: policies, limiter: l, metrics: m, shared: shared}
+	a.decisions.New = func() any { return new(quota.Decision) }
+	return a, nil
 }
 
 // quotaState is the Server's quota state that outlives configurations:
@@ -149,8 +149,9 @@ func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Adm
 		}
 	}
 	est := quota.Estimate{InputTokens: int64(req.PromptTokens), MaxOutputTokens: int64(req.Parsed.MaxTokens)}
-	var d quota.Decision
-	res, err := a.limiter.Admit(ctx, quota.Identity{Key: id.Subject, Tenant: id.Tenant, Model: req.Parsed.Model}, policies, est, &d)
+	d := a.decisions.Get().(*quota.Decision)
+	defer a.decisions.Put(d)
+	res, err := a.limiter.Admit(ctx, quota.Identity{Key: id.Subject, Tenant: id.Tenant, Model: req.Parsed.Model}, policies, est, d)
 	if err != nil {
 		msg := "the quota store is unavailable; try again later"
 		if !errors.Is(err, quota.ErrUnavailable) {
@@ -162,7 +163,7 @@ func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Adm
 			Reason: DroppedReasonQuotaUnavailable,
 		}
 	}
-	h := http.Header{}
+	h := make(http.Header, 7)
 	d.SetHeaders(h)
 	if !d.Admitted {
 		return nil, &Rejection{
@@ -184,9 +185,11 @@ func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Adm
 	}
 	adm.Release = func(usage openai.Usage, status int) {
 		input, output := settlement(res, meter, usage, status)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-		defer cancel()
-		_ = res.Settle(sctx, input, output) // failures are counted in igw_quota_store_errors_total
+		// The memory store does not wait; the Redis store queues the
+		// settlement, or sends it under its own timeout, detached from the
+		// request (whose client may be gone). Failures are counted in
+		// igw_quota_store_errors_total.
+		_ = res.Settle(ctx, input, output)
 	}
 	return adm, nil
 }

@@ -8,15 +8,17 @@ import (
 	"time"
 )
 
-// The OpenAI rate-limit headers, spelled as OpenAI's API sends them so that
-// clients and SDKs that read them work unchanged.
+// The OpenAI rate-limit headers (OpenAI sends them as
+// x-ratelimit-limit-requests and so on; header names are case-insensitive).
+// They are written in Go's canonical form so that http.Header.Get finds
+// them and setting them costs no canonicalization.
 const (
-	HeaderLimitRequests     = "x-ratelimit-limit-requests"
-	HeaderLimitTokens       = "x-ratelimit-limit-tokens"
-	HeaderRemainingRequests = "x-ratelimit-remaining-requests"
-	HeaderRemainingTokens   = "x-ratelimit-remaining-tokens"
-	HeaderResetRequests     = "x-ratelimit-reset-requests"
-	HeaderResetTokens       = "x-ratelimit-reset-tokens"
+	HeaderLimitRequests     = "X-Ratelimit-Limit-Requests"
+	HeaderLimitTokens       = "X-Ratelimit-Limit-Tokens"
+	HeaderRemainingRequests = "X-Ratelimit-Remaining-Requests"
+	HeaderRemainingTokens   = "X-Ratelimit-Remaining-Tokens"
+	HeaderResetRequests     = "X-Ratelimit-Reset-Requests"
+	HeaderResetTokens       = "X-Ratelimit-Reset-Tokens"
 )
 
 // SetHeaders writes the x-ratelimit-* headers (and, on rejection,
@@ -37,18 +39,24 @@ func (d *Decision) SetHeaders(h http.Header) {
 			*p = u
 		}
 	}
+	// One backing array for all values: one allocation, not seven.
+	vals := make([]string, 0, 7)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	if req != nil {
-		h.Set(HeaderLimitRequests, strconv.FormatInt(req.Max, 10))
-		h.Set(HeaderRemainingRequests, strconv.FormatInt(req.Remaining(), 10))
-		h.Set(HeaderResetRequests, FormatReset(req.ResetIn))
+		set(HeaderLimitRequests, strconv.FormatInt(req.Max, 10))
+		set(HeaderRemainingRequests, strconv.FormatInt(req.Remaining(), 10))
+		set(HeaderResetRequests, FormatReset(req.ResetIn))
 	}
 	if tok != nil {
-		h.Set(HeaderLimitTokens, strconv.FormatInt(tok.Max, 10))
-		h.Set(HeaderRemainingTokens, strconv.FormatInt(tok.Remaining(), 10))
-		h.Set(HeaderResetTokens, FormatReset(tok.ResetIn))
+		set(HeaderLimitTokens, strconv.FormatInt(tok.Max, 10))
+		set(HeaderRemainingTokens, strconv.FormatInt(tok.Remaining(), 10))
+		set(HeaderResetTokens, FormatReset(tok.ResetIn))
 	}
 	if !d.Admitted && d.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(RetryAfterSeconds(d.RetryAfter), 10))
+		set("Retry-After", strconv.FormatInt(RetryAfterSeconds(d.RetryAfter), 10))
 	}
 }
 
