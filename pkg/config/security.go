@@ -395,10 +395,16 @@ type QuotaLimit struct {
 	// budgets are 1h and 24h. From 1s to 744h (31 days).
 	Window metav1.Duration `json:"window"`
 
-	Requests     *int64 `json:"requests,omitempty"`
-	InputTokens  *int64 `json:"inputTokens,omitempty"`
+	// Requests bounds how many requests are admitted in the window.
+	Requests *int64 `json:"requests,omitempty"`
+	// InputTokens bounds prompt tokens (reserved as estimated, then
+	// corrected to the server's usage.prompt_tokens).
+	InputTokens *int64 `json:"inputTokens,omitempty"`
+	// OutputTokens bounds generated tokens (reserved as max_tokens or
+	// defaultOutputTokens, then corrected to usage.completion_tokens).
 	OutputTokens *int64 `json:"outputTokens,omitempty"`
-	TotalTokens  *int64 `json:"totalTokens,omitempty"`
+	// TotalTokens bounds input and output together.
+	TotalTokens *int64 `json:"totalTokens,omitempty"`
 }
 
 // QuotaScope is whose requests share counters.

@@ -25,16 +25,13 @@ const (
 	maxKeyIDLength     = 128
 )
 
-// GuardRuleNames are the names of a RequestGuard's built-in limits, as they
-// appear in errors, the X-Gateway-Guard-Rule header and metrics. A deny
-// rule may not take one of them.
-var guardRuleNames = []string{
-	"max-body-size", "max-messages", "max-prompt-tokens", "max-tokens", "schema", "max-headers", "max-header-size",
+// GuardRuleNames returns the names of a RequestGuard's built-in limits, as
+// they appear in errors, the X-Gateway-Guard-Rule header and metrics; a
+// deny rule may not take one of them. It returns a new slice each call,
+// so no caller can change another's.
+func GuardRuleNames() []string {
+	return []string{"max-body-size", "max-messages", "max-prompt-tokens", "max-tokens", "schema", "max-headers", "max-header-size"}
 }
-
-// GuardRuleNames returns the names of a RequestGuard's built-in limits.
-// It returns a new slice each call so no caller can change another's.
-func GuardRuleNames() []string { return append([]string(nil), guardRuleNames...) }
 
 type readFileFunc func(path string) ([]byte, error)
 
@@ -375,7 +372,7 @@ func (v validator) requestGuard(g *RequestGuard) {
 		switch {
 		case r.Name == "":
 			v.errf(f+".name", "required")
-		case contains(guardRuleNames, r.Name):
+		case contains(GuardRuleNames(), r.Name):
 			v.errf(f+".name", "%q is the name of a built-in limit; choose another", r.Name)
 		default:
 			for _, msg := range content.IsDNS1123Label(r.Name) {

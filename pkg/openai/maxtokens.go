@@ -2,10 +2,6 @@ package openai
 
 import "strconv"
 
-// outputLimitKeys are the fields that cap a response's length, in the
-// order ParseRequest gives them precedence.
-var outputLimitKeys = [...]string{"max_completion_tokens", "max_tokens", "max_output_tokens"}
-
 // ClampMaxTokens returns body with every output cap (max_completion_tokens,
 // max_tokens, max_output_tokens) above limit lowered to limit, or, when the
 // body has none, with "max_tokens": limit added. It patches bytes like
@@ -18,7 +14,7 @@ func (p *Parsed) ClampMaxTokens(body []byte, limit int) []byte {
 	}
 	value := strconv.AppendInt(nil, int64(limit), 10)
 	found := false
-	for _, key := range outputLimitKeys {
+	for _, key := range [...]string{"max_completion_tokens", "max_tokens", "max_output_tokens"} {
 		vs, ve, ok := topLevelValue(body, key)
 		if !ok {
 			continue
