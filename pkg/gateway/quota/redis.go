@@ -98,8 +98,11 @@ func NewRedisStore(o RedisOptions) (*RedisStore, error) {
 		ContextTimeoutEnabled: true,
 		// A failed call is not retried here: the failure mode decides
 		// what happens, fast.
-		MaxRetries:      -1,
-		PoolSize:        o.PoolSize,
+		MaxRetries: -1,
+		PoolSize:   o.PoolSize,
+		// RESP2 without CLIENT SETINFO: a new connection sends no HELLO
+		// or SETINFO first, so even the first admission on it is one
+		// round trip (plus the one-time EVAL after NOSCRIPT).
 		DisableIdentity: true,
 		Protocol:        2,
 	}

@@ -232,3 +232,85 @@ func TestRedisStore_KeysCannotCollide(t *testing.T) {
 		t.Fatalf("keys %q and %q", a, b)
 	}
 }
+
+// The Lua scripts must do exactly what the in-memory counters do: the same
+// random sequence of admissions, settlements and clock moves, run against
+// both stores, gets the same decisions, usage, reset and retry times.
+func TestRedisStore_AgreesWithMemoryStore(t *testing.T) {
+	srv := testredis.Start(t)
+	clock := newFakeClock()
+	mem := newLimiter(t, NewMemoryStore(), clock)
+	red := newLimiter(t, newTestRedisStore(t, srv.Addr), clock)
+	pols := []*Policy{{Name: "p", DefaultOutputTokens: 30, Limits: []*Limit{
+		{Name: "p/10s/total", Scope: PerTenant, Metric: TotalTokens, Window: WindowOf(10 * time.Second), Max: 900},
+		{Name: "p/1m/requests", Scope: PerTenant | PerModel, Metric: Requests, Window: Minute, Max: 40},
+		{Name: "p/1h/output", Scope: PerKey, Metric: OutputTokens, Window: Hour, Max: 2000},
+	}}}
+	ctx := context.Background()
+	type held struct{ m, r *Reservation }
+	var open []held
+	seed := uint64(7)
+	next := func(n uint64) uint64 {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return (seed >> 33) % n
+	}
+	var dm, dr Decision
+	admitted, refused, extended := 0, 0, 0
+	for step := range 1500 {
+		switch op := next(10); {
+		case op < 5:
+			id := Identity{Key: []string{"k1", "k2"}[next(2)], Tenant: []string{"t1", "t2"}[next(2)], Model: []string{"a", "b"}[next(2)]}
+			est := Estimate{InputTokens: int64(next(60)), MaxOutputTokens: int64(next(50))}
+			rm, err1 := mem.Admit(ctx, id, pols, est, &dm)
+			rr, err2 := red.Admit(ctx, id, pols, est, &dr)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if (rm == nil) != (rr == nil) || dm.RetryAfter != dr.RetryAfter || dm.Refused != dr.Refused {
+				t.Fatalf("step %d: memory admitted %v (retry %v, refused %v), redis %v (retry %v, refused %v)",
+					step, rm != nil, dm.RetryAfter, dm.Refused, rr != nil, dr.RetryAfter, dr.Refused)
+			}
+			for i, u := range dm.Usage() {
+				v := dr.Usage()[i]
+				if u.Used != v.Used || u.ResetIn != v.ResetIn || u.Exhausted != v.Exhausted {
+					t.Fatalf("step %d, limit %s: memory %+v, redis %+v", step, u.Limit.Name, u, v)
+				}
+			}
+			if rm != nil {
+				open = append(open, held{rm, rr})
+				admitted++
+			} else {
+				refused++
+			}
+		case op == 5 && len(open) > 0:
+			h := open[next(uint64(len(open)))]
+			need := int64(next(40))
+			okm, err1 := h.m.Extend(ctx, need)
+			okr, err2 := h.r.Extend(ctx, need)
+			if err1 != nil || err2 != nil || okm != okr || h.m.ReservedOutput() != h.r.ReservedOutput() {
+				t.Fatalf("step %d: extend by %d: memory %v (%d), redis %v (%d)", step, need, okm, h.m.ReservedOutput(), okr, h.r.ReservedOutput())
+			}
+			if okm {
+				extended++
+			}
+		case op < 8 && len(open) > 0:
+			i := int(next(uint64(len(open))))
+			h := open[i]
+			open = append(open[:i], open[i+1:]...)
+			in, out := int64(next(80)), int64(next(60))
+			if err := h.m.Settle(ctx, in, out); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.r.Settle(ctx, in, out); err != nil {
+				t.Fatal(err)
+			}
+			red.Store().(*RedisStore).Flush()
+		default:
+			clock.Advance(time.Duration(next(4000)) * time.Millisecond)
+		}
+	}
+	t.Logf("%d admitted, %d refused, %d top-ups", admitted, refused, extended)
+	if admitted < 100 || refused < 100 || extended < 10 {
+		t.Fatal("the sequence does not exercise both admission and refusal")
+	}
+}
