@@ -42,10 +42,11 @@ func authHeaders() map[string]string {
 // quotaDocs are the APIKeys (one key of tenant team-a, charged to the
 // QuotaPolicy team-a), the QuotaPolicy (policy: its spec below `spec:`,
 // indented by two spaces) and, when redisAddr is set, a Redis QuotaStore
-// with the failure mode. The Redis timeout is 1s, not the default 50ms:
-// on a loaded two-core test machine 200 clients can keep a client waiting
-// for a pooled connection longer than that, which the gateway (rightly)
-// treats as Redis not answering.
+// with the failure mode. The Redis timeout is 3s, not the default 50ms:
+// on a loaded two-core test machine (CI runs packages in parallel) 200
+// clients can keep a request waiting for a pooled connection longer than
+// that, which the gateway treats as Redis not answering. A dead Redis is
+// still noticed at once: its port refuses connections.
 func quotaDocs(policy, redisAddr, failureMode string) []string {
 	sum := sha256.Sum256([]byte(quotaKey))
 	docs := []string{
@@ -70,7 +71,7 @@ spec:
   type: Redis
   redis:
     address: %q
-    timeout: 1s
+    timeout: 3s
   failureMode: %s`, redisAddr, failureMode))
 	}
 	return docs
