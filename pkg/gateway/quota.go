@@ -28,8 +28,8 @@ type quotaAdmission struct {
 	limiter  *quota.Limiter
 	metrics  *quota.Metrics
 	shared   *quotaStore
-	// decisions recycles Decisions: one holds the usage of up to 64
-	// limits (a few KiB), too much to allocate per request.
+	// decisions recycles Decisions and their usage slices, which are
+	// otherwise allocated per request.
 	decisions sync.Pool
 }
 

@@ -29,7 +29,7 @@ const (
 // forgotten all it counts now, in OpenAI's duration format ("1s", "6m0s").
 func (d *Decision) SetHeaders(h http.Header) {
 	var req, tok *Usage
-	for i := range d.usage[:d.n] {
+	for i := range d.usage {
 		u := &d.usage[i]
 		p := &req
 		if u.Limit.Metric.isTokens() {
@@ -97,7 +97,7 @@ func (d *Decision) Message() string {
 	}
 	var used int64
 	var lim int64 = d.Refused.Max
-	for _, u := range d.usage[:d.n] {
+	for _, u := range d.usage {
 		if u.Limit == d.Refused {
 			used, lim = u.Used, u.Max
 			break

@@ -3,16 +3,17 @@ package quota
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/igw-dev/igw/pkg/config"
 )
 
-// maxCharges bounds the limits one request is counted against, so that an
-// admission's bookkeeping fits in fixed arrays: two policies of eight
-// windows with all four metrics each.
-const maxCharges = 64
+// typicalCharges is how many limits a request is usually counted against
+// (a few policies of a few windows): the recycled bookkeeping starts with
+// room for that many and grows, once per recycled value, for more.
+const typicalCharges = 16
 
 // StreamPolicy is what happens to a streamed response whose output outgrows
 // its reservation when the budget has no room for more.
@@ -80,7 +81,9 @@ func NewLimiter(o Options) (*Limiter, error) {
 		o.Now = time.Now
 	}
 	l := &Limiter{store: o.Store, now: o.Now, metrics: o.Metrics}
-	l.reservations.New = func() any { return &Reservation{l: l} }
+	l.reservations.New = func() any {
+		return &Reservation{l: l, charges: make([]charge, 0, typicalCharges), deltas: make([]int64, 0, typicalCharges)}
+	}
 	return l, nil
 }
 
@@ -92,9 +95,6 @@ func (l *Limiter) Store() Store { return l.store }
 // configuration.
 func (p *Policy) Validate() error {
 	seen := map[string]bool{}
-	if len(p.Limits) > maxCharges {
-		return fmt.Errorf("quota: policy %q has %d limits; at most %d", p.Name, len(p.Limits), maxCharges)
-	}
 	for i, lim := range p.Limits {
 		if lim.Name == "" {
 			return fmt.Errorf("quota: policy %q: limit %d has no name", p.Name, i)
@@ -153,27 +153,34 @@ type Decision struct {
 	// Requested is what the request asked of Refused.
 	Requested int64
 
-	usage [maxCharges]Usage
-	n     int
+	usage []Usage // kept across reuses of the Decision
 }
 
 // Usage is the usage of every limit the request was counted against.
-func (d *Decision) Usage() []Usage { return d.usage[:d.n] }
+func (d *Decision) Usage() []Usage { return d.usage }
+
+// reset clears d for a new admission, keeping the usage slice's memory.
+func (d *Decision) reset(n int) {
+	u := d.usage[:0]
+	*d = Decision{}
+	d.usage = slices.Grow(u, n)[:n]
+	clear(d.usage)
+}
 
 // Reservation is an admitted request's hold on its limits. Settle it
 // exactly once, when the response is over; it must not be used after.
 type Reservation struct {
 	l        *Limiter
 	ticket   Ticket
-	charges  [maxCharges]charge
-	n        int
+	charges  []charge
 	reserved Cost // per metric, topped-up output included
 	input    int64
 	step     int64 // top-up step: the largest default output of the policies
 	stream   StreamPolicy
-	deltas   [maxCharges]int64
-	topUps   [maxCharges]charge
-	topUsage [maxCharges]Usage
+	// Scratch space of Settle and Extend, kept across reuses.
+	deltas   []int64
+	topUps   []charge
+	topUsage []Usage
 }
 
 // Admit reserves est (one request, its input tokens, its output limit or
@@ -183,7 +190,6 @@ type Reservation struct {
 // or when the request is refused (d says why); err is set only when the
 // store failed (ErrUnavailable in closed mode).
 func (l *Limiter) Admit(ctx context.Context, id Identity, policies []*Policy, est Estimate, d *Decision) (*Reservation, error) {
-	*d = Decision{}
 	var step int64
 	stream := StreamFinish
 	n := 0
@@ -191,15 +197,13 @@ func (l *Limiter) Admit(ctx context.Context, id Identity, policies []*Policy, es
 		if !p.appliesTo(id.Model) {
 			continue
 		}
-		if n+len(p.Limits) > maxCharges {
-			return nil, fmt.Errorf("quota: more than %d limits apply to one request", maxCharges)
-		}
 		n += len(p.Limits)
 		step = max(step, p.defaultOutput())
 		if p.Stream == StreamCut {
 			stream = StreamCut
 		}
 	}
+	d.reset(n)
 	if n == 0 {
 		d.Admitted = true
 		return nil, nil
@@ -210,26 +214,24 @@ func (l *Limiter) Admit(ctx context.Context, id Identity, policies []*Policy, es
 	}
 	cost := Cost{Requests: 1, InputTokens: est.InputTokens, OutputTokens: out, TotalTokens: est.InputTokens + out}
 	r := l.reservations.Get().(*Reservation)
-	r.n = 0
+	r.charges = r.charges[:0]
 	for _, p := range policies {
 		if !p.appliesTo(id.Model) {
 			continue
 		}
 		for _, lim := range p.Limits {
-			r.charges[r.n] = charge{limit: lim, sub: lim.Scope.subject(id), n: cost[lim.Metric]}
-			r.n++
+			r.charges = append(r.charges, charge{limit: lim, sub: lim.Scope.subject(id), n: cost[lim.Metric]})
 		}
 	}
-	d.n = r.n
-	ticket, ok, err := l.store.admit(ctx, l.now(), r.charges[:r.n], d.usage[:d.n])
+	ticket, ok, err := l.store.admit(ctx, l.now(), r.charges, d.usage)
 	if err != nil {
-		d.n = 0
+		d.usage = d.usage[:0]
 		l.release(r)
 		l.metrics.storeError("admit", err)
 		return nil, err
 	}
 	if !ok {
-		d.reject(r.charges[:r.n])
+		d.reject(r.charges)
 		l.metrics.rejected(d.Refused)
 		l.release(r)
 		return nil, nil
@@ -251,7 +253,7 @@ func (r *Reservation) Stream() StreamPolicy { return r.stream }
 // among the refusing limits, or 0 if any of them can never fit.
 func (d *Decision) reject(charges []charge) {
 	never := false
-	for i, u := range d.usage[:d.n] {
+	for i, u := range d.usage {
 		if !u.Exhausted {
 			continue
 		}
@@ -270,8 +272,8 @@ func (d *Decision) reject(charges []charge) {
 
 func (l *Limiter) release(r *Reservation) {
 	r.ticket = Ticket{}
-	clear(r.charges[:r.n])
-	r.n = 0
+	clear(r.charges) // drop references to limits of old configurations
+	r.charges = r.charges[:0]
 	l.reservations.Put(r)
 }
 
@@ -304,24 +306,23 @@ func (r *Reservation) Extend(ctx context.Context, need int64) (bool, error) {
 func (r *Reservation) topUp(ctx context.Context, step int64) (bool, error) {
 	var c Cost
 	c[OutputTokens], c[TotalTokens] = step, step
-	n := 0
-	for i := range r.charges[:r.n] {
-		ch := r.charges[i]
+	r.topUps = r.topUps[:0]
+	for _, ch := range r.charges {
 		if c[ch.limit.Metric] == 0 {
 			continue
 		}
 		ch.n = c[ch.limit.Metric]
-		r.topUps[n] = ch
-		n++
+		r.topUps = append(r.topUps, ch)
 	}
-	if n == 0 {
+	if len(r.topUps) == 0 {
 		r.reserved[OutputTokens] += step
 		r.reserved[TotalTokens] += step
 		return true, nil
 	}
 	// The top-up stays where it is charged; the final settlement corrects
 	// the whole reservation in the admission's sub-bucket.
-	_, ok, err := r.ticket.store.admit(ctx, r.l.now(), r.topUps[:n], r.topUsage[:n])
+	r.topUsage = slices.Grow(r.topUsage[:0], len(r.topUps))[:len(r.topUps)]
+	_, ok, err := r.ticket.store.admit(ctx, r.l.now(), r.topUps, r.topUsage)
 	if err != nil {
 		r.l.metrics.storeError("extend", err)
 		return false, err
@@ -341,15 +342,16 @@ func (r *Reservation) topUp(ctx context.Context, step int64) (bool, error) {
 // not be used afterwards.
 func (r *Reservation) Settle(ctx context.Context, input, output int64) error {
 	actual := Cost{Requests: 1, InputTokens: input, OutputTokens: output, TotalTokens: input + output}
-	any := false
-	for i := range r.charges[:r.n] {
-		m := r.charges[i].limit.Metric
-		r.deltas[i] = actual[m] - r.reserved[m]
-		any = any || r.deltas[i] != 0
+	changed := false
+	r.deltas = r.deltas[:0]
+	for _, ch := range r.charges {
+		m := ch.limit.Metric
+		r.deltas = append(r.deltas, actual[m]-r.reserved[m])
+		changed = changed || actual[m] != r.reserved[m]
 	}
 	var err error
-	if any {
-		err = r.ticket.store.settle(ctx, r.l.now(), &r.ticket, r.deltas[:r.n])
+	if changed {
+		err = r.ticket.store.settle(ctx, r.l.now(), &r.ticket, r.deltas)
 		if err != nil {
 			r.l.metrics.storeError("settle", err)
 		}

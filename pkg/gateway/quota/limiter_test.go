@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -312,5 +313,43 @@ func TestFormatReset_OpenAIStyle(t *testing.T) {
 	}
 	if RetryAfterSeconds(1100*time.Millisecond) != 2 || RetryAfterSeconds(time.Millisecond) != 1 {
 		t.Error("Retry-After must round up to whole seconds, at least 1")
+	}
+}
+
+// A credential may name many policies: nothing bounds the limits of one
+// request (here 3 policies of 8 windows and 4 metrics: 96 counters).
+func TestLimiter_ManyLimitsOnOneRequest(t *testing.T) {
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			l := newLimiter(t, sc.new(t), newFakeClock())
+			var pols []*Policy
+			for p := range 3 {
+				pol := &Policy{Name: fmt.Sprintf("p%d", p)}
+				for w := range 8 {
+					for m := Requests; m < numMetrics; m++ {
+						pol.Limits = append(pol.Limits, &Limit{Name: fmt.Sprintf("p%d/%d/%s", p, w, m), Scope: PerTenant, Metric: m,
+							Window: WindowOf(time.Duration(w+1) * time.Minute), Max: 1000})
+					}
+				}
+				pols = append(pols, pol)
+			}
+			var d Decision
+			ctx := context.Background()
+			r, err := l.Admit(ctx, Identity{Tenant: "t"}, pols, Estimate{InputTokens: 400, MaxOutputTokens: 100}, &d)
+			if err != nil || r == nil || len(d.Usage()) != 96 {
+				t.Fatalf("admission: %v %v, %d usages", r, err, len(d.Usage()))
+			}
+			if err := r.Settle(ctx, 400, 50); err != nil {
+				t.Fatal(err)
+			}
+			flush(l.Store())
+			// 450 counted in every token window; 600 more does not fit.
+			if r, _ := l.Admit(ctx, Identity{Tenant: "t"}, pols, Estimate{InputTokens: 500, MaxOutputTokens: 100}, &d); r != nil {
+				t.Fatal("admitted past the limits")
+			}
+			if !strings.HasPrefix(d.Refused.Name, "p0/0/") || d.RetryAfter <= 0 {
+				t.Errorf("refused by %s, retry %v", d.Refused.Name, d.RetryAfter)
+			}
+		})
 	}
 }

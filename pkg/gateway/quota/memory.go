@@ -70,7 +70,7 @@ func (s *MemoryStore) max(l *Limit) int64 {
 
 // lockAll locks the distinct shards of charges in ascending order and
 // returns them (in a caller-provided array, so nothing escapes).
-func (s *MemoryStore) lockAll(charges []charge, ids *[maxCharges]uint8, known bool) []uint8 {
+func (s *MemoryStore) lockAll(charges []charge, ids *[memoryShards]uint8, known bool) []uint8 {
 	set := ids[:0]
 	for i := range charges {
 		if !known {
@@ -136,10 +136,11 @@ func (sh *memShard) sweep(nowMs int64) {
 
 func (s *MemoryStore) admit(_ context.Context, now time.Time, charges []charge, out []Usage) (Ticket, bool, error) {
 	nowMs := now.UnixMilli()
-	var ids [maxCharges]uint8
+	var ids [memoryShards]uint8
 	set := s.lockAll(charges, &ids, false)
 	defer s.unlockAll(set)
-	var cs [maxCharges]*counter
+	var small [typicalCharges]*counter
+	cs := small[:0]
 	ok := true
 	for i := range charges {
 		ch := &charges[i]
@@ -147,7 +148,7 @@ func (s *MemoryStore) admit(_ context.Context, now time.Time, charges []charge, 
 		wms := w.Width().Milliseconds()
 		c := s.counterFor(ch, nowMs)
 		c.advance(bucketOf(nowMs, wms))
-		cs[i] = c
+		cs = append(cs, c)
 		m := s.max(ch.limit)
 		u := Usage{Limit: ch.limit, Max: m, Used: c.total + ch.n}
 		if u.Used > m && ch.n > 0 {
@@ -176,7 +177,7 @@ func (s *MemoryStore) admit(_ context.Context, now time.Time, charges []charge, 
 
 func (s *MemoryStore) settle(_ context.Context, now time.Time, t *Ticket, delta []int64) error {
 	nowMs := now.UnixMilli()
-	var ids [maxCharges]uint8
+	var ids [memoryShards]uint8
 	set := s.lockAll(t.charges, &ids, true)
 	defer s.unlockAll(set)
 	for i := range t.charges {
