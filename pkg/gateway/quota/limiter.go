@@ -144,6 +144,7 @@ type Estimate struct {
 // usage of every limit (for the x-ratelimit-* headers) and, on rejection,
 // which limit refused and when to retry.
 type Decision struct {
+	// Admitted says the request fits (or no policy applies to it).
 	Admitted bool
 	// Refused is the first limit that refused; nil when admitted.
 	Refused *Limit

@@ -140,8 +140,10 @@ type Limit struct {
 	// and counter keys: it must be unique, and stable across replicas and
 	// reloads (counters survive a reload by name), e.g.
 	// "<namespace>/<policy>/<window>/<metric>".
-	Name   string
-	Scope  Scope
+	Name string
+	// Scope is whose requests share a counter.
+	Scope Scope
+	// Metric is what is counted; Max how much of it Window may hold.
 	Metric Metric
 	Window Window
 	Max    int64
