@@ -20,6 +20,10 @@ type Config struct {
 	// configuration version in logs and lets the Watcher skip unchanged
 	// content.
 	Digest string
+	// SideFiles are the other files the configuration was built from (keys
+	// files, JWKS files), with the digest of the content read, so that the
+	// Watcher reloads when one of them changes.
+	SideFiles []SideFile
 
 	// Gateway configures the listeners. It is never nil: without a Gateway
 	// document it holds the defaults.
@@ -62,6 +66,15 @@ type Config struct {
 	// prefixes the scheduler's errors with it so they name the file and
 	// document like every other configuration error.
 	EndpointPickerConfigSource string
+}
+
+// SideFile is a file a document names, as read at load.
+type SideFile struct {
+	// Path is the path read (relative ones resolved against the
+	// configuration file's directory).
+	Path string
+	// Digest is the hex SHA-256 of the content read.
+	Digest string
 }
 
 // AuthEnabled reports whether every inference request must carry a

@@ -53,9 +53,9 @@
 //
 // # Reloading
 //
-// A Watcher reloads the file when it changes or on SIGHUP and hands each
-// valid new Config to a callback; an invalid file keeps the previous Config
-// in effect.
+// A Watcher reloads the file when it or a file it names (keys, JWKS)
+// changes, or on SIGHUP, and hands each valid new Config to a callback; an
+// invalid file keeps the previous Config in effect.
 //
 // This package depends only on package api and apimachinery; data planes
 // and discovery turn a Config into datastore state.

@@ -48,6 +48,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	cfg := p.build()
 	sum := sha256.Sum256(data)
 	cfg.Digest = hex.EncodeToString(sum[:])
+	cfg.SideFiles = p.side
 	p.crossValidate(cfg)
 	if p.errs.len() > 0 {
 		return nil, p.errs.err()
@@ -61,6 +62,7 @@ type parser struct {
 	index int // non-empty documents seen so far
 	errs  errorList
 	docs  []parsedDoc
+	side  []SideFile // files read by readFile
 }
 
 // readFile reads a file a document refers to (a keys file, a JWKS file):
@@ -74,6 +76,7 @@ func (p *parser) readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
+	p.side = append(p.side, SideFile{Path: path, Digest: hashOf(data)})
 	return data, nil
 }
 

@@ -68,8 +68,8 @@ type APIKeysSpec struct {
 	Keys []APIKey `json:"keys,omitempty"`
 
 	// KeysFile names a file with more keys, relative to the configuration
-	// file, read at every load (SIGHUP re-reads it, so keys rotate without
-	// editing the configuration). Either YAML, `keys:` followed by a list
+	// file, read at every load; the Watcher reloads the configuration when
+	// it changes, so keys rotate without editing the configuration. Either YAML, `keys:` followed by a list
 	// as in spec.keys, or one key per line: "sha256:<hex> [id]", with #
 	// comments; a line key's id defaults to the hash's first 12 hex digits.
 	KeysFile string `json:"keysFile,omitempty"`
@@ -127,7 +127,7 @@ type APIKey struct {
 //	  name: auth
 //	spec:
 //	  jwt:
-//	    jwksFile: jwks.json          # relative to this file; re-read at every load
+//	    jwksFile: jwks.json          # relative to this file; reloaded when it changes
 //	    issuer: https://id.example.com
 //	    audiences: [igw]
 //	    algorithms: [RS256, ES256]   # default: both
@@ -157,7 +157,8 @@ type AuthPolicySpec struct {
 // JWTAuth validates JSON Web Tokens.
 type JWTAuth struct {
 	// JWKSFile is the JSON Web Key Set (RFC 7517) with the issuer's public
-	// keys, relative to the configuration file. Required.
+	// keys, relative to the configuration file, re-read like a keys file.
+	// Required.
 	JWKSFile string `json:"jwksFile"`
 
 	// JWKS is the content of JWKSFile, read at load. Not part of the

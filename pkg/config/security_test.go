@@ -217,3 +217,48 @@ func TestModelAllowed(t *testing.T) {
 		}
 	}
 }
+
+func TestWatcher_ReloadsWhenAKeysFileChanges(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "team.keys")
+	writeAtomically(t, keys, []byte(hashA+" first\n"))
+	path := filepath.Join(dir, "igw.yaml")
+	writeAtomically(t, path, file(serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: team}\nspec: {keysFile: team.keys}\n"))
+	h := startWatcher(t, &Watcher{Path: path, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
+	keyIDs := func(c *Config) string {
+		var ids []string
+		for _, k := range c.APIKeys[0].FileKeys {
+			ids = append(ids, k.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	c := h.nextReload(t)
+	if got := keyIDs(c); got != "first" || len(c.SideFiles) != 1 || c.SideFiles[0].Path != keys {
+		t.Fatalf("initial keys %q, side files %+v", got, c.SideFiles)
+	}
+	h.quiet(t, 100*time.Millisecond) // an unchanged side file reloads nothing
+
+	// Only the keys file changes: the configuration is reloaded.
+	writeAtomically(t, keys, []byte(hashA+" first\n"+hashB+" second\n"))
+	if got := keyIDs(h.nextReload(t)); got != "first,second" {
+		t.Fatalf("keys after edit = %q", got)
+	}
+	// A broken keys file is reported once and the keys stay.
+	writeAtomically(t, keys, []byte("sha256:nothex\n"))
+	if err := h.nextError(t); !strings.Contains(err.Error(), "spec.keysFile") {
+		t.Fatalf("error = %v", err)
+	}
+	h.quiet(t, 100*time.Millisecond)
+	// Deleted: one error, not one per poll.
+	if err := os.Remove(keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.nextError(t); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("error = %v", err)
+	}
+	h.quiet(t, 100*time.Millisecond)
+	writeAtomically(t, keys, []byte(hashB+" only\n"))
+	if got := keyIDs(h.nextReload(t)); got != "only" {
+		t.Fatalf("keys after restore = %q", got)
+	}
+}
