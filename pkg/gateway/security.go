@@ -6,7 +6,11 @@ import (
 	"github.com/igw-dev/igw/pkg/gateway/auth"
 	"github.com/igw-dev/igw/pkg/gateway/guard"
 	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/telemetry"
 )
+
+// The gateway's metrics count guard hits.
+var _ guard.Observer = (*telemetry.Metrics)(nil)
 
 // reasonGuard is the x-gateway-request-dropped-reason of a request the
 // route's RequestGuard refused (the rule is in X-Gateway-Guard-Rule).
