@@ -292,6 +292,8 @@ func TestAuthenticate_JWT(t *testing.T) {
 		{"within leeway after exp", rs.sign(t, nil, claims(func(c map[string]any) { c["exp"] = now.Add(-5 * time.Second).Unix() })), "", nil},
 		{"expired", rs.sign(t, nil, claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() })), ReasonExpiredToken, nil},
 		{"no exp", rs.sign(t, nil, claims(func(c map[string]any) { delete(c, "exp") })), ReasonInvalidToken, nil},
+		{"exp beyond time.Duration", rs.sign(t, nil, claims(func(c map[string]any) { c["exp"] = 1e300 })), ReasonInvalidToken, nil},
+		{"exp as a string", rs.sign(t, nil, claims(func(c map[string]any) { c["exp"] = "tomorrow" })), ReasonInvalidToken, nil},
 		{"not yet valid", rs.sign(t, nil, claims(func(c map[string]any) { c["nbf"] = now.Add(time.Minute).Unix() })), ReasonInvalidToken, nil},
 		{"wrong issuer", rs.sign(t, nil, claims(func(c map[string]any) { c["iss"] = "https://evil.example" })), ReasonInvalidToken, nil},
 		{"wrong audience", rs.sign(t, nil, claims(func(c map[string]any) { c["aud"] = []string{"other"} })), ReasonInvalidToken, nil},
@@ -445,4 +447,34 @@ func TestTokenCache_StaysBounded(t *testing.T) {
 	if n := len(c.cur) + len(c.old); n > tokenCacheSize {
 		t.Errorf("cache holds %d entries, bound %d", n, tokenCacheSize)
 	}
+}
+
+// FuzzAuthenticate feeds arbitrary bearer credentials to an authenticator
+// with API keys and JWT: it never panics, never accepts what it did not
+// issue, and always removes the credential.
+func FuzzAuthenticate(f *testing.F) {
+	a, rs, es, now := jwtSetup(f, "---\n"+strings.Replace(keysDoc(), "  keysFile: more.keys\n", "", 1))
+	claims := map[string]any{"iss": "https://id.example", "aud": "igw", "sub": "u1", "org": "acme", "exp": now.Add(time.Hour).Unix()}
+	for _, seed := range []string{
+		rs.sign(f, nil, claims), es.sign(f, nil, claims), "sk-team-a", "eyJ.eyJ.", "eyJhbGciOiJub25lIn0.e30.", "eyJ..", "...",
+		"eyJhbGciOiJFUzI1NiJ9.eyJleHAiOjF9.AAAA", "Basic x",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, cred string) {
+		h := http.Header{"Authorization": {"Bearer " + cred}, "X-Api-Key": {cred}}
+		id, fail := a.Authenticate(h)
+		if len(h) != 0 {
+			t.Fatalf("credential headers left: %v", h)
+		}
+		if id == nil && fail == nil {
+			t.Fatal("neither identity nor failure")
+		}
+		if id != nil && id.Method == MethodAPIKey && cred != "sk-team-a" && cred != "sk-admin" {
+			t.Fatalf("accepted %q as an API key", cred)
+		}
+		if id != nil && id.Method == MethodJWT && id.Tenant != "acme" {
+			t.Fatalf("accepted a token for tenant %q", id.Tenant)
+		}
+	})
 }

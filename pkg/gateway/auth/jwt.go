@@ -316,6 +316,10 @@ func (v *jwtVerifier) claims(payload []byte, now time.Time) (*Identity, *cachedT
 	return id, &cachedToken{id: id, exp: exp, nbf: nbf}, "", nil
 }
 
+// maxNumericDate is the latest NumericDate accepted (year 2262, where a
+// time.Duration since the epoch overflows); later values are malformed.
+const maxNumericDate = 9.2e9
+
 // numericDate reads a NumericDate claim (seconds since the epoch).
 func numericDate(c map[string]any, name string) (time.Time, bool, error) {
 	raw, ok := c[name]
@@ -329,6 +333,9 @@ func numericDate(c map[string]any, name string) (time.Time, bool, error) {
 	f, err := n.Float64()
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("the %s claim must be a number", name)
+	}
+	if f < 0 || f > maxNumericDate {
+		return time.Time{}, false, fmt.Errorf("the %s claim is out of range", name)
 	}
 	return time.Unix(0, 0).Add(time.Duration(f * float64(time.Second))), true, nil
 }
