@@ -270,3 +270,62 @@ func BenchmarkValidate_Chat(b *testing.B) {
 		}
 	}
 }
+
+// FuzzClampMaxTokens: the clamped body is valid JSON, differs from the
+// original only in the output caps (each at most the limit; max_tokens
+// added when there was none), and the model offsets still work.
+func FuzzClampMaxTokens(f *testing.F) {
+	f.Add([]byte(`{"model":"m","prompt":"x","max_tokens":500}`), uint16(100))
+	f.Add([]byte(`{"max_completion_tokens":7000,"model":"m","max_tokens":null}`), uint16(64))
+	f.Add([]byte(` { } `), uint16(1))
+	f.Fuzz(func(t *testing.T, body []byte, limit uint16) {
+		p, err := ParseRequest(KindCompletion, body)
+		if err != nil || hasDuplicateKeys(body) {
+			return
+		}
+		out := p.ClampMaxTokens(append([]byte(nil), body...), int(limit))
+		var before, after map[string]any
+		if json.Unmarshal(body, &before) != nil || json.Unmarshal(out, &after) != nil {
+			t.Fatalf("%q clamped to invalid JSON %q", body, out)
+		}
+		caps := map[string]bool{"max_completion_tokens": true, "max_tokens": true, "max_output_tokens": true}
+		found := false
+		for k, v := range before {
+			if !caps[k] {
+				if !reflectDeepEqual(v, after[k]) {
+					t.Fatalf("%q: field %s changed: %v -> %v", body, k, v, after[k])
+				}
+				continue
+			}
+			found = true
+			n, isNum := v.(float64)
+			switch {
+			case !isNum:
+				if !reflectDeepEqual(v, after[k]) {
+					t.Fatalf("%q: non-numeric %s changed", body, k)
+				}
+			case n > float64(limit):
+				if after[k] != float64(limit) {
+					t.Fatalf("%q: %s = %v, want %d", body, k, after[k], limit)
+				}
+			case after[k] != n:
+				t.Fatalf("%q: %s within the limit changed to %v", body, k, after[k])
+			}
+		}
+		if !found && after["max_tokens"] != float64(limit) {
+			t.Fatalf("%q: no cap added: %q", body, out)
+		}
+		if p.HasModel() {
+			var m map[string]any
+			if json.Unmarshal(p.WithModel(out, "zz"), &m) != nil || m["model"] != "zz" {
+				t.Fatalf("%q: WithModel after clamp broke the body", body)
+			}
+		}
+	})
+}
+
+func reflectDeepEqual(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}
