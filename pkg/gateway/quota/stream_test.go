@@ -154,3 +154,71 @@ func TestStreamBody_CountsCompletionsAndResponsesDeltas(t *testing.T) {
 		t.Errorf("counted %d, want %d", body.OutputTokens(), want)
 	}
 }
+
+// chunkedReader returns data in pieces whose sizes cycle through sizes.
+type chunkedReader struct {
+	data  []byte
+	sizes []byte
+	i     int
+}
+
+func (r *chunkedReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := 1
+	if len(r.sizes) > 0 {
+		n = int(r.sizes[r.i%len(r.sizes)])%64 + 1
+		r.i++
+	}
+	n = min(n, len(p), len(r.data))
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// Whatever the stream and its chunking: under Finish the client gets the
+// stream byte for byte; under Cut it gets a prefix of it that ends on an
+// event boundary, followed (if cut) by exactly the error event and [DONE].
+func FuzzStreamBody(f *testing.F) {
+	f.Add([]byte(sseStream(30, true)), []byte{3, 17, 1, 60}, uint8(12))
+	f.Add([]byte(strings.ReplaceAll(sseStream(5, false), "\n\n", "\r\n\r\n")), []byte{0}, uint8(2))
+	f.Add([]byte("data: {\"choices\":[{\"text\":\"abc def\"}]}\n\ndata: partial"), []byte{7}, uint8(1))
+	f.Add([]byte(": comment\n\nevent: x\ndata: {\"choices\":[{\"delta\":{\"content\":\" a\"}}]}\n\n"), []byte{5, 2}, uint8(0))
+	f.Fuzz(func(t *testing.T, stream, sizes []byte, budget uint8) {
+		for _, sp := range []StreamPolicy{StreamFinish, StreamCut} {
+			l := newLimiter(t, NewMemoryStore(), newFakeClock())
+			var d Decision
+			ctx := context.Background()
+			res, _ := l.Admit(ctx, Identity{}, []*Policy{streamPolicy(int64(budget)+1, 1, sp)}, Estimate{MaxOutputTokens: 1}, &d)
+			if res == nil {
+				t.Fatal("refused")
+			}
+			body := NewStreamBody(ctx, &closeRecorder{Reader: &chunkedReader{data: stream, sizes: sizes}}, res, nil)
+			out, err := io.ReadAll(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !body.Cut() {
+				if !bytes.Equal(out, stream) {
+					t.Fatalf("policy %d, not cut, but changed:\n%q\n%q", sp, stream, out)
+				}
+			} else {
+				if sp != StreamCut {
+					t.Fatal("cut under Finish")
+				}
+				i := bytes.Index(out, []byte("data: {\"error\""))
+				if i < 0 || !bytes.HasPrefix(stream, out[:i]) || !bytes.HasSuffix(out, []byte("\n\ndata: [DONE]\n\n")) {
+					t.Fatalf("cut output is not a prefix plus the closing events:\n%q\n%q", stream, out)
+				}
+				if i > 0 && !bytes.HasSuffix(out[:i], []byte("\n\n")) && !bytes.HasSuffix(out[:i], []byte("\n\r\n")) {
+					t.Fatalf("cut inside an event:\n%q", out[:i])
+				}
+				if body.OutputTokens() > int64(budget)+1 {
+					t.Fatalf("forwarded %d output tokens past a budget of %d", body.OutputTokens(), int64(budget)+1)
+				}
+			}
+			_ = res.Settle(ctx, 0, body.OutputTokens())
+		}
+	})
+}
