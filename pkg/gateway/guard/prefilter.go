@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -69,22 +70,27 @@ func walkLiteral(re *syntax.Regexp) (string, bool, bool) {
 // case folding (U+212A KELVIN SIGN to k, U+017F LONG S to s) replaced, so
 // that a folded literal found by regexp with (?i) is also found here.
 func foldPrompt(dst, p []byte) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, len(p))[:n+len(p)] // folding never lengthens
+	j := n
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch {
-		case 'A' <= c && c <= 'Z':
-			dst = append(dst, c+'a'-'A')
+		case c < utf8.RuneSelf:
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
 		case c == 0xE2 && i+2 < len(p) && p[i+1] == 0x84 && p[i+2] == 0xAA: // U+212A
-			dst = append(dst, 'k')
+			c = 'k'
 			i += 2
 		case c == 0xC5 && i+1 < len(p) && p[i+1] == 0xBF: // U+017F
-			dst = append(dst, 's')
+			c = 's'
 			i++
-		default:
-			dst = append(dst, c)
 		}
+		dst[j] = c
+		j++
 	}
-	return dst
+	return dst[:j]
 }
 
 // mayMatch reports whether a prompt (and its folded form) can match a rule
