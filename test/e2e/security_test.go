@@ -49,6 +49,33 @@ func (i testIssuer) token(t *testing.T, claims map[string]any) string {
 	return signed + "." + enc(append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...))
 }
 
+// unsignedToken is a JWT with "alg": "none" and no signature.
+func unsignedToken(claims map[string]any) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	hb, _ := json.Marshal(map[string]string{"alg": "none"})
+	cb, _ := json.Marshal(claims)
+	return enc(hb) + "." + enc(cb) + "."
+}
+
+// withHistory is the request with n earlier user/assistant turns before
+// its own messages.
+func (c chat) withHistory(n int) []byte {
+	var m map[string]any
+	_ = json.Unmarshal(c.body(), &m)
+	msgs := m["messages"].([]any)
+	var turns []any
+	for i := range n {
+		role := "user"
+		if i%2 == 1 {
+			role = "assistant"
+		}
+		turns = append(turns, map[string]string{"role": role, "content": fmt.Sprintf("turn %d", i)})
+	}
+	m["messages"] = append(turns, msgs...)
+	b, _ := json.Marshal(m)
+	return b
+}
+
 // headerRecorder is an OpenAI-compatible URL backend that records the
 // headers of what it receives, to show what the gateway forwards.
 type headerRecorder struct {
@@ -94,15 +121,18 @@ metadata: {name: public}
 spec:
   maxBodySize: 4Ki
   maxMessages: 8
+  maxPromptTokens: 300
   maxTokens: {limit: 32}
   validate: true
   maxHeaders: 30
+  maxHeaderSize: 3Ki
   denyRules:
   - {name: ignore-previous, pattern: '(?i)ignore (all )?previous instructions'}`, `apiVersion: igw.dev/v1alpha1
 kind: APIKeys
 metadata: {name: team-a}
 spec:
   models: [` + testModel + `, rec]
+  objective: interactive
   keys: [{id: a-1, hash: ` + hashKey("sk-a-1") + `}]`, `apiVersion: igw.dev/v1alpha1
 kind: APIKeys
 metadata: {name: team-b}
@@ -151,6 +181,12 @@ spec:
 		{"expired token", ok, bearer(iss.token(t, expired)), 401, ""},
 		{"token from another issuer", ok, bearer(iss.token(t, map[string]any{"iss": "evil", "aud": "igw", "org": "x", "exp": now.Add(time.Hour).Unix()})), 401, ""},
 		{"forged token", ok, bearer(iss.token(t, claims)[:40] + "x" + iss.token(t, claims)[41:]), 401, ""},
+		{"token for another audience", ok, bearer(iss.token(t, map[string]any{"iss": "e2e-issuer", "aud": "other", "org": "x", "exp": now.Add(time.Hour).Unix()})), 401, ""},
+		{"unsigned token (alg none)", ok, bearer(unsignedToken(claims)), 401, ""},
+		{"objective above the key's", ok, map[string]string{"x-api-key": "sk-a-1", "x-gateway-inference-objective": "critical"}, 403, ""},
+		{"too many messages", chat{Model: testModel, System: "s", User: "u"}.withHistory(8), bearer("sk-a-1"), 413, "max-messages"},
+		{"prompt over the token limit", chat{Model: testModel, User: strings.Repeat("tok ", 400), MaxTokens: 8}.body(), bearer("sk-a-1"), 413, "max-prompt-tokens"},
+		{"header block over the limit", ok, map[string]string{"x-api-key": "sk-a-1", "x-pad": strings.Repeat("p", 4000)}, 431, "max-header-size"},
 		{"body over the guard's limit", chat{Model: testModel, User: strings.Repeat("word ", 1000), MaxTokens: 8}.body(), bearer("sk-a-1"), 413, "max-body-size"},
 		{"max_tokens over the cap", chat{Model: testModel, User: "hi", MaxTokens: 500}.body(), bearer("sk-a-1"), 422, "max-tokens"},
 		{"field of the wrong type", []byte(`{"model":"` + testModel + `","messages":[{"role":"user","content":"hi"}],"n":"two"}`), bearer("sk-a-1"), 400, "schema"},
@@ -175,13 +211,13 @@ spec:
 		t.Errorf("%d rejected requests reached the URL backend", rec.hits)
 	}
 	rec.mu.Unlock()
-	for reason, want := range map[string]float64{"missing": 1, "invalid_key": 1, "model_not_allowed": 1, "expired_token": 1, "invalid_token": 2} {
+	for reason, want := range map[string]float64{"missing": 1, "invalid_key": 1, "model_not_allowed": 1, "expired_token": 1, "invalid_token": 4, "objective_not_allowed": 1} {
 		if got := metricSum(page, "igw_auth_rejections_total", map[string]string{"reason": reason}); got != want {
 			t.Errorf("igw_auth_rejections_total{reason=%q} = %v, want %v", reason, got, want)
 		}
 	}
-	if got := metricSum(page, "igw_guard_hits_total", map[string]string{"guard": "default/public", "mode": "block"}); got != 5 {
-		t.Errorf("igw_guard_hits_total{mode=block} = %v, want 5", got)
+	if got := metricSum(page, "igw_guard_hits_total", map[string]string{"guard": "default/public", "mode": "block"}); got != 8 {
+		t.Errorf("igw_guard_hits_total{mode=block} = %v, want 8", got)
 	}
 
 	// Accepted: an API key and a JWT, streamed through the simulator.
