@@ -98,7 +98,7 @@ func (h *headerRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // pool and a recording URL backend: every failure path answers with its
 // status and an OpenAI error and never reaches the Director; accepted
 // requests carry the tenant, not the credential; rotating the keys file
-// and sending SIGHUP takes effect without a restart.
+// (noticed by the watcher, or on SIGHUP) takes effect without a restart.
 func TestServe_AuthAndGuard(t *testing.T) {
 	t.Parallel()
 	_, addrs := startSimProc(t, "igw sim", 1, "--model", testModel, "--time-scale", "20")
@@ -250,17 +250,27 @@ spec:
 		return nil
 	})
 
-	// Rotate team b's key: the old one stops working and the new one works
-	// after SIGHUP.
+	// Rotate team b's key by editing only the keys file: the watcher
+	// notices, the old key stops working and the new one works.
+	recRequest := chat{Model: "rec", User: "hi"}.body()
 	writeFileAtomic(t, keysFile, []byte(hashKey("sk-b-2")+" b-2\n"))
-	serve.signal(t, syscall.SIGHUP)
 	eventually(t, 10*time.Second, func() error {
-		if r := send(chat{Model: "rec", User: "hi"}.body(), bearer("sk-b-2")); r.Status != http.StatusOK {
+		if r := send(recRequest, bearer("sk-b-2")); r.Status != http.StatusOK {
 			return fmt.Errorf("new key: %s", r)
 		}
 		return nil
 	})
-	checkOpenAIError(t, "rotated-out key", send(chat{Model: "rec", User: "hi"}.body(), bearer("sk-b-1")), 401)
+	checkOpenAIError(t, "rotated-out key", send(recRequest, bearer("sk-b-1")), 401)
+	// And again with SIGHUP, the operator's explicit reload.
+	writeFileAtomic(t, keysFile, []byte(hashKey("sk-b-3")+" b-3\n"))
+	serve.signal(t, syscall.SIGHUP)
+	eventually(t, 10*time.Second, func() error {
+		if r := send(recRequest, bearer("sk-b-3")); r.Status != http.StatusOK {
+			return fmt.Errorf("new key after SIGHUP: %s", r)
+		}
+		return nil
+	})
+	checkOpenAIError(t, "key rotated out by SIGHUP", send(recRequest, bearer("sk-b-2")), 401)
 }
 
 // linesWithPrefix returns the lines of page that start with prefix.
