@@ -91,8 +91,10 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveInference is one inference request: read and parse the body once,
-// pick the route and backend, let the Director decide (for a pool) and
-// proxy with retries on the Director's fallbacks.
+// pick the route, apply its request guard, authenticate, let the
+// Admission (quotas) admit it, pick the backend, let the Director decide
+// (for a pool) and proxy with retries on the Director's fallbacks. What the
+// guard, authentication or admission refuse never reaches the Director.
 func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind openai.Kind) {
 	start := time.Now()
 	rt := s.rt.Load()
