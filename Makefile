@@ -8,6 +8,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 IGW := $(BIN)/igw
 STATICCHECK := $(BIN)/staticcheck
+REDIS_SERVER := $(BIN)/redis-server
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GO_PACKAGES := ./...
@@ -41,8 +42,28 @@ $(STATICCHECK): hack/tools/go.mod hack/tools/go.sum
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) $(GO_PACKAGES)
 
-unit:
-	$(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
+unit: $(REDIS_SERVER)
+	IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
+
+## redis-server: Debian's redis-server, which the quota tests start on loopback
+## ports (internal/testredis); installed with apt-get when missing and linked
+## into bin/. Under `make test` a missing redis-server fails the quota tests
+## (IGW_REQUIRE_REDIS=1) instead of skipping them.
+
+$(REDIS_SERVER):
+	@mkdir -p $(BIN)
+	@if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
+		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing redis-server (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$sudo apt-get install -y --no-install-recommends redis-server \
+		  || { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends redis-server; }; \
+	fi
+	@path=$$(command -v redis-server || echo /usr/bin/redis-server); \
+	ln -sf "$$path" $(REDIS_SERVER) && $(REDIS_SERVER) --version
+
+.PHONY: redis-server
+redis-server: $(REDIS_SERVER)
 
 ## bench-go: run every testing.B benchmark once (figures go in docs/performance.md)
 bench-go:

@@ -39,7 +39,7 @@ func TestREADMEConfigExampleIsValid(t *testing.T) {
 
 // TestExamplesCompile loads every example configuration.
 func TestExamplesCompile(t *testing.T) {
-	for _, path := range []string{"../../examples/standalone.yaml"} {
+	for _, path := range []string{"../../examples/standalone.yaml", "../../examples/secured.yaml"} {
 		cfg, err := config.Load(path)
 		if err != nil {
 			t.Fatal(err)

@@ -20,6 +20,10 @@ type Config struct {
 	// configuration version in logs and lets the Watcher skip unchanged
 	// content.
 	Digest string
+	// SideFiles are the other files the configuration was built from (keys
+	// files, JWKS files), with the digest of the content read, so that the
+	// Watcher reloads when one of them changes.
+	SideFiles []SideFile
 
 	// Gateway configures the listeners. It is never nil: without a Gateway
 	// document it holds the defaults.
@@ -38,6 +42,19 @@ type Config struct {
 	// (inference.networking.x-k8s.io/v1alpha2).
 	Rewrites []*v1alpha2.InferenceModelRewrite
 
+	// APIKeys are the API key sets; with AuthPolicy they decide whether
+	// authentication is on (see AuthEnabled).
+	APIKeys []*APIKeys
+	// AuthPolicy configures JWT validation, or is nil.
+	AuthPolicy *AuthPolicy
+	// Guards are the RequestGuards routes refer to.
+	Guards []*RequestGuard
+	// Quotas are the QuotaPolicies keys refer to.
+	Quotas []*QuotaPolicy
+	// QuotaStore says where quota counters live. It is never nil: without
+	// a QuotaStore document it is the in-memory store.
+	QuotaStore *QuotaStore
+
 	// EndpointPickerConfig is the EndpointPickerConfig document exactly as
 	// written (YAML), or nil when the file has none and the default
 	// scheduling profile applies. Only its apiVersion and kind are checked
@@ -49,6 +66,43 @@ type Config struct {
 	// prefixes the scheduler's errors with it so they name the file and
 	// document like every other configuration error.
 	EndpointPickerConfigSource string
+}
+
+// SideFile is a file a document names, as read at load.
+type SideFile struct {
+	// Path is the path read (relative ones resolved against the
+	// configuration file's directory).
+	Path string
+	// Digest is the hex SHA-256 of the content read.
+	Digest string
+}
+
+// AuthEnabled reports whether every inference request must carry a
+// credential: the file has an APIKeys document or an AuthPolicy.
+func (c *Config) AuthEnabled() bool {
+	return len(c.APIKeys) > 0 || c.AuthPolicy != nil
+}
+
+// Guard returns the RequestGuard with this namespace and name, or nil.
+func (c *Config) Guard(namespace, name string) *RequestGuard {
+	namespace = orDefaultNamespace(namespace)
+	for _, g := range c.Guards {
+		if g.Namespace == namespace && g.Name == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// QuotaPolicy returns the QuotaPolicy with this namespace and name, or nil.
+func (c *Config) QuotaPolicy(namespace, name string) *QuotaPolicy {
+	namespace = orDefaultNamespace(namespace)
+	for _, q := range c.Quotas {
+		if q.Namespace == namespace && q.Name == name {
+			return q
+		}
+	}
+	return nil
 }
 
 // Pool returns the InferencePool with this namespace and name, or nil.

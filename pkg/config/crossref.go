@@ -21,6 +21,7 @@ func (p *parser) crossValidate(cfg *Config) {
 	}
 
 	p.checkUnique(refs, cfg)
+	p.crossValidateSecurity(cfg, refs)
 
 	for _, o := range cfg.Objectives {
 		if cfg.Pool(o.Namespace, string(o.Spec.PoolRef.Name)) == nil {
@@ -93,6 +94,15 @@ func (p *parser) checkUnique(refs map[any]docRef, cfg *Config) {
 	}
 	for _, o := range cfg.Rewrites {
 		check(o, KindInferenceModelRewrite, &o.ObjectMeta)
+	}
+	for _, o := range cfg.APIKeys {
+		check(o, KindAPIKeys, &o.ObjectMeta)
+	}
+	for _, o := range cfg.Guards {
+		check(o, KindRequestGuard, &o.ObjectMeta)
+	}
+	for _, o := range cfg.Quotas {
+		check(o, KindQuotaPolicy, &o.ObjectMeta)
 	}
 }
 

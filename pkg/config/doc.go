@@ -20,10 +20,18 @@
 //   - ModelServer: a static model server that stands in for a pod; pools
 //     select ModelServers by label exactly as they select pods.
 //   - Route: which requests (by body model, path and headers) go to which
-//     weighted backends (InferencePools or plain URLs).
+//     weighted backends (InferencePools or plain URLs), and which
+//     RequestGuard they pass first.
+//   - RequestGuard: per-route limits on size, shape, length and content.
+//   - APIKeys and AuthPolicy: API keys (stored as SHA-256 hashes, inline or
+//     in a keys file) and JWT validation against a JWKS file; either turns
+//     authentication on.
+//   - QuotaPolicy and QuotaStore: token budgets per key, tenant and model,
+//     and where their counters live (memory or Redis).
 //
-// The types Gateway, ModelServer and Route document every field with an
-// example; testdata/standalone.yaml is a complete file.
+// The types document every field with an example; testdata/standalone.yaml
+// is a complete file. Files a document names (keys files, JWKS files) are
+// read at every load, relative to the configuration file.
 //
 // # Validation
 //
@@ -45,9 +53,9 @@
 //
 // # Reloading
 //
-// A Watcher reloads the file when it changes or on SIGHUP and hands each
-// valid new Config to a callback; an invalid file keeps the previous Config
-// in effect.
+// A Watcher reloads the file when it or a file it names (keys, JWKS)
+// changes, or on SIGHUP, and hands each valid new Config to a callback; an
+// invalid file keeps the previous Config in effect.
 //
 // This package depends only on package api and apimachinery; data planes
 // and discovery turn a Config into datastore state.

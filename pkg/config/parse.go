@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -47,6 +48,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	cfg := p.build()
 	sum := sha256.Sum256(data)
 	cfg.Digest = hex.EncodeToString(sum[:])
+	cfg.SideFiles = p.side
 	p.crossValidate(cfg)
 	if p.errs.len() > 0 {
 		return nil, p.errs.err()
@@ -60,6 +62,22 @@ type parser struct {
 	index int // non-empty documents seen so far
 	errs  errorList
 	docs  []parsedDoc
+	side  []SideFile // files read by readFile
+}
+
+// readFile reads a file a document refers to (a keys file, a JWKS file):
+// a relative path is relative to the configuration file's directory, so a
+// configuration and its side files move together.
+func (p *parser) readFile(path string) ([]byte, error) {
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(p.file), path)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	p.side = append(p.side, SideFile{Path: path, Digest: hashOf(data)})
+	return data, nil
 }
 
 // parsedDoc is one decoded, defaulted and individually validated object.
@@ -149,11 +167,21 @@ func kinds(kind string) (kindSpec, bool) {
 		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(ModelServer) }, true}, true
 	case KindRoute:
 		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(Route) }, true}, true
+	case KindAPIKeys:
+		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(APIKeys) }, true}, true
+	case KindAuthPolicy:
+		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(AuthPolicy) }, false}, true
+	case KindRequestGuard:
+		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(RequestGuard) }, true}, true
+	case KindQuotaPolicy:
+		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(QuotaPolicy) }, true}, true
+	case KindQuotaStore:
+		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(QuotaStore) }, false}, true
 	}
 	return kindSpec{}, false
 }
 
-const acceptedKinds = "InferencePool, InferenceObjective, InferenceModelRewrite, EndpointPickerConfig, Gateway, ModelServer, Route"
+const acceptedKinds = "InferencePool, InferenceObjective, InferenceModelRewrite, EndpointPickerConfig, Gateway, ModelServer, Route, APIKeys, AuthPolicy, RequestGuard, QuotaPolicy, QuotaStore"
 
 func (p *parser) parseDocument(raw rawDoc) {
 	js, yerr := yaml.YAMLToJSONStrict(raw.data)
@@ -236,6 +264,21 @@ func (p *parser) parseDocument(raw rawDoc) {
 	case *Route:
 		v2.meta(&o.ObjectMeta, spec.named)
 		v2.route(o)
+	case *APIKeys:
+		v2.meta(&o.ObjectMeta, spec.named)
+		v2.apiKeys(o, p.readFile)
+	case *AuthPolicy:
+		v2.meta(&o.ObjectMeta, spec.named)
+		v2.authPolicy(o, p.readFile)
+	case *RequestGuard:
+		v2.meta(&o.ObjectMeta, spec.named)
+		v2.requestGuard(o)
+	case *QuotaPolicy:
+		v2.meta(&o.ObjectMeta, spec.named)
+		v2.quotaPolicy(o)
+	case *QuotaStore:
+		v2.meta(&o.ObjectMeta, spec.named)
+		v2.quotaStore(o)
 	}
 	p.docs = append(p.docs, parsedDoc{ref: ref, obj: out})
 }
@@ -268,7 +311,7 @@ func contains(list []string, s string) bool {
 // singletons that appear twice.
 func (p *parser) build() *Config {
 	cfg := &Config{Source: p.file}
-	var gatewayRef, epcRef *docRef
+	var gatewayRef, epcRef, authRef, storeRef *docRef
 	for i := range p.docs {
 		d := &p.docs[i]
 		switch o := d.obj.(type) {
@@ -282,6 +325,26 @@ func (p *parser) build() *Config {
 			cfg.ModelServers = append(cfg.ModelServers, o)
 		case *Route:
 			cfg.Routes = append(cfg.Routes, o)
+		case *APIKeys:
+			cfg.APIKeys = append(cfg.APIKeys, o)
+		case *RequestGuard:
+			cfg.Guards = append(cfg.Guards, o)
+		case *QuotaPolicy:
+			cfg.Quotas = append(cfg.Quotas, o)
+		case *AuthPolicy:
+			if authRef != nil {
+				p.errs.addf(d.ref, "", "only one AuthPolicy is allowed; the first is document %d", authRef.index)
+				continue
+			}
+			authRef = &d.ref
+			cfg.AuthPolicy = o
+		case *QuotaStore:
+			if storeRef != nil {
+				p.errs.addf(d.ref, "", "only one QuotaStore is allowed; the first is document %d", storeRef.index)
+				continue
+			}
+			storeRef = &d.ref
+			cfg.QuotaStore = o
 		case *Gateway:
 			if gatewayRef != nil {
 				p.errs.addf(d.ref, "", "only one Gateway is allowed; the first is document %d", gatewayRef.index)
@@ -305,6 +368,13 @@ func (p *parser) build() *Config {
 		gw.Namespace = DefaultNamespace
 		defaultGateway(gw)
 		cfg.Gateway = gw
+	}
+	if cfg.QuotaStore == nil {
+		qs := &QuotaStore{}
+		qs.APIVersion, qs.Kind = IGWAPIVersion, KindQuotaStore
+		qs.Namespace = DefaultNamespace
+		defaultQuotaStore(&qs.Spec)
+		cfg.QuotaStore = qs
 	}
 	return cfg
 }

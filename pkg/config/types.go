@@ -241,6 +241,11 @@ type RouteSpec struct {
 	// response started is never retried, because the client has seen part
 	// of the answer.
 	Retries *int32 `json:"retries,omitempty"`
+
+	// Guard names a RequestGuard of the route's namespace whose limits
+	// and rules every request of this route must pass before anything
+	// else is done with it.
+	Guard string `json:"guard,omitempty"`
 }
 
 // RouteMatch is one condition of a route; all of its parts must hold.

@@ -25,8 +25,10 @@ const DefaultWatchInterval = time.Second
 // problem; the fix is the same.
 const racyWindow = 2 * time.Second
 
-// Watcher reloads a configuration file when it changes and when the
-// process receives SIGHUP, and hands every valid new Config to OnReload. A
+// Watcher reloads a configuration file when it changes, when one of the
+// files it names changes (Config.SideFiles: keys files, JWKS files) and
+// when the process receives SIGHUP, and hands every valid new Config to
+// OnReload. A
 // file that fails to parse leaves the current Config in place: the error
 // goes to OnError and the logger, and the next change is tried again.
 //
@@ -128,9 +130,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		tick = t.C
 	}
 
+	side := map[string]*sideState{}
 	reload := func(force bool, why string) {
-		if !force && !w.changed(&st) {
-			return
+		if !force {
+			switch {
+			case w.sideFileChanged(cur, side):
+				force, why = true, "side file change"
+			case !w.changed(&st):
+				return
+			}
 		}
 		cfg, data, fi, err := w.load()
 		digest := "error:" // an unreadable file is remembered by its error
@@ -184,6 +192,52 @@ func (w *Watcher) changed(st *fileState) bool {
 		return true
 	}
 	return st.readAt.Sub(fi.ModTime()) < racyWindow
+}
+
+// sideState is what the watcher remembers of a side file between polls.
+type sideState struct {
+	size    int64
+	modTime time.Time
+	readAt  time.Time
+	seen    string // digest of the content last read, or "error:" and the error
+}
+
+// sideFileChanged reports whether a file the current configuration was
+// built from (a keys file, a JWKS file) now has other content than it was
+// built from. A file is read only when its size or mtime changed, or its
+// mtime is too recent to trust (as for the main file); a file that cannot
+// be read counts as changed once per distinct error, so a deleted file
+// fails one reload, not one per poll.
+func (w *Watcher) sideFileChanged(cur *Config, side map[string]*sideState) bool {
+	changed := false
+	for _, f := range cur.SideFiles {
+		s := side[f.Path]
+		if s == nil {
+			s = &sideState{seen: f.Digest}
+			side[f.Path] = s
+		}
+		fi, err := os.Stat(f.Path)
+		if err == nil && fi.Size() == s.size && fi.ModTime().Equal(s.modTime) && s.readAt.Sub(fi.ModTime()) >= racyWindow {
+			continue
+		}
+		seen := "error:"
+		if err == nil {
+			s.size, s.modTime, s.readAt = fi.Size(), fi.ModTime(), time.Now()
+			data, rerr := os.ReadFile(f.Path)
+			if rerr == nil {
+				seen = hashOf(data)
+			} else {
+				seen += rerr.Error()
+			}
+		} else {
+			seen += err.Error()
+		}
+		if seen != s.seen && seen != f.Digest {
+			changed = true
+		}
+		s.seen = seen
+	}
+	return changed
 }
 
 // load reads and parses the file, returning the bytes read (nil when it

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/gateway/auth"
+	"github.com/igw-dev/igw/pkg/gateway/guard"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/scheduling"
 )
@@ -62,10 +64,25 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
+// handleModels lists the exactly routed models; with authentication on,
+// it requires a credential and lists only the models it may use.
+func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 	rt := s.rt.Load()
+	var id *auth.Identity
+	if rt.auth != nil {
+		var f *auth.Failure
+		if id, f = rt.auth.Authenticate(r.Header); f != nil {
+			s.metrics.AuthRejected(f.Reason)
+			w.Header().Set(auth.HeaderWWWAuthenticate, f.Challenge)
+			openai.WriteError(w, f.Err)
+			return
+		}
+	}
 	list := openai.ModelList{Object: openai.ObjectList, Data: []openai.Model{}}
 	for _, m := range rt.models {
+		if id != nil && !id.AllowsModel(m) {
+			continue
+		}
 		list.Data = append(list.Data, openai.Model{ID: m, Object: openai.ObjectModel, Created: s.started.Unix(), OwnedBy: "igw"})
 	}
 	body, _ := json.Marshal(list)
@@ -74,8 +91,10 @@ func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
 }
 
 // serveInference is one inference request: read and parse the body once,
-// pick the route and backend, let the Director decide (for a pool) and
-// proxy with retries on the Director's fallbacks.
+// pick the route, apply its request guard, authenticate, let the
+// Admission (quotas) admit it, pick the backend, let the Director decide
+// (for a pool) and proxy with retries on the Director's fallbacks. What the
+// guard, authentication or admission refuse never reaches the Director.
 func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind openai.Kind) {
 	start := time.Now()
 	rt := s.rt.Load()
@@ -123,6 +142,42 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 		s.fail(w, "", "", start, e)
 		return
 	}
+	ex := &exchange{start: start, promptTokens: -1, kind: kind}
+	if cr.guard != nil {
+		out, v := s.checkGuard(cr.guard, r, body, parsed, ex)
+		if v != nil {
+			w.Header().Set(guard.HeaderRule, v.Rule)
+			w.Header().Set(headerRequestDroppedReason, reasonGuard)
+			s.fail(w, parsed.Model, "", start, v.Err)
+			return
+		}
+		body = out
+	}
+	if rt.auth != nil {
+		id, f := authenticate(rt.auth, r, parsed.Model)
+		if f != nil {
+			s.metrics.AuthRejected(f.Reason)
+			if f.Challenge != "" {
+				w.Header().Set(auth.HeaderWWWAuthenticate, f.Challenge)
+			}
+			s.fail(w, parsed.Model, "", start, f.Err)
+			return
+		}
+		ex.identity = id
+	}
+	admit, rej := s.admit(r.Context(), rt, &AdmissionRequest{Parsed: parsed, Identity: ex.identity, Route: cr.name}, ex)
+	if rej != nil {
+		s.refuse(w, parsed.Model, ex, rej)
+		return
+	}
+	if admit != nil {
+		for k, v := range admit.Header {
+			w.Header()[k] = v
+		}
+		if admit.Release != nil {
+			defer func() { admit.Release(ex.usage, ex.status) }()
+		}
+	}
 	ctx := r.Context()
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -132,14 +187,14 @@ func (s *Server) serveInference(w http.ResponseWriter, r *http.Request, kind ope
 	be := cr.pick()
 	r.Header.Set(HeaderModelName, parsed.Model)
 	if be.url != nil {
-		s.proxyURL(ctx, w, r, be, body, parsed, retries, start)
+		s.proxyURL(ctx, w, r, be, body, parsed, retries, ex)
 		return
 	}
 	if rs := rt.remotes[be.pool]; rs != nil {
-		s.proxyRemote(ctx, w, r, be.pool, rs, body, parsed, retries, start)
+		s.proxyRemote(ctx, w, r, be.pool, rs, body, parsed, retries, ex)
 		return
 	}
-	s.proxyPool(ctx, w, r, be.pool, body, parsed, retries, start)
+	s.proxyPool(ctx, w, r, be.pool, body, parsed, retries, ex)
 }
 
 // readBody reads the whole request body, at most limit bytes. With a
@@ -167,7 +222,7 @@ func (rt *runtime) selectRoute(model string, r *http.Request) (*route, time.Dura
 	return rt.routes[cr], cr.Spec.Timeout.Duration, int(*cr.Spec.Retries)
 }
 
-func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, body []byte, parsed *openai.Parsed, retries int, ex *exchange) {
 	req := &director.Request{
 		ID:         strconv.FormatUint(s.requestIDs.Add(1), 36),
 		Pool:       pool,
@@ -185,10 +240,10 @@ func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.R
 			if rej.Status == http.StatusTooManyRequests {
 				w.Header().Set("Retry-After", strconv.Itoa(maxRetryAfterRejectionSeconds))
 			}
-			s.fail(w, parsed.Model, pool, start, rej.OpenAI())
+			s.fail(w, parsed.Model, pool, ex.start, rej.OpenAI())
 			return
 		}
-		s.fail(w, parsed.Model, pool, start, upstreamError(err))
+		s.fail(w, parsed.Model, pool, ex.start, upstreamError(err))
 		return
 	}
 	r.Header.Set(HeaderModelName, dec.Model)
@@ -208,16 +263,16 @@ func (s *Server) proxyPool(ctx context.Context, w http.ResponseWriter, r *http.R
 		}
 		if err != nil {
 			a.Finish(ctx, scheduling.Response{Err: err})
-			s.fail(w, parsed.Model, pool, start, upstreamError(err))
+			s.fail(w, parsed.Model, pool, ex.start, upstreamError(err))
 			return
 		}
-		usage, code := s.relay(w, resp, ep.Address, parsed.Model, pool, start)
+		usage, code := s.relay(w, resp, ep.Address, parsed.Model, pool, ex)
 		a.Finish(ctx, scheduling.Response{StatusCode: code, PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens, CachedTokens: cachedOf(usage)})
 		return
 	}
 }
 
-func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Request, be *backend, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Request, be *backend, body []byte, parsed *openai.Parsed, retries int, ex *exchange) {
 	basePath := strings.TrimSuffix(be.url.Path, "/")
 	for i := 0; ; i++ {
 		resp, err := s.send(ctx, r, be.url.Scheme, be.url.Host, basePath, body)
@@ -227,10 +282,10 @@ func (s *Server) proxyURL(ctx context.Context, w http.ResponseWriter, r *http.Re
 			continue
 		}
 		if err != nil {
-			s.fail(w, parsed.Model, be.url.Host, start, upstreamError(err))
+			s.fail(w, parsed.Model, be.url.Host, ex.start, upstreamError(err))
 			return
 		}
-		s.relay(w, resp, be.url.Host, parsed.Model, be.url.Host, start)
+		s.relay(w, resp, be.url.Host, parsed.Model, be.url.Host, ex)
 		return
 	}
 }
@@ -272,8 +327,12 @@ var relayBuffers = sync.Pool{New: func() any { b := make([]byte, relayBufferSize
 
 // relay streams resp to the client, flushing every chunk as it arrives and
 // extracting usage on the fly. It returns the usage and the status sent.
-func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model, pool string, start time.Time) (openai.Usage, int) {
+func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model, pool string, ex *exchange) (openai.Usage, int) {
+	if ex.admitted != nil && ex.admitted.WrapBody != nil {
+		resp.Body = ex.admitted.WrapBody(resp.Body)
+	}
 	defer resp.Body.Close()
+	start := ex.start
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
@@ -306,8 +365,14 @@ func (s *Server) relay(w http.ResponseWriter, resp *http.Response, served, model
 		}
 	}
 	usage, _ := obs.Usage()
+	ex.usage, ex.status = usage, resp.StatusCode
 	s.metrics.RequestDone(model, pool, resp.StatusCode, time.Since(start), ttft)
 	s.metrics.Tokens(model, pool, usage.PromptTokens, usage.CompletionTokens, cachedOf(usage))
+	tenant := ""
+	if ex.identity != nil {
+		tenant = ex.identity.Tenant
+	}
+	s.metrics.TokenUsage(tenant, model, genAIOperation(ex.kind), usage.PromptTokens, usage.CompletionTokens)
 	return usage, resp.StatusCode
 }
 

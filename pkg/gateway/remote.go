@@ -158,7 +158,7 @@ func (pc *pickerConns) close() {
 // the client while being mirrored to the picker for its accounting. When
 // the picker fails, FailOpen balances over the pool round-robin and
 // FailClose answers 503.
-func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, rs *remoteSpec, body []byte, parsed *openai.Parsed, retries int, start time.Time) {
+func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, rs *remoteSpec, body []byte, parsed *openai.Parsed, retries int, ex *exchange) {
 	picking := time.Now()
 	x, err := s.pickRemote(ctx, r, rs, body)
 	switch took := time.Since(picking); {
@@ -175,19 +175,19 @@ func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http
 	var endpoints []string
 	switch {
 	case err != nil && ctx.Err() != nil:
-		s.fail(w, parsed.Model, pool, start, upstreamError(ctx.Err()))
+		s.fail(w, parsed.Model, pool, ex.start, upstreamError(ctx.Err()))
 		return
 	case err != nil && !rs.failOpen:
 		s.log.Debug("endpoint picker failed; failing closed", "pool", pool, "picker", rs.target, "err", err)
 		w.Header().Set(headerRequestDroppedReason, reasonPickerUnavailable)
-		s.fail(w, parsed.Model, pool, start, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
+		s.fail(w, parsed.Model, pool, ex.start, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
 			"the endpoint picker of this pool is unavailable"))
 		return
 	case err != nil:
 		s.log.Debug("endpoint picker failed; failing open", "pool", pool, "picker", rs.target, "err", err)
 		if endpoints = s.roundRobin(pool, retries+1); len(endpoints) == 0 {
 			w.Header().Set(headerRequestDroppedReason, "rejected-no-endpoints")
-			s.fail(w, parsed.Model, pool, start, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
+			s.fail(w, parsed.Model, pool, ex.start, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
 				"no model server of this pool is ready"))
 			return
 		}
@@ -198,7 +198,7 @@ func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http
 		}
 		w.WriteHeader(im.Status)
 		_, _ = w.Write(im.Body)
-		s.metrics.RequestDone(parsed.Model, pool, im.Status, time.Since(start), 0)
+		s.metrics.RequestDone(parsed.Model, pool, im.Status, time.Since(ex.start), 0)
 		return
 	default:
 		defer x.Close()
@@ -225,7 +225,7 @@ func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http
 			continue
 		}
 		if err != nil {
-			s.fail(w, parsed.Model, pool, start, upstreamError(err))
+			s.fail(w, parsed.Model, pool, ex.start, upstreamError(err))
 			return
 		}
 		if x != nil {
@@ -236,7 +236,7 @@ func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http
 			x.ResponseHeaders(resp.StatusCode, h, addr, false)
 			resp.Body = &mirrorBody{ReadCloser: resp.Body, x: x}
 		}
-		s.relay(w, resp, addr, parsed.Model, pool, start)
+		s.relay(w, resp, addr, parsed.Model, pool, ex)
 		return
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/flowcontrol"
+	"github.com/igw-dev/igw/pkg/gateway/auth"
+	"github.com/igw-dev/igw/pkg/gateway/guard"
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins"
 )
@@ -28,11 +30,18 @@ type runtime struct {
 	// so a bad value fails the load.
 	saturation *flowcontrol.SaturationDetector
 	flow       flowcontrol.Config
+	// admission runs after authentication and before the Director (nil:
+	// every authenticated request is admitted).
+	admission Admission
+	// auth checks credentials; nil when the configuration has no APIKeys
+	// and no AuthPolicy.
+	auth *auth.Authenticator
 }
 
 // route is a Route with its backends resolved.
 type route struct {
 	name     string
+	guard    *guard.Guard // the route's RequestGuard, or nil
 	backends []backend
 	total    int64 // sum of weights
 }
@@ -58,8 +67,10 @@ func (r *route) pick() *backend {
 
 // compile builds a runtime from cfg. prev, if not nil, is the runtime being
 // replaced: its scheduler (and so its prefix-cache index) is kept when the
-// EndpointPickerConfig did not change.
-func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
+// EndpointPickerConfig did not change, and newAdmission (if not nil) may
+// keep its Admission. guards are the dependencies of the routes' request
+// guards.
+func compile(cfg *config.Config, prev *runtime, newAdmission AdmissionFactory, guards guard.Options) (*runtime, error) {
 	rt := &runtime{cfg: cfg, routes: map[*config.Route]*route{}, remotes: map[string]*remoteSpec{}}
 	if prev != nil && slices.Equal(prev.cfg.EndpointPickerConfig, cfg.EndpointPickerConfig) {
 		rt.scheduler = prev.scheduler
@@ -81,6 +92,15 @@ func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
 	models := map[string]bool{}
 	for _, r := range cfg.Routes {
 		cr := &route{name: r.Namespace + "/" + r.Name}
+		if r.Spec.Guard != "" {
+			g := cfg.Guard(r.Namespace, r.Spec.Guard)
+			if g == nil {
+				return nil, fmt.Errorf("route %s: spec.guard: no RequestGuard %q", cr.name, r.Spec.Guard)
+			}
+			if cr.guard, err = guard.New(g, guards); err != nil {
+				return nil, err
+			}
+		}
 		for i, b := range r.Spec.Backends {
 			w := int64(1)
 			if b.Weight != nil {
@@ -125,6 +145,18 @@ func compile(cfg *config.Config, prev *runtime) (*runtime, error) {
 		rt.models = append(rt.models, m)
 	}
 	slices.Sort(rt.models)
+	if rt.auth, err = auth.New(cfg); err != nil {
+		return nil, err
+	}
+	if newAdmission != nil {
+		var prevAdmission Admission
+		if prev != nil {
+			prevAdmission = prev.admission
+		}
+		if rt.admission, err = newAdmission(cfg, prevAdmission); err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Source, err)
+		}
+	}
 	return rt, nil
 }
 

@@ -16,7 +16,9 @@ import (
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/gateway/guard"
 	"github.com/igw-dev/igw/pkg/modelserver"
+	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
@@ -28,6 +30,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// Scraper configures model-server scraping.
 	Scraper modelserver.Options
+	// Admission builds the admission policy (token quotas) of each
+	// configuration; nil admits every authenticated request.
+	Admission AdmissionFactory
 }
 
 // Server is the standalone gateway: listeners, routes, the Director and the
@@ -40,6 +45,11 @@ type Server struct {
 	metrics   *telemetry.Metrics
 	transport http.RoundTripper
 	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
+	// newAdmission builds each configuration's Admission (may be nil).
+	newAdmission AdmissionFactory
+	// validator checks request shapes for every guard with validate: true.
+	validator *openai.Validator
+	quotas    quotaState // token quotas, the default Admission (quota.go)
 
 	rt         atomic.Pointer[runtime]
 	reloadMu   sync.Mutex
@@ -68,9 +78,13 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns()}
+	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns(),
+		newAdmission: o.Admission, validator: openai.NewValidator()}
+	if s.newAdmission == nil {
+		s.newAdmission = s.quotaAdmission
+	}
 	s.store = datastore.NewStore(s.endpointsChanged)
-	rt, err := compile(cfg, nil)
+	rt, err := compile(cfg, nil, s.newAdmission, s.guardOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +101,11 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		return s.rt.Load().saturation.Saturation(eps, now)
 	})
 	return s, nil
+}
+
+// guardOptions are the dependencies every route's request guard shares.
+func (s *Server) guardOptions() guard.Options {
+	return guard.Options{Validator: s.validator, Observer: s.metrics, Logger: s.log}
 }
 
 // NewTransport is the transport to model servers: many idle connections
@@ -122,9 +141,12 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	prev := s.rt.Load()
-	rt, err := compile(cfg, prev)
+	rt, err := compile(cfg, prev, s.newAdmission, s.guardOptions())
 	if err != nil {
 		return err
+	}
+	if prev.admission != nil && prev.admission != rt.admission {
+		defer closeAdmission(prev.admission)
 	}
 	if a, b := prev.cfg.Gateway.Spec, cfg.Gateway.Spec; a.Address != b.Address || a.AdminAddress != b.AdminAddress {
 		s.log.Warn("listener addresses changed; they take effect on restart", "address", b.Address, "adminAddress", b.AdminAddress)
@@ -203,6 +225,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.runCancel()
 	s.serving.Wait()
 	s.pickers.close()
+	if a := s.rt.Load().admission; a != nil {
+		closeAdmission(a)
+	}
 	return err
 }
 

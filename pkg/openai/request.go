@@ -47,6 +47,8 @@ type Parsed struct {
 	// MaxTokens is the client's output cap (max_completion_tokens,
 	// max_tokens or max_output_tokens); 0 when absent.
 	MaxTokens int
+	// Messages is the number of messages of a chat completion.
+	Messages int
 	// Prompt is the text prefix-cache affinity hashes: for chat, every
 	// message as "role\ncontent\n" in order, so a conversation that extends
 	// another has it as a byte prefix; for completions and embeddings the
@@ -148,7 +150,7 @@ func ParseRequest(kind Kind, body []byte) (*Parsed, error) {
 			}
 		case "messages":
 			if kind == KindChat {
-				p.Prompt, perr = appendMessages(p.Prompt[:0], body, vs, ve)
+				p.Prompt, p.Messages, perr = appendMessages(p.Prompt[:0], body, vs, ve)
 			}
 		case "prompt":
 			if kind == KindCompletion {
@@ -236,16 +238,18 @@ func intValue(v []byte) (*int, bool) {
 
 // appendMessages appends "role\ncontent\n" for every message of the array
 // at doc[vs:ve].
-func appendMessages(dst, doc []byte, vs, ve int) ([]byte, *Error) {
+func appendMessages(dst, doc []byte, vs, ve int) ([]byte, int, *Error) {
+	n := 0
 	switch kindOf(doc[vs:ve]) {
 	case 'n':
-		return dst, nil
+		return dst, 0, nil
 	case 'a':
 	default:
-		return dst, requestError("messages", "messages must be an array of messages")
+		return dst, 0, requestError("messages", "messages must be an array of messages")
 	}
 	var perr *Error
 	forEachElement(doc, vs, func(es, ee int) bool {
+		n++
 		m := doc[es:ee]
 		switch kindOf(m) {
 		case 'n':
@@ -301,7 +305,7 @@ func appendMessages(dst, doc []byte, vs, ve int) ([]byte, *Error) {
 		dst = append(dst, '\n')
 		return true
 	})
-	return dst, perr
+	return dst, n, perr
 }
 
 // appendContent appends a message content: a string, or the texts of an

@@ -32,6 +32,7 @@ type Metrics struct {
 	inFlight      *prometheus.GaugeVec
 	flow          *flowVecs
 	picker        *pickerVecs
+	security      *securityVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -69,6 +70,7 @@ func NewMetrics() *Metrics {
 	reg.MustRegister(m.requests, m.duration, m.ttft, m.tokens, m.decisions, m.schedulerTime, m.schedFailures, m.rejections, m.retries, m.inFlight)
 	m.flow = newFlowVecs(reg)
 	m.picker = newPickerVecs(reg)
+	m.security = newSecurityVecs(reg)
 	return m
 }
 

@@ -1,0 +1,217 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"sync"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/gateway/quota"
+	"github.com/igw-dev/igw/pkg/openai"
+)
+
+// Reasons in x-gateway-request-dropped-reason for requests the quotas
+// refused.
+const (
+	DroppedReasonQuotaExceeded    = "rejected-quota-exceeded"
+	DroppedReasonQuotaUnavailable = "rejected-quota-unavailable"
+)
+
+// quotaAdmission is the Admission of token quotas: every QuotaPolicy the
+// caller's credential names is charged, at admission with the estimate and
+// at release with the real usage.
+type quotaAdmission struct {
+	policies map[*config.QuotaPolicy]*quota.Policy
+	limiter  *quota.Limiter
+	metrics  *quota.Metrics
+	shared   *quotaStore
+	// decisions recycles Decisions and their usage slices, which are
+	// otherwise allocated per request.
+	decisions sync.Pool
+}
+
+var (
+	_ Admission = (*quotaAdmission)(nil)
+	_ io.Closer = (*quotaAdmission)(nil)
+)
+
+// quotaStore is a store shared by the Admissions of successive
+// configurations while the QuotaStore spec does not change, so counters
+// and connections survive reloads. It is closed when its last user is.
+type quotaStore struct {
+	spec  config.QuotaStoreSpec
+	store quota.Store
+	close func() error
+
+	mu    sync.Mutex
+	users int
+}
+
+func (q *quotaStore) release() {
+	q.mu.Lock()
+	q.users--
+	last := q.users == 0
+	q.mu.Unlock()
+	if last && q.close != nil {
+		_ = q.close()
+	}
+}
+
+// quotaAdmission is the server's default AdmissionFactory: nil without
+// QuotaPolicies; otherwise the policies over the configured store, which
+// is kept from prev when its spec is unchanged.
+func (s *Server) quotaAdmission(cfg *config.Config, prev Admission) (Admission, error) {
+	if len(cfg.Quotas) == 0 {
+		return nil, nil
+	}
+	policies, err := quota.PoliciesFromConfig(cfg.Quotas)
+	if err != nil {
+		return nil, err
+	}
+	m, err := s.quotaMetricsOnce()
+	if err != nil {
+		return nil, err
+	}
+	var spec config.QuotaStoreSpec
+	if cfg.QuotaStore != nil {
+		spec = cfg.QuotaStore.Spec
+	}
+	var shared *quotaStore
+	if p, ok := prev.(*quotaAdmission); ok && reflect.DeepEqual(p.shared.spec, spec) {
+		shared = p.shared
+	} else {
+		store, closeFn, err := quota.StoreFromConfig(&spec, s.log, m)
+		if err != nil {
+			return nil, err
+		}
+		shared = &quotaStore{spec: spec, store: store, close: closeFn}
+	}
+	shared.mu.Lock()
+	shared.users++
+	shared.mu.Unlock()
+	l, err := quota.NewLimiter(quota.Options{Store: shared.store, Metrics: m})
+	if err != nil {
+		shared.release()
+		return nil, err
+	}
+	a := &quotaAdmission{policies: policies, limiter: l, metrics: m, shared: shared}
+	a.decisions.New = func() any { return new(quota.Decision) }
+	return a, nil
+}
+
+// quotaState is the Server's quota state that outlives configurations:
+// the metrics, registered once on the server's registry.
+type quotaState struct {
+	mu      sync.Mutex
+	metrics *quota.Metrics
+}
+
+// quotaMetricsOnce registers the quota metrics on the server's registry
+// the first time a configuration has quotas.
+func (s *Server) quotaMetricsOnce() (*quota.Metrics, error) {
+	s.quotas.mu.Lock()
+	defer s.quotas.mu.Unlock()
+	if s.quotas.metrics == nil {
+		m, err := quota.NewMetrics(s.metrics.Registry)
+		if err != nil {
+			return nil, err
+		}
+		s.quotas.metrics = m
+	}
+	return s.quotas.metrics, nil
+}
+
+// Close releases the store (closed when no later configuration uses it).
+func (a *quotaAdmission) Close() error {
+	a.shared.release()
+	return nil
+}
+
+// maxPoliciesPerRequest bounds the QuotaPolicies one credential names that
+// are looked up without allocating.
+const maxPoliciesPerRequest = 16
+
+// Admit reserves the request's estimated cost against the policies of its
+// credential.
+func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Admitted, *Rejection) {
+	id := req.Identity
+	if id == nil || len(id.Quotas) == 0 {
+		return nil, nil
+	}
+	var buf [maxPoliciesPerRequest]*quota.Policy
+	policies := buf[:0]
+	for _, q := range id.Quotas {
+		if p := a.policies[q]; p != nil {
+			policies = append(policies, p)
+		}
+	}
+	est := quota.Estimate{InputTokens: int64(req.PromptTokens), MaxOutputTokens: int64(req.Parsed.MaxTokens)}
+	d := a.decisions.Get().(*quota.Decision)
+	defer a.decisions.Put(d)
+	res, err := a.limiter.Admit(ctx, quota.Identity{Key: id.Subject, Tenant: id.Tenant, Model: req.Parsed.Model}, policies, est, d)
+	if err != nil {
+		msg := "the quota store is unavailable; try again later"
+		if !errors.Is(err, quota.ErrUnavailable) {
+			msg = "the quota store failed: " + err.Error()
+		}
+		return nil, &Rejection{
+			Err:    openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, msg),
+			Header: http.Header{"Retry-After": {"1"}},
+			Reason: DroppedReasonQuotaUnavailable,
+		}
+	}
+	h := make(http.Header, 7)
+	d.SetHeaders(h)
+	if !d.Admitted {
+		return nil, &Rejection{
+			Err:    openai.NewError(http.StatusTooManyRequests, openai.ErrTypeRateLimit, d.Message()),
+			Header: h,
+			Reason: DroppedReasonQuotaExceeded,
+		}
+	}
+	if res == nil { // no policy applies to this model
+		return nil, nil
+	}
+	var meter *quota.StreamBody
+	adm := &Admitted{Header: h}
+	if req.Parsed.Stream {
+		adm.WrapBody = func(body io.ReadCloser) io.ReadCloser {
+			meter = quota.NewStreamBody(ctx, body, res, a.metrics)
+			return meter
+		}
+	}
+	adm.Release = func(usage openai.Usage, status int) {
+		input, output := settlement(res, meter, usage, status)
+		// The memory store does not wait; the Redis store queues the
+		// settlement, or sends it under its own timeout, detached from the
+		// request (whose client may be gone). Failures are counted in
+		// igw_quota_store_errors_total.
+		_ = res.Settle(ctx, input, output)
+	}
+	return adm, nil
+}
+
+// settlement is what a finished request is charged: the server's usage
+// when it sent one; otherwise the estimated input and the output counted in
+// the stream, or, for a successful response that could not be metered (not
+// a stream, no usage), the output reserved.
+func settlement(res *quota.Reservation, meter *quota.StreamBody, usage openai.Usage, status int) (input, output int64) {
+	if usage.PromptTokens > 0 || usage.CompletionTokens > 0 {
+		in, out := int64(usage.PromptTokens), int64(usage.CompletionTokens)
+		if meter != nil {
+			out = max(out, meter.OutputTokens())
+		}
+		return in, out
+	}
+	input = res.InputEstimate()
+	switch {
+	case meter != nil:
+		output = meter.OutputTokens()
+	case status >= 200 && status < 300:
+		output = res.ReservedOutput()
+	}
+	return input, output
+}

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/igw-dev/igw/internal/testredis"
+	"github.com/igw-dev/igw/pkg/gateway/auth"
+	"github.com/igw-dev/igw/pkg/gateway/quota"
+	"github.com/igw-dev/igw/pkg/openai"
+)
+
+func quotaYAML(requestsPerMinute, storeDoc string) string {
+	return poolYAML("p", "127.0.0.1:1") + routeYAML("r", "  backends: [{pool: p}]\n") + `---
+apiVersion: igw.dev/v1alpha1
+kind: QuotaPolicy
+metadata: {name: team}
+spec:
+  limits:
+  - {window: 1m, requests: ` + requestsPerMinute + `}
+---
+apiVersion: igw.dev/v1alpha1
+kind: APIKeys
+metadata: {name: team-a}
+spec:
+  quotas: [team]
+  keys: [{id: a, hash: sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae}]
+` + storeDoc
+}
+
+// admitOnce runs the server's current Admission for a request of the team
+// key, and settles it as a successful one.
+func admitOnce(t *testing.T, s *Server) (*Admitted, *Rejection) {
+	t.Helper()
+	rt := s.rt.Load()
+	if rt.admission == nil {
+		t.Fatal("no admission for a configuration with quotas")
+	}
+	id := &auth.Identity{Subject: "a", Tenant: "team-a", Quotas: rt.cfg.Quotas}
+	parsed := &openai.Parsed{Kind: openai.KindChat, Model: "m", MaxTokens: 5}
+	a, rej := rt.admission.Admit(context.Background(), &AdmissionRequest{Parsed: parsed, PromptTokens: 3, Identity: id})
+	if a != nil && a.Release != nil {
+		a.Release(openai.Usage{PromptTokens: 3, CompletionTokens: 5, TotalTokens: 8}, http.StatusOK)
+	}
+	return a, rej
+}
+
+// Counters survive a reload that keeps the QuotaStore: a new limit applies
+// to what was already counted. A reload that changes the store starts
+// over with the new one.
+func TestQuotaAdmission_CountersSurviveReloadsOfTheSameStore(t *testing.T) {
+	s, err := New(parseConfig(t, quotaYAML("3", "")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, rej := admitOnce(t, s); rej != nil {
+			t.Fatalf("request %d refused: %v", i, rej.Err)
+		}
+	}
+	if err := s.Reload(parseConfig(t, quotaYAML("2", ""))); err != nil {
+		t.Fatal(err)
+	}
+	_, rej := admitOnce(t, s)
+	if rej == nil || rej.Err.Status() != http.StatusTooManyRequests || rej.Reason != DroppedReasonQuotaExceeded {
+		t.Fatalf("third request under a reloaded limit of 2: %+v", rej)
+	}
+	if got := rej.Header.Get(quota.HeaderRemainingRequests); got != "0" {
+		t.Errorf("remaining %q", got)
+	}
+	srv := testredis.Start(t)
+	redisDoc := "---\napiVersion: igw.dev/v1alpha1\nkind: QuotaStore\nmetadata: {name: q}\nspec:\n  type: Redis\n  redis: {address: \"" + srv.Addr + "\", timeout: 2s}\n"
+	if err := s.Reload(parseConfig(t, quotaYAML("2", redisDoc))); err != nil {
+		t.Fatal(err)
+	}
+	a, rej := admitOnce(t, s)
+	if rej != nil {
+		t.Fatalf("refused by the new, empty Redis store: %v", rej.Err)
+	}
+	if a.Header.Get(quota.HeaderRemainingRequests) != "1" {
+		t.Errorf("headers %v", a.Header)
+	}
+	if n, _ := srv.CommandCalls("eval"); n != 1 {
+		t.Errorf("the Redis store ran %d EVALs, want 1", n)
+	}
+	closeAdmission(s.rt.Load().admission)
+}
+
+func TestQuotaAdmission_NoIdentityOrNoPolicyIsNotCounted(t *testing.T) {
+	s, err := New(parseConfig(t, quotaYAML("1", "")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, rej := s.rt.Load().admission.Admit(context.Background(), &AdmissionRequest{Parsed: &openai.Parsed{Model: "m"}})
+	if a != nil || rej != nil {
+		t.Fatalf("a request without identity was counted: %v %v", a, rej)
+	}
+	// A configuration without QuotaPolicies has no Admission at all.
+	s2, err := New(parseConfig(t, poolYAML("p", "127.0.0.1:1")+routeYAML("r", "  backends: [{pool: p}]\n")), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.rt.Load().admission != nil {
+		t.Fatal("an Admission without quotas")
+	}
+}
+
+func TestSettlement_UsesUsageThenCountsThenReservation(t *testing.T) {
+	l, _ := quota.NewLimiter(quota.Options{Store: quota.NewMemoryStore()})
+	pol := []*quota.Policy{{Name: "p", DefaultOutputTokens: 40, Limits: []*quota.Limit{
+		{Name: "p/1m/total", Metric: quota.TotalTokens, Window: quota.Minute, Max: 1 << 40}}}}
+	var d quota.Decision
+	res, _ := l.Admit(context.Background(), quota.Identity{}, pol, quota.Estimate{InputTokens: 11}, &d)
+	meter := quota.NewStreamBody(context.Background(), nopCloser{strings.NewReader(`data: {"choices":[{"delta":{"content":" a b c"}}]}` + "\n\n")}, res, nil)
+	buf := make([]byte, 512)
+	for {
+		if _, err := meter.Read(buf); err != nil {
+			break
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		meter   *quota.StreamBody
+		usage   openai.Usage
+		status  int
+		in, out int64
+	}{
+		{"usage", nil, openai.Usage{PromptTokens: 9, CompletionTokens: 7}, 200, 9, 7},
+		{"stream without usage", meter, openai.Usage{}, 200, 11, 3},
+		{"non-stream without usage", nil, openai.Usage{}, 200, 11, 40},
+		{"failed before output", nil, openai.Usage{}, 502, 11, 0},
+		{"never sent", nil, openai.Usage{}, 0, 11, 0},
+	} {
+		in, out := settlement(res, tc.meter, tc.usage, tc.status)
+		if in != tc.in || out != tc.out {
+			t.Errorf("%s: settled %d in, %d out; want %d, %d", tc.name, in, out, tc.in, tc.out)
+		}
+	}
+	_ = res.Settle(context.Background(), 1, 1)
+}
+
+type nopCloser struct{ *strings.Reader }
+
+func (nopCloser) Close() error { return nil }
