@@ -340,8 +340,10 @@ func TestQuota_RedisKilledMidRun(t *testing.T) {
 				}
 				return nil
 			})
-			redis.Stop()
+			// The phase changes first: a request answered while Redis is
+			// being stopped belongs to the outage.
 			phase.Store("down")
+			redis.Stop()
 			switch mode {
 			case "FailOpen":
 				var r result
