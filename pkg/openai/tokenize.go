@@ -30,95 +30,126 @@ const MaxWordPieceRunes = 5
 
 // AppendTokens appends the token ids of text to dst and returns it.
 func AppendTokens(dst []uint32, text string) []uint32 {
-	forEachToken(text, func(start, end int) {
-		dst = append(dst, uint32(xxhash.Sum64String(text[start:end])))
-	})
+	for i := 0; i < len(text); {
+		end := tokenEnd(text, i)
+		dst = append(dst, uint32(xxhash.Sum64String(text[i:end])))
+		i = end
+	}
 	return dst
 }
 
 // CountTokens returns how many tokens text has, without allocating.
 func CountTokens(text string) int {
 	n := 0
-	forEachToken(text, func(int, int) { n++ })
+	for i := 0; i < len(text); i = tokenEnd(text, i) {
+		n++
+	}
 	return n
 }
 
-// forEachToken calls emit with the byte range of every token of text.
-func forEachToken(text string, emit func(start, end int)) {
-	i := 0
-	for i < len(text) {
-		r, size := rune(text[i]), 1
-		if r >= utf8.RuneSelf {
-			r, size = utf8.DecodeRuneInString(text[i:])
-		}
+// byteClass sorts ASCII bytes for the tokenizer's fast path; bytes ≥ 0x80
+// (multi-byte runes) take the Unicode path.
+type byteClass uint8
+
+const (
+	classOther   byteClass = iota // a visible non-word rune: one token
+	classWord                     // a letter or digit
+	classSpace                    // ' '
+	classHSpace                   // '\t', '\r', '\v', '\f'
+	classNewline                  // '\n'
+	classUnicode                  // the first byte of a multi-byte rune
+	// classWideSpace is a non-ASCII space (U+00A0, U+2003...): it extends
+	// a run of spaces but does not start one (it is then a symbol).
+	classWideSpace
+)
+
+var asciiClass = func() (t [256]byteClass) {
+	for c := range 256 {
 		switch {
-		case r == '\n':
-			emit(i, i+size)
-			i += size
-		case r == ' ' || r == '\t' || r == '\r' || r == '\v' || r == '\f':
-			// A run of horizontal space. Its last rune attaches to a
-			// following visible token when that rune is a plain space.
-			j := i
-			for j < len(text) {
-				c, s := utf8.DecodeRuneInString(text[j:])
-				if c == '\n' || !isHorizontalSpace(c) {
-					break
-				}
-				j += s
-			}
-			attach := j < len(text) && text[j-1] == ' ' && text[j] != '\n'
-			if attach {
-				if j-1 > i {
-					emit(i, j-1)
-				}
-				i = emitVisible(text, j-1, j, emit)
-			} else {
-				emit(i, j)
-				i = j
-			}
-		default:
-			i = emitVisible(text, i, i, emit)
+		case c >= utf8.RuneSelf:
+			t[c] = classUnicode
+		case ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9'):
+			t[c] = classWord
+		case c == ' ':
+			t[c] = classSpace
+		case c == '\t' || c == '\r' || c == '\v' || c == '\f':
+			t[c] = classHSpace
+		case c == '\n':
+			t[c] = classNewline
 		}
 	}
+	return t
+}()
+
+// runeClass is the class of the rune at text[i] and its size.
+func runeClass(text string, i int) (byteClass, int) {
+	if c := asciiClass[text[i]]; c != classUnicode {
+		return c, 1
+	}
+	r, size := utf8.DecodeRuneInString(text[i:])
+	switch {
+	case unicode.IsLetter(r) || unicode.IsDigit(r):
+		return classWord, size
+	case unicode.IsSpace(r):
+		return classWideSpace, size
+	}
+	return classOther, size
 }
 
-// emitVisible emits the token (or word pieces) that starts with the visible
-// rune at text[at:], the first token beginning at start (start < at when a
-// space is attached). It returns the index after what it consumed.
-func emitVisible(text string, start, at int, emit func(start, end int)) int {
-	r, size := utf8.DecodeRuneInString(text[at:])
-	if !isWordRune(r) {
-		emit(start, at+size)
+// tokenEnd returns the end of the token that starts at text[i] (i <
+// len(text)), by the rules above. Callers walk a text token by token with
+// it; a loop calling a plain function costs a fraction of an emit callback
+// per token, and the ASCII table keeps it off the Unicode tables for
+// English text.
+func tokenEnd(text string, i int) int {
+	class, size := runeClass(text, i)
+	switch class {
+	case classNewline:
+		return i + size
+	case classSpace, classHSpace:
+		// A run of horizontal space. Its last rune attaches to a following
+		// visible token when that rune is a plain space.
+		j := i + size
+		for j < len(text) {
+			c, s := asciiClass[text[j]], 1
+			if c == classUnicode {
+				c, s = runeClass(text, j)
+			}
+			if c != classSpace && c != classHSpace && c != classWideSpace {
+				break
+			}
+			j += s
+		}
+		if j < len(text) && text[j-1] == ' ' && text[j] != '\n' {
+			if j-1 > i {
+				return j - 1 // the run but its last space
+			}
+			return visibleEnd(text, j) // " word": the space and what follows
+		}
+		return j
+	}
+	return visibleEnd(text, i)
+}
+
+// visibleEnd returns the end of the token made of the visible rune at
+// text[at] and, for a letter or digit, the word piece it starts (at most
+// MaxWordPieceRunes word runes).
+func visibleEnd(text string, at int) int {
+	class, size := runeClass(text, at)
+	if class != classWord {
 		return at + size
 	}
-	j := at
-	runes := 0
-	for j < len(text) {
-		c, s := rune(text[j]), 1
-		if c >= utf8.RuneSelf {
-			c, s = utf8.DecodeRuneInString(text[j:])
+	j, runes := at+size, 1
+	for j < len(text) && runes < MaxWordPieceRunes {
+		c, s := asciiClass[text[j]], 1
+		if c == classUnicode {
+			c, s = runeClass(text, j)
 		}
-		if !isWordRune(c) {
+		if c != classWord {
 			break
-		}
-		if runes == MaxWordPieceRunes {
-			emit(start, j)
-			start, runes = j, 0
 		}
 		j += s
 		runes++
 	}
-	emit(start, j)
 	return j
-}
-
-func isWordRune(r rune) bool {
-	if r < utf8.RuneSelf {
-		return ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9')
-	}
-	return unicode.IsLetter(r) || unicode.IsDigit(r)
-}
-
-func isHorizontalSpace(r rune) bool {
-	return r == ' ' || r == '\t' || r == '\r' || r == '\v' || r == '\f' || (r >= utf8.RuneSelf && unicode.IsSpace(r))
 }
