@@ -6,9 +6,9 @@
 // The wire schema (field names, defaults, limits) is fixed by the Gateway API
 // Inference Extension so that the same manifests work with igw, in a
 // cluster and in igw's standalone YAML file alike; the Go code is igw's own.
-// The kubebuilder markers in the comments let controller-gen produce the
-// CRD and regenerate zz_generated.deepcopy.go, which is written by hand
-// until then.
+// The kubebuilder markers in the comments are the source of truth:
+// `make generate` (controller-gen) writes zz_generated.deepcopy.go and the
+// CRD under config/crd/bases, and `make verify-generate` fails on drift.
 //
 // +kubebuilder:object:generate=true
 // +groupName=inference.networking.k8s.io
