@@ -128,7 +128,7 @@ spec:
 	}
 	l := startExtProc(t, true, func(ctx context.Context, f *extprocFlags) error {
 		f.metricsEnabled = true
-		return runEPP(ctx, f, path, "llm", "ai", 0)
+		return runEPP(ctx, f, &eppFlags{configFile: path, poolName: "llm", poolNamespace: "ai"})
 	})
 	health := dial(t, l.health, false)
 	for _, svc := range []string{"", "liveness"} {
@@ -171,7 +171,7 @@ func TestEPPCommand_UnknownPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &extprocFlags{bodyMode: "FULL_DUPLEX_STREAMED", logLevel: "warn"}
-	err := runEPP(context.Background(), f, path, "b", "default", 0)
+	err := runEPP(context.Background(), f, &eppFlags{configFile: path, poolName: "b", poolNamespace: "default"})
 	if err == nil || !strings.Contains(err.Error(), "no InferencePool default/b") {
 		t.Fatalf("error %v", err)
 	}
@@ -182,7 +182,7 @@ func TestBBRCommand_SetsHeadersAndReloadsAdapters(t *testing.T) {
 	if err := os.WriteFile(path, []byte("- baseModel: base\n  adapters: [a1]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l := startExtProc(t, false, func(ctx context.Context, f *extprocFlags) error { return runBBR(ctx, f, path, true) })
+	l := startExtProc(t, false, func(ctx context.Context, f *extprocFlags) error { return runBBR(ctx, f, path, "", &kubeFlags{}, true) })
 	waitServing(t, dial(t, l.health, false), "readiness")
 	conn := dial(t, l.grpc, false)
 	base := func(model string) (string, int) {
