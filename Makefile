@@ -112,3 +112,33 @@ clean:
 ## 8 simulated replicas, bench/workloads/shared-prefix.yaml); report in bench/results/shared-prefix/
 bench: build
 	$(IGW) bench compare --workload bench/workloads/shared-prefix.yaml --out bench/results/shared-prefix
+
+# --- chart-test: the Helm chart against a real API server -------------------
+# Helm and kubectl are built from their Go modules in hack/tools/helm (its own
+# go.mod, so their Kubernetes dependencies stay out of igw's), cached in bin/.
+HELM := $(BIN)/helm
+KUBECTL := $(BIN)/kubectl
+HELM_TOOLS := hack/tools/helm/go.mod hack/tools/helm/go.sum
+
+.PHONY: chart-test
+
+test: chart-test
+
+$(HELM): $(HELM_TOOLS)
+	@mkdir -p $(BIN)
+	cd hack/tools/helm && $(GO) build -o $(HELM).tmp helm.sh/helm/v4/cmd/helm
+	mv $(HELM).tmp $(HELM)
+
+$(KUBECTL): $(HELM_TOOLS) hack/tools/helm/kubectl/main.go
+	@mkdir -p $(BIN)
+	cd hack/tools/helm && $(GO) build -o $(KUBECTL).tmp ./kubectl
+	mv $(KUBECTL).tmp $(KUBECTL)
+
+## chart-test: lint and render config/charts/inferencepool (every provider, several value sets,
+## the examples of docs/kubernetes.md), apply it with kubectl apply --server-side --dry-run=server
+## to a real kube-apiserver + etcd (envtest) with config/crd/bases installed, then install it and
+## run bin/igw with the rendered Deployment's arguments as the chart's ServiceAccount
+chart-test: $(HELM) $(KUBECTL) envtest-assets build
+	cd hack/tools/helm && $(GO) vet ./...
+	cd hack/tools/helm && HELM=$(HELM) KUBECTL=$(KUBECTL) IGW=$(IGW) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) \
+	  $(GO) test -count=1 -timeout 10m ./charttest
