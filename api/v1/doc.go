@@ -9,6 +9,9 @@
 // The kubebuilder markers in the comments are the source of truth:
 // `make generate` (controller-gen) writes zz_generated.deepcopy.go and the
 // CRD under config/crd/bases, and `make verify-generate` fails on drift.
+// A CRD in a *.k8s.io group is refused without the api-approved.kubernetes.io
+// annotation; InferencePool's points at the upstream approval of the API whose
+// schema it copies.
 //
 // +kubebuilder:object:generate=true
 // +groupName=inference.networking.k8s.io
