@@ -138,7 +138,7 @@ $(KUBECTL): $(HELM_TOOLS) hack/tools/helm/kubectl/main.go
 ## the examples of docs/kubernetes.md), apply it with kubectl apply --server-side --dry-run=server
 ## to a real kube-apiserver + etcd (envtest) with config/crd/bases installed, then install it and
 ## run bin/igw with the rendered Deployment's arguments as the chart's ServiceAccount
-chart-test: $(HELM) $(KUBECTL) envtest-assets build
-	cd hack/tools/helm && $(GO) vet ./...
+chart-test: $(HELM) $(KUBECTL) $(STATICCHECK) envtest-assets build
+	cd hack/tools/helm && $(GO) vet ./... && $(STATICCHECK) ./...
 	cd hack/tools/helm && HELM=$(HELM) KUBECTL=$(KUBECTL) IGW=$(IGW) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) \
 	  $(GO) test -count=1 -timeout 10m ./charttest
