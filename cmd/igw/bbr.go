@@ -97,6 +97,7 @@ func runBBR(ctx context.Context, f *extprocFlags, path, namespace string, k *kub
 		if err != nil {
 			return err
 		}
+		useLoggerForKubernetes(log)
 		disc, err := kube.New(kube.Options{Config: restCfg, Namespace: namespace, Logger: log, Adapters: router.SetAdapters})
 		if err != nil {
 			return err

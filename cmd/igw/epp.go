@@ -12,10 +12,13 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
@@ -229,6 +232,16 @@ func (e *eppFlags) checkKubernetes(cfg *config.Config) error {
 	return nil
 }
 
+// useLoggerForKubernetes routes the logs of controller-runtime and of
+// client-go (klog: leader election, reflectors) to log, so a process writes
+// one log format. Both libraries keep a process-wide logger, which only the
+// command may set.
+func useLoggerForKubernetes(log *slog.Logger) {
+	l := logr.FromSlogHandler(log.Handler())
+	ctrllog.SetLogger(l)
+	klog.SetLogger(l)
+}
+
 // discovery builds the Kubernetes reconcilers that feed rt's datastore.
 func (e *eppFlags) discovery(log *slog.Logger, rt *extproc.PoolRuntime) (*kube.Discovery, error) {
 	var selector map[string]string
@@ -243,6 +256,7 @@ func (e *eppFlags) discovery(log *slog.Logger, rt *extproc.PoolRuntime) (*kube.D
 	if err != nil {
 		return nil, err
 	}
+	useLoggerForKubernetes(log)
 	o := kube.Options{
 		Config: restCfg, Namespace: e.poolNamespace, Logger: log,
 		Pool: &kube.PoolSource{Name: e.poolName, Selector: selector, TargetPorts: e.endpointTargetPorts, Store: rt.Store()},
