@@ -29,7 +29,7 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(IGW) ./cmd/igw
 
-## test: formatting, vet, staticcheck and the race-enabled test suite (what CI runs)
+## test: formatting, vet, staticcheck, the generated-code drift check and the race-enabled test suite (what CI runs)
 test: lint unit
 
 ## lint: gofmt check, go vet, staticcheck and the generated-code drift check

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,12 +22,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/igw-dev/igw/pkg/kube"
@@ -55,6 +59,11 @@ func Main(m *testing.M, env **Env) int {
 	if os.Getenv(AssetsEnv) == "" {
 		return m.Run()
 	}
+	// controller-runtime and client-go (klog) keep process-wide loggers;
+	// the test process shows their warnings and errors in igw's format.
+	l := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctrllog.SetLogger(l)
+	klog.SetLogger(l)
 	e, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kubetest: %v\n", err)
