@@ -155,7 +155,9 @@ func TestChart_RendersLintsAndDryRunsOnAPIServer(t *testing.T) {
 		}
 	})
 
-	t.Run("installed for real, the Deployment's command line runs igw epp", tl.checkPickerRuns)
+	for _, lc := range liveCases() {
+		t.Run("installed for real, igw epp runs the Deployment's command line: "+lc.name, func(t *testing.T) { tl.checkPickerRuns(t, lc) })
+	}
 }
 
 func chartCases() []chartCase {

@@ -22,17 +22,34 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
+// liveCase is one installation of the chart that igw epp must run from.
+type liveCase struct {
+	name, namespace string
+	values          []string // beside the ports, selector and address the test sets
+	leaderElection  bool     // replicas > 1: the picker must hold the Lease
+}
+
+func liveCases() []liveCase {
+	return []liveCase{
+		{name: "two replicas, default EndpointPickerConfig", namespace: "live-ha",
+			values: []string{"--set", "inferenceExtension.replicas=2"}, leaderElection: true},
+		{name: "one replica, values-custom.yaml", namespace: "live-custom",
+			values: []string{"--values", filepath.Join("testdata", "values-custom.yaml")}},
+	}
+}
+
 // checkPickerRuns installs the chart for real (no dry run) in a fresh
 // namespace and runs bin/igw with exactly the Deployment's arguments, as
 // the chart's ServiceAccount (impersonated, so the API server enforces the
 // chart's Role), with the ConfigMap's EndpointPickerConfig at the mounted
-// path's content. Two replicas are rendered, so leader election is on. The
-// picker must come up live and not ready, and turn ready once a Ready pod
-// matching the pool's selector serves metrics on the pool's target port
-// (an `igw sim` on loopback stands in for vLLM; the pod's status is written
-// as a kubelet would). Nothing in its log may say "forbidden".
-func (tl *tools) checkPickerRuns(t *testing.T) {
-	const ns, release = "live", "llama"
+// path's content. The picker must come up live and not ready, and turn
+// ready once a Ready pod matching the pool's selector serves metrics on the
+// pool's target port (an `igw sim` on loopback stands in for vLLM; the
+// pod's status is written as a kubelet would). With leader election it must
+// hold the Lease; without, no Lease may exist. Nothing in its log may say
+// "forbidden".
+func (tl *tools) checkPickerRuns(t *testing.T, lc liveCase) {
+	ns, release := lc.namespace, "llama"
 	ports := freePorts(t, 4)
 	simPort, grpcPort, healthPort, metricsPort := ports[0], ports[1], ports[2], ports[3]
 
@@ -50,15 +67,14 @@ func (tl *tools) checkPickerRuns(t *testing.T) {
 	}, sim)
 
 	tl.mustKubectl(t, "", "create", "namespace", ns)
-	r := tl.render(t, release, ns, []string{
-		"--set", "inferenceExtension.replicas=2",
+	r := tl.render(t, release, ns, append(lc.values,
 		"--set-json", `inferencePool.modelServers.matchLabels={"app":"sim-llama"}`,
 		"--set-json", fmt.Sprintf(`inferencePool.targetPorts=[{"number":%d}]`, simPort),
 		"--set", fmt.Sprintf("inferenceExtension.extProcPort=%d", grpcPort),
 		"--set", fmt.Sprintf("inferenceExtension.grpcHealthPort=%d", healthPort),
 		"--set", fmt.Sprintf("inferenceExtension.metricsPort=%d", metricsPort),
 		"--set", "inferenceExtension.flags.address=127.0.0.1", // loopback only, through the flags passthrough
-	})
+	))
 	tl.mustKubectl(t, r.text, "apply", "--server-side", "--field-manager", fieldManager, "-f", "-")
 
 	// The container's command line, with the ConfigMap's file where the pod
@@ -106,11 +122,16 @@ spec:
 		`{"status":{"phase":"Running","podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}],"conditions":[{"type":"Ready","status":"True"}]}}`)
 	waitFor(t, 30*time.Second, "igw epp readiness SERVING once the pool has a Ready pod", func() error { return wantHealth(health, "readiness", true) }, epp)
 
-	holder := tl.mustKubectl(t, "", "get", "lease", "igw-epp-"+release, "--namespace", ns, "-o", "jsonpath={.spec.holderIdentity}")
-	if strings.TrimSpace(holder) == "" {
-		t.Errorf("the leader-election Lease igw-epp-%s has no holder", release)
+	leases := strings.TrimSpace(tl.mustKubectl(t, "", "get", "leases", "--namespace", ns,
+		"-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{"\n"}{end}`))
+	name, holder, _ := strings.Cut(leases, "=")
+	switch {
+	case lc.leaderElection && (name != "igw-epp-"+release || holder == ""):
+		t.Errorf("leases %q, want igw-epp-%s with a holder", leases, release)
+	case !lc.leaderElection && leases != "":
+		t.Errorf("leases %q without leader election, want none", leases)
 	}
-	t.Logf("igw epp %s: ready as the chart's ServiceAccount %s/%s, Lease igw-epp-%s held by %s", strings.Join(args, " "), ns, sa, release, holder)
+	t.Logf("igw epp %s: ready as the chart's ServiceAccount %s/%s; leases: %q", strings.Join(args, " "), ns, sa, leases)
 	if log := epp.output(); strings.Contains(strings.ToLower(log), "forbidden") {
 		t.Errorf("igw epp, as the chart's ServiceAccount, was refused something; the Role is not enough:\n%s", log)
 	}
