@@ -56,7 +56,10 @@ type chartCase struct {
 // the values it should, and every rendered object is accepted by a real
 // kube-apiserver in a server-side-apply dry run (schema, CRD validation
 // rules, strict field validation). Bad values are refused either by
-// values.schema.json (helm) or by the API server, naming the problem.
+// values.schema.json (helm) or by the API server, naming the problem. The
+// examples of docs/kubernetes.md and the chart's README are held to the
+// same standard, and last the chart is installed for real and igw epp run
+// from what it renders (live_test.go).
 func TestChart_RendersLintsAndDryRunsOnAPIServer(t *testing.T) {
 	tl := startAPIServer(t)
 	for _, ns := range []string{"inference", "models"} {
