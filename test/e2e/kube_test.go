@@ -404,7 +404,13 @@ func TestKubeEPP_EndpointSelectorWithoutInferencePool(t *testing.T) {
 	port := podSims(t, "127.0.0.4")
 	k.pod("sel-a", "127.0.0.4", true, map[string]string{"app": "sel"})
 	k.pod("sel-other", "127.0.0.5", true, map[string]string{"app": "other"})
-	epp := k.startKubeEPP("igw epp", "sel", "--endpoint-selector", "app=sel", "--endpoint-target-ports", strconv.Itoa(port))
+	// In Kubernetes mode --config-file holds only the EndpointPickerConfig,
+	// as for the upstream picker (and the Helm chart's ConfigMap).
+	epc := filepath.Join(t.TempDir(), "plugins.yaml")
+	if err := os.WriteFile(epc, []byte(pickerConfigDoc(2, 2, 3, 0)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	epp := k.startKubeEPP("igw epp", "sel", "--endpoint-selector", "app=sel", "--endpoint-target-ports", strconv.Itoa(port), "--config-file", epc)
 	epp.waitReady(t, 30*time.Second)
 	routesOnlyTo(t, epp.grpc, 4, net.JoinHostPort("127.0.0.4", strconv.Itoa(port)))
 }
