@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,8 +47,11 @@ func (r *adapterReconciler) Reconcile(ctx context.Context, _ reconcile.Request) 
 	if err := r.reader.List(ctx, &list, client.InNamespace(r.namespace), client.MatchingLabels{BBRManagedLabel: "true"}); err != nil {
 		return reconcile.Result{}, fmt.Errorf("kube: listing bbr-managed ConfigMaps: %w", err)
 	}
+	// Name order, so that which ConfigMap a conflict error names does not
+	// depend on the cache's map iteration.
+	slices.SortFunc(list.Items, func(a, b corev1.ConfigMap) int { return strings.Compare(a.Name, b.Name) })
 	var entries []extproc.AdapterEntry
-	for i := range list.Items { // the cache lists in name order
+	for i := range list.Items {
 		cm := &list.Items[i]
 		if cm.DeletionTimestamp != nil {
 			continue

@@ -21,17 +21,17 @@ func pod(name, ip string, ready corev1.ConditionStatus, labels map[string]string
 }
 
 func TestServing_ReadyWithIPAndNotTerminating(t *testing.T) {
-	terminating := pod("t", "10.0.0.1", corev1.ConditionTrue, nil)
+	terminating := pod("t", "127.0.1.1", corev1.ConditionTrue, nil)
 	terminating.DeletionTimestamp = &metav1.Time{}
 	for _, tc := range []struct {
 		name string
 		pod  corev1.Pod
 		want bool
 	}{
-		{"ready", pod("a", "10.0.0.1", corev1.ConditionTrue, nil), true},
-		{"not ready", pod("a", "10.0.0.1", corev1.ConditionFalse, nil), false},
-		{"readiness unknown", pod("a", "10.0.0.1", corev1.ConditionUnknown, nil), false},
-		{"no ready condition yet", pod("a", "10.0.0.1", "", nil), false},
+		{"ready", pod("a", "127.0.1.1", corev1.ConditionTrue, nil), true},
+		{"not ready", pod("a", "127.0.1.1", corev1.ConditionFalse, nil), false},
+		{"readiness unknown", pod("a", "127.0.1.1", corev1.ConditionUnknown, nil), false},
+		{"no ready condition yet", pod("a", "127.0.1.1", "", nil), false},
 		{"no IP", pod("a", "", corev1.ConditionTrue, nil), false},
 		{"terminating", terminating, false},
 	} {
@@ -43,12 +43,12 @@ func TestServing_ReadyWithIPAndNotTerminating(t *testing.T) {
 
 func TestPodEndpoints_OnePerServingPodAndPort(t *testing.T) {
 	pods := []corev1.Pod{
-		pod("b", "fd00::2", corev1.ConditionTrue, map[string]string{"app": "x", "inference.networking.k8s.io/engine-type": "sglang"}),
-		pod("a", "10.0.0.1", corev1.ConditionTrue, map[string]string{"app": "x"}),
-		pod("c", "10.0.0.3", corev1.ConditionFalse, map[string]string{"app": "x"}),
+		pod("b", "::1", corev1.ConditionTrue, map[string]string{"app": "x", "inference.networking.k8s.io/engine-type": "sglang"}),
+		pod("a", "127.0.1.1", corev1.ConditionTrue, map[string]string{"app": "x"}),
+		pod("c", "127.0.1.3", corev1.ConditionFalse, map[string]string{"app": "x"}),
 	}
 	got := kube.PodEndpoints(pods, []v1.Port{{Number: 8000}, {Number: 8001}})
-	want := []string{"a:8000 10.0.0.1:8000 vllm", "a:8001 10.0.0.1:8001 vllm", "b:8000 [fd00::2]:8000 sglang", "b:8001 [fd00::2]:8001 sglang"}
+	want := []string{"a:8000 127.0.1.1:8000 vllm", "a:8001 127.0.1.1:8001 vllm", "b:8000 [::1]:8000 sglang", "b:8001 [::1]:8001 sglang"}
 	var have []string
 	for _, e := range got {
 		have = append(have, e.Name+" "+e.Address+" "+string(e.Engine))

@@ -260,12 +260,12 @@ func TestPoolEndpoints_FollowPodReadinessLabelsAndDeletion(t *testing.T) {
 	})
 
 	llama := map[string]string{"app": "llama"}
-	a := createPod(t, c, ns, "a", "10.0.0.1", true, llama)
-	createPod(t, c, ns, "b", "10.0.0.2", true, map[string]string{"app": "llama", "inference.networking.k8s.io/engine-type": "sglang"})
-	createPod(t, c, ns, "not-ready", "10.0.0.3", false, llama)
+	a := createPod(t, c, ns, "a", "127.0.1.1", true, llama)
+	createPod(t, c, ns, "b", "127.0.1.2", true, map[string]string{"app": "llama", "inference.networking.k8s.io/engine-type": "sglang"})
+	createPod(t, c, ns, "not-ready", "127.0.1.3", false, llama)
 	createPod(t, c, ns, "no-ip", "", false, llama)
-	createPod(t, c, ns, "other-app", "10.0.0.4", true, map[string]string{"app": "other"})
-	took := waitAddresses(t, store, key, "10.0.0.1:8000", "10.0.0.1:8001", "10.0.0.2:8000", "10.0.0.2:8001")
+	createPod(t, c, ns, "other-app", "127.0.1.4", true, map[string]string{"app": "other"})
+	took := waitAddresses(t, store, key, "127.0.1.1:8000", "127.0.1.1:8001", "127.0.1.2:8000", "127.0.1.2:8001")
 	t.Logf("endpoints of two ready pods visible %v after the last pod write", took)
 	for _, e := range store.Pool(key).Endpoints {
 		want := datastore.EngineVLLM
@@ -278,17 +278,17 @@ func TestPoolEndpoints_FollowPodReadinessLabelsAndDeletion(t *testing.T) {
 	}
 
 	// Readiness lost: the pod leaves at once.
-	setPodStatus(t, c, a, "10.0.0.1", false)
-	t.Logf("unready pod gone after %v", waitAddresses(t, store, key, "10.0.0.2:8000", "10.0.0.2:8001"))
-	setPodStatus(t, c, a, "10.0.0.1", true)
-	waitAddresses(t, store, key, "10.0.0.1:8000", "10.0.0.1:8001", "10.0.0.2:8000", "10.0.0.2:8001")
+	setPodStatus(t, c, a, "127.0.1.1", false)
+	t.Logf("unready pod gone after %v", waitAddresses(t, store, key, "127.0.1.2:8000", "127.0.1.2:8001"))
+	setPodStatus(t, c, a, "127.0.1.1", true)
+	waitAddresses(t, store, key, "127.0.1.1:8000", "127.0.1.1:8001", "127.0.1.2:8000", "127.0.1.2:8001")
 
 	// A label change takes the pod out of the selector.
 	a.Labels = map[string]string{"app": "retired"}
 	if err := c.Update(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	waitAddresses(t, store, key, "10.0.0.2:8000", "10.0.0.2:8001")
+	waitAddresses(t, store, key, "127.0.1.2:8000", "127.0.1.2:8001")
 
 	// A terminating pod (still Ready, held by a finalizer) drains.
 	var b corev1.Pod
@@ -312,8 +312,8 @@ func TestPoolEndpoints_FollowPodReadinessLabelsAndDeletion(t *testing.T) {
 	}
 
 	// Editing the pool's selector and ports takes effect like a pod change.
-	createPod(t, c, ns, "c", "10.0.0.5", true, llama)
-	waitAddresses(t, store, key, "10.0.0.5:8000", "10.0.0.5:8001")
+	createPod(t, c, ns, "c", "127.0.1.5", true, llama)
+	waitAddresses(t, store, key, "127.0.1.5:8000", "127.0.1.5:8001")
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "llama"}, pool); err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestPoolEndpoints_FollowPodReadinessLabelsAndDeletion(t *testing.T) {
 	if err := c.Update(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	waitAddresses(t, store, key, "10.0.0.1:9000")
+	waitAddresses(t, store, key, "127.0.1.1:9000")
 
 	// Deleting a pod and then the pool empties the store.
 	if err := c.Delete(ctx, a); err != nil {
@@ -348,9 +348,9 @@ func TestEndpointSelector_NeedsNoInferencePool(t *testing.T) {
 		Config: env.Config, Namespace: ns,
 		Pool: &kube.PoolSource{Name: "sel", Selector: map[string]string{"app": "sel"}, TargetPorts: []int32{8000}, Store: store},
 	})
-	createPod(t, env.Client, ns, "p", "10.1.0.1", true, map[string]string{"app": "sel", "tier": "gpu"})
-	createPod(t, env.Client, ns, "q", "10.1.0.2", true, map[string]string{"app": "other"})
-	waitAddresses(t, store, ns+"/sel", "10.1.0.1:8000")
+	createPod(t, env.Client, ns, "p", "127.0.2.1", true, map[string]string{"app": "sel", "tier": "gpu"})
+	createPod(t, env.Client, ns, "q", "127.0.2.2", true, map[string]string{"app": "other"})
+	waitAddresses(t, store, ns+"/sel", "127.0.2.1:8000")
 }
 
 func TestObjectivesAndRewrites_FollowTheCluster(t *testing.T) {
