@@ -1,6 +1,7 @@
 package kube_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -84,6 +85,22 @@ func TestAdapterEntryOf_ReadsTheConfigMapKeys(t *testing.T) {
 	} {
 		if _, err := kube.AdapterEntryOf(cm(bad)); err == nil {
 			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+// BenchmarkPodEndpoints_100Pods2Ports is the work of one endpoints
+// reconcile after the cache list: 100 pods, 2 target ports.
+func BenchmarkPodEndpoints_100Pods2Ports(b *testing.B) {
+	pods := make([]corev1.Pod, 100)
+	for i := range pods {
+		pods[i] = pod(fmt.Sprintf("vllm-%03d", i), fmt.Sprintf("127.0.3.%d", i+1), corev1.ConditionTrue, map[string]string{"app": "x"})
+	}
+	ports := []v1.Port{{Number: 8000}, {Number: 8001}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := len(kube.PodEndpoints(pods, ports)); n != 200 {
+			b.Fatal(n)
 		}
 	}
 }
