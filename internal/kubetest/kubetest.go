@@ -24,6 +24,8 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
@@ -105,9 +107,12 @@ func Start() (*Env, error) {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s=%s: %w", AssetsEnv, os.Getenv(AssetsEnv), err)
 	}
 	scheme, err := kube.NewScheme()
+	if err == nil {
+		err = apiextensionsv1.AddToScheme(scheme) // WithoutCRDs manages CRDs
+	}
 	if err != nil {
 		_ = te.Stop()
-		return nil, err
+		return nil, fmt.Errorf("scheme: %w", err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
@@ -216,4 +221,38 @@ func (e *Env) Apply(ctx context.Context, manifest []byte, namespace string) ([]*
 		out = append(out, u)
 	}
 	return out, nil
+}
+
+// WithoutCRDs deletes igw's CRDs, waits until the API server no longer
+// serves them, runs f, and installs them again (waiting until they are
+// established), so a test can check behaviour on a cluster without them.
+// Other tests of the package must not run in parallel with it.
+func (e *Env) WithoutCRDs(ctx context.Context, f func()) error {
+	opts := &envtest.CRDInstallOptions{Paths: []string{filepath.Join(e.Root, "config", "crd", "bases")}, ErrorIfPathMissing: true}
+	if err := envtest.ReadCRDFiles(opts); err != nil {
+		return fmt.Errorf("reading CRDs: %w", err)
+	}
+	crds := opts.CRDs
+	for _, crd := range crds {
+		if err := e.Client.Delete(ctx, crd.DeepCopy()); err != nil {
+			return fmt.Errorf("deleting CRD %s: %w", crd.Name, err)
+		}
+	}
+	for _, crd := range crds {
+		for {
+			err := e.Client.Get(ctx, client.ObjectKey{Name: crd.Name}, crd.DeepCopy())
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("CRD %s still there: %w", crd.Name, ctx.Err())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	f()
+	if _, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{Paths: opts.Paths, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("reinstalling CRDs: %w", err)
+	}
+	return nil
 }

@@ -555,3 +555,29 @@ func TestLeaderElection_FollowerTakesOverWhenLeaderStops(t *testing.T) {
 	})
 	t.Logf("follower leading %v after the leader released the Lease", took)
 }
+
+// TestWithoutCRDs_EndpointSelectorStillRoutes runs on a cluster without
+// igw's CRDs (removed for the test, reinstalled after): --endpoint-selector
+// mode works and leaves objectives and rewrites alone, and pool mode fails
+// at once with a message saying what to install.
+func TestWithoutCRDs_EndpointSelectorStillRoutes(t *testing.T) {
+	env := kubetest.Require(t, testEnv)
+	ns := env.Namespace(t)
+	cfg := rbacConfig(t, env, ns, "epp.yaml", "igw-epp")
+	err := env.WithoutCRDs(ctxFor(t, 2*time.Minute), func() {
+		_, err := kube.New(kube.Options{Config: cfg, Namespace: ns, Pool: &kube.PoolSource{Name: "llama", Store: datastore.NewStore(nil)}})
+		if err == nil || !strings.Contains(err.Error(), "does not serve InferencePool") {
+			t.Errorf("pool mode without the CRD: error %v", err)
+		}
+		store := datastore.NewStore(nil)
+		startDiscovery(t, kube.Options{
+			Config: cfg, Namespace: ns,
+			Pool: &kube.PoolSource{Name: "sel", Selector: map[string]string{"app": "sel"}, TargetPorts: []int32{8000}, Store: store},
+		})
+		createPod(t, env.Client, ns, "p", "127.0.4.1", true, map[string]string{"app": "sel"})
+		waitAddresses(t, store, ns+"/sel", "127.0.4.1:8000")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -225,6 +225,13 @@ func (d *Discovery) addPool(namespace string, p *PoolSource) error {
 		}
 		er.fixed = spec
 	} else {
+		served, err := d.serves(v1.GroupVersion.WithKind("InferencePool"))
+		if err != nil {
+			return err
+		}
+		if !served {
+			return fmt.Errorf("kube: the API server does not serve InferencePool (%s): install the CRDs of config/crd/bases, or select pods with --endpoint-selector", v1.GroupVersion)
+		}
 		b = b.Watches(&v1.InferencePool{}, fixedKey(key), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == p.Name
 		})))
