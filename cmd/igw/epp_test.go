@@ -211,3 +211,31 @@ func TestBBRCommand_SetsHeadersAndReloadsAdapters(t *testing.T) {
 		t.Errorf("empty model: status %d, want 400", st)
 	}
 }
+
+func TestEPPCommand_KubernetesModeFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	serversOnly := filepath.Join(dir, "servers.yaml")
+	if err := os.WriteFile(serversOnly, []byte("apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: s, labels: {app: a}}\nspec: {address: 127.0.0.1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		e    eppFlags
+		want string
+	}{
+		{"no pool name", eppFlags{}, "--pool-name is required"},
+		{"selector without ports", eppFlags{poolName: "p", endpointSelector: "app=a"}, "go together"},
+		{"ports without selector", eppFlags{poolName: "p", endpointTargetPorts: []int32{8000}}, "go together"},
+		{"bad port", eppFlags{poolName: "p", endpointSelector: "app=a", endpointTargetPorts: []int32{70000}}, "not a port number"},
+		{"bad selector", eppFlags{poolName: "p", endpointSelector: "app", endpointTargetPorts: []int32{8000}}, "--endpoint-selector"},
+		{"standalone kinds without a pool", eppFlags{poolName: "p", configFile: serversOnly}, "may hold only an EndpointPickerConfig"},
+		{"missing kubeconfig", eppFlags{poolName: "p", kube: kubeFlags{kubeconfig: filepath.Join(dir, "none")}}, "kubeconfig"},
+	} {
+		f := &extprocFlags{bodyMode: "FULL_DUPLEX_STREAMED", logLevel: "warn"}
+		tc.e.poolNamespace = "default"
+		err := runEPP(context.Background(), f, &tc.e)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
+	}
+}
