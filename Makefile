@@ -9,12 +9,20 @@ BIN := $(CURDIR)/bin
 IGW := $(BIN)/igw
 STATICCHECK := $(BIN)/staticcheck
 REDIS_SERVER := $(BIN)/redis-server
+CONTROLLER_GEN := $(BIN)/controller-gen
+KUBE_APISERVER := $(BIN)/kube-apiserver
+ETCD := $(BIN)/etcd
+# ENVTEST_ASSETS is the directory controller-runtime's envtest finds
+# kube-apiserver, etcd (and kubectl) in, passed as KUBEBUILDER_ASSETS.
+ENVTEST_ASSETS := $(BIN)/envtest
+# SUDO is empty for root (CI, containers) and sudo otherwise, for apt-get.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GO_PACKAGES := ./...
 TEST_FLAGS ?= -race -timeout 15m
 
-.PHONY: all build test lint fmt-check vet staticcheck unit demo clean bench-go
+.PHONY: all build test lint fmt-check vet staticcheck unit demo clean bench-go generate verify-generate envtest-assets
 
 all: build
 
@@ -22,11 +30,11 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(IGW) ./cmd/igw
 
-## test: formatting, vet, staticcheck and the race-enabled test suite (what CI runs)
+## test: formatting, vet, staticcheck, the generated-code drift check and the race-enabled test suite (what CI runs)
 test: lint unit
 
-## lint: gofmt check, go vet and staticcheck
-lint: fmt-check vet staticcheck
+## lint: gofmt check, go vet, staticcheck and the generated-code drift check
+lint: fmt-check vet staticcheck verify-generate
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
@@ -42,8 +50,52 @@ $(STATICCHECK): hack/tools/go.mod hack/tools/go.sum
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) $(GO_PACKAGES)
 
-unit: $(REDIS_SERVER)
-	IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
+## unit: the race-enabled test suite, with a real kube-apiserver and etcd for envtest
+## and a real redis-server for the quota tests
+unit: envtest-assets $(REDIS_SERVER)
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
+
+## generate: deepcopy code (api/*/zz_generated.deepcopy.go) and CRDs (config/crd/bases) from the kubebuilder markers
+generate: $(CONTROLLER_GEN)
+	$(CONTROLLER_GEN) object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=config/crd/bases
+
+## verify-generate: fail when `make generate` would change a checked-in file
+verify-generate: $(CONTROLLER_GEN)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	for v in v1 v1alpha2; do \
+	  $(CONTROLLER_GEN) object paths=./api/$$v output:object:dir=$$tmp/api/$$v || exit 1; \
+	  diff -u api/$$v/zz_generated.deepcopy.go $$tmp/api/$$v/zz_generated.deepcopy.go || \
+	    { echo "api/$$v/zz_generated.deepcopy.go is out of date: run make generate"; exit 1; }; \
+	done && \
+	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=$$tmp/crd || exit 1; \
+	diff -ru config/crd/bases $$tmp/crd || { echo "config/crd/bases is out of date: run make generate"; exit 1; }
+
+$(CONTROLLER_GEN): hack/tools/controller-gen/go.mod hack/tools/controller-gen/go.sum
+	@mkdir -p $(BIN)
+	cd hack/tools/controller-gen && $(GO) build -o $(CONTROLLER_GEN) sigs.k8s.io/controller-tools/cmd/controller-gen
+
+# kube-apiserver is built from k8s.io/kubernetes (hack/tools/kube pins it and
+# its staging modules); it takes several minutes on two cores, once.
+$(KUBE_APISERVER): hack/tools/kube/go.mod hack/tools/kube/go.sum
+	@mkdir -p $(BIN)
+	cd hack/tools/kube && $(GO) build -p 2 -o $(KUBE_APISERVER).tmp k8s.io/kubernetes/cmd/kube-apiserver
+	mv $(KUBE_APISERVER).tmp $(KUBE_APISERVER)
+
+# etcd comes from Debian's etcd-server package unless one is on PATH.
+$(ETCD):
+	@mkdir -p $(BIN)
+	@if ! command -v etcd >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y etcd-server || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-server; }; \
+	fi
+	ln -sf "$$(command -v etcd)" $(ETCD)
+
+## envtest-assets: bin/envtest with kube-apiserver, etcd (and kubectl when installed), for KUBEBUILDER_ASSETS
+envtest-assets: $(KUBE_APISERVER) $(ETCD)
+	@mkdir -p $(ENVTEST_ASSETS)
+	ln -sf $(KUBE_APISERVER) $(ENVTEST_ASSETS)/kube-apiserver
+	ln -sf "$$(readlink -f $(ETCD))" $(ENVTEST_ASSETS)/etcd
+	@if command -v kubectl >/dev/null 2>&1; then ln -sf "$$(command -v kubectl)" $(ENVTEST_ASSETS)/kubectl; fi
 
 ## redis-server: Debian's redis-server, which the quota tests start on loopback
 ## ports (internal/testredis); installed with apt-get when missing and linked
@@ -53,11 +105,10 @@ unit: $(REDIS_SERVER)
 $(REDIS_SERVER):
 	@mkdir -p $(BIN)
 	@if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
-		sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		echo "installing redis-server (Debian package)"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		$$sudo apt-get install -y --no-install-recommends redis-server \
-		  || { $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends redis-server; }; \
+		$(SUDO) apt-get install -y --no-install-recommends redis-server \
+		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends redis-server; }; \
 	fi
 	@path=$$(command -v redis-server || echo /usr/bin/redis-server); \
 	ln -sf "$$path" $(REDIS_SERVER) && $(REDIS_SERVER) --version
@@ -82,3 +133,33 @@ clean:
 ## 8 simulated replicas, bench/workloads/shared-prefix.yaml); report in bench/results/shared-prefix/
 bench: build
 	$(IGW) bench compare --workload bench/workloads/shared-prefix.yaml --out bench/results/shared-prefix
+
+# --- chart-test: the Helm chart against a real API server -------------------
+# Helm and kubectl are built from their Go modules in hack/tools/helm (its own
+# go.mod, so their Kubernetes dependencies stay out of igw's), cached in bin/.
+HELM := $(BIN)/helm
+KUBECTL := $(BIN)/kubectl
+HELM_TOOLS := hack/tools/helm/go.mod hack/tools/helm/go.sum
+
+.PHONY: chart-test
+
+test: chart-test
+
+$(HELM): $(HELM_TOOLS)
+	@mkdir -p $(BIN)
+	cd hack/tools/helm && $(GO) build -o $(HELM).tmp helm.sh/helm/v4/cmd/helm
+	mv $(HELM).tmp $(HELM)
+
+$(KUBECTL): $(HELM_TOOLS) hack/tools/helm/kubectl/main.go
+	@mkdir -p $(BIN)
+	cd hack/tools/helm && $(GO) build -o $(KUBECTL).tmp ./kubectl
+	mv $(KUBECTL).tmp $(KUBECTL)
+
+## chart-test: lint and render config/charts/inferencepool (every provider, several value sets,
+## the examples of docs/kubernetes.md), apply it with kubectl apply --server-side --dry-run=server
+## to a real kube-apiserver + etcd (envtest) with config/crd/bases installed, then install it and
+## run bin/igw with the rendered Deployment's arguments as the chart's ServiceAccount
+chart-test: $(HELM) $(KUBECTL) $(STATICCHECK) envtest-assets build
+	cd hack/tools/helm && $(GO) vet ./... && $(STATICCHECK) ./...
+	cd hack/tools/helm && HELM=$(HELM) KUBECTL=$(KUBECTL) IGW=$(IGW) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) \
+	  $(GO) test -count=1 -timeout 10m ./charttest

@@ -7,9 +7,10 @@
 //
 // The wire schema is fixed by the Gateway API Inference Extension so that
 // the same manifests work with igw in a cluster and in igw's standalone YAML
-// file; the Go code is igw's own. The kubebuilder markers let controller-gen
-// produce the CRDs and regenerate zz_generated.deepcopy.go, which is written
-// by hand until then.
+// file; the Go code is igw's own. The kubebuilder markers are the source
+// of truth: `make generate` (controller-gen) writes zz_generated.deepcopy.go
+// and the CRDs under config/crd/bases, and `make verify-generate` fails on
+// drift.
 //
 // +kubebuilder:object:generate=true
 // +groupName=inference.networking.x-k8s.io

@@ -13,13 +13,18 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/extproc"
+	"github.com/igw-dev/igw/pkg/kube"
 )
 
 // extprocFlags are the serving flags igw epp and igw bbr share.
@@ -62,10 +67,31 @@ func (f *extprocFlags) mode() (extproc.BodyMode, error) {
 	return m, nil
 }
 
+// eppFlags are igw epp's own flags, beside the serving flags.
+type eppFlags struct {
+	configFile, poolName, poolNamespace string
+	maxAge                              time.Duration
+	kube                                kubeFlags
+	endpointSelector                    string
+	endpointTargetPorts                 []int32
+	leaderElection                      bool
+	leaseName                           string
+	leaseDuration, renewDeadline        time.Duration
+	retryPeriod                         time.Duration
+}
+
+// kubeFlags reach the Kubernetes API server (igw epp and igw bbr).
+type kubeFlags struct {
+	kubeconfig string
+}
+
+func (k *kubeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file for Kubernetes mode (empty: $KUBECONFIG, the in-cluster service account, then ~/.kube/config)")
+}
+
 func newEPPCommand() *cobra.Command {
 	var f extprocFlags
-	var configFile, poolName, poolNamespace string
-	var maxAge time.Duration
+	var e eppFlags
 	cmd := &cobra.Command{
 		Use:   "epp",
 		Short: "Run the Endpoint Picker for an Envoy-based gateway (ext_proc)",
@@ -73,29 +99,54 @@ func newEPPCommand() *cobra.Command {
 (envoy.service.ext_proc.v3.ExternalProcessor) that reads each request's body,
 schedules it over one InferencePool with the same Director as igw serve, and
 answers with the x-gateway-destination-endpoint header and envoy.lb metadata
-(primary endpoint, then fallbacks). Without Kubernetes the pool, its static
-model servers, objectives, rewrites and EndpointPickerConfig come from the
-standalone YAML of igw serve, reloaded on SIGHUP and when it changes.`,
-		Example: `  igw epp --config-file examples/standalone.yaml --pool-name llama --secure-serving=false`,
-		Args:    cobra.NoArgs,
+(primary endpoint, then fallbacks).
+
+Standalone: when --config-file is a standalone configuration of igw serve
+(it declares InferencePools), the pool, its static model servers, objectives,
+rewrites and EndpointPickerConfig come from it, reloaded on SIGHUP and when it
+changes.
+
+Kubernetes: otherwise --pool-name and --pool-namespace name an InferencePool
+in the cluster (kubeconfig from --kubeconfig, $KUBECONFIG or the pod's service
+account). The pool's selector picks Ready pods in its namespace, one endpoint
+per pod IP and targetPort, engine from the pod label
+inference.networking.k8s.io/engine-type; InferenceObjectives and
+InferenceModelRewrites naming the pool are followed live. --config-file, if
+given, then holds only an EndpointPickerConfig (as for the upstream picker;
+reloaded when it changes); without it the default profile applies.
+--endpoint-selector with --endpoint-target-ports selects the pods without an
+InferencePool object or CRD. With --ha-enable-leader-election replicas elect a
+leader through a Lease; every replica keeps its datastore in sync, only the
+leader reports ready on the gRPC health port. RBAC: config/rbac/epp.yaml.`,
+		Example: `  igw epp --config-file examples/standalone.yaml --pool-name llama --secure-serving=false
+  igw epp --pool-name vllm-llama3-8b-instruct --pool-namespace default --config-file /config/plugins.yaml
+  igw epp --pool-name llama --endpoint-selector app=vllm-llama --endpoint-target-ports 8000`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runEPP(cmd.Context(), &f, configFile, poolName, poolNamespace, maxAge)
+			return runEPP(cmd.Context(), &f, &e)
 		},
 	}
 	f.register(cmd, 9002, 9003)
+	e.kube.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&configFile, "config-file", "", "standalone configuration file, as for igw serve (required)")
-	fl.StringVar(&poolName, "pool-name", "", "InferencePool to serve (may be left out when the file has one pool)")
-	fl.StringVar(&poolNamespace, "pool-namespace", config.DefaultNamespace, "namespace of the InferencePool")
+	fl.StringVar(&e.configFile, "config-file", "", "standalone configuration file, as for igw serve; in Kubernetes mode a file holding only an EndpointPickerConfig")
+	fl.StringVar(&e.poolName, "pool-name", "", "InferencePool to serve (standalone: may be left out when the file has one pool)")
+	fl.StringVar(&e.poolNamespace, "pool-namespace", config.DefaultNamespace, "namespace of the InferencePool (Kubernetes: the only namespace watched)")
 	fl.IntVar(&f.metricsPort, "metrics-port", 9090, "Prometheus /metrics port")
-	fl.DurationVar(&maxAge, "metrics-staleness-threshold", datastore.DefaultMaxAge, "how old a model server's scraped metrics may be for it to be scheduled")
+	fl.DurationVar(&e.maxAge, "metrics-staleness-threshold", datastore.DefaultMaxAge, "how old a model server's scraped metrics may be for it to be scheduled")
 	fl.BoolVar(&f.pprof, "enable-pprof", false, "serve Go's /debug/pprof/ profiles on the metrics port (for performance work; do not expose it)")
+	fl.StringVar(&e.endpointSelector, "endpoint-selector", "", "Kubernetes: pod labels (k=v,k2=v2) selecting the model servers instead of an InferencePool (needs --endpoint-target-ports; no CRD needed)")
+	fl.Int32SliceVar(&e.endpointTargetPorts, "endpoint-target-ports", nil, "Kubernetes: model-server ports of the pods --endpoint-selector picks (one endpoint per pod and port)")
+	fl.BoolVar(&e.leaderElection, "ha-enable-leader-election", false, "Kubernetes: elect a leader among replicas through a Lease; only the leader reports ready")
+	fl.StringVar(&e.leaseName, "ha-lease-name", "", "Kubernetes: the leader election Lease (empty: igw-epp-<pool-name>)")
+	fl.DurationVar(&e.leaseDuration, "ha-lease-duration", 15*time.Second, "Kubernetes: how long followers wait before taking over a Lease its holder stopped renewing")
+	fl.DurationVar(&e.renewDeadline, "ha-renew-deadline", 10*time.Second, "Kubernetes: how long the leader retries renewing before it gives up leading (and exits)")
+	fl.DurationVar(&e.retryPeriod, "ha-retry-period", 2*time.Second, "Kubernetes: how often candidates try to acquire or renew the Lease")
 	f.metricsEnabled = true
-	_ = cmd.MarkFlagRequired("config-file")
 	return cmd
 }
 
-func runEPP(ctx context.Context, f *extprocFlags, path, poolName, poolNamespace string, maxAge time.Duration) error {
+func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return err
@@ -104,11 +155,23 @@ func runEPP(ctx context.Context, f *extprocFlags, path, poolName, poolNamespace 
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		return err
+	var cfg *config.Config
+	if e.configFile != "" {
+		if cfg, err = config.Load(e.configFile); err != nil {
+			return err
+		}
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: poolName, PoolNamespace: poolNamespace, Logger: log, MetricsMaxAge: maxAge})
+	standalone := cfg != nil && len(cfg.Pools) > 0
+	if !standalone {
+		if err := e.checkKubernetes(cfg); err != nil {
+			return err
+		}
+		if cfg == nil {
+			cfg = &config.Config{Source: "(default EndpointPickerConfig)"}
+		}
+	}
+	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: e.poolName, PoolNamespace: e.poolNamespace,
+		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone})
 	if err != nil {
 		return err
 	}
@@ -120,16 +183,95 @@ func runEPP(ctx context.Context, f *extprocFlags, path, poolName, poolNamespace 
 		return err
 	}
 	metrics := promhttp.HandlerFor(rt.Metrics().Registry, promhttp.HandlerOpts{})
-	watcher := &config.Watcher{
-		Path: path, Initial: cfg, Logger: log,
-		OnReload: func(c *config.Config) {
-			if err := rt.Reload(c); err != nil {
-				log.Error("configuration rejected; keeping the running one", "err", err)
-			}
-		},
+	loops := []func(context.Context) error{rt.Run}
+	if e.configFile != "" {
+		watcher := &config.Watcher{
+			Path: e.configFile, Initial: cfg, Logger: log,
+			OnReload: func(c *config.Config) {
+				if standalone != (len(c.Pools) > 0) {
+					log.Error("configuration rejected: declaring InferencePools or not switches between standalone and Kubernetes mode, which takes a restart")
+					return
+				}
+				if err := rt.Reload(c); err != nil {
+					log.Error("configuration rejected; keeping the running one", "err", err)
+				}
+			},
+		}
+		loops = append(loops, watcher.Run)
 	}
-	log.Info("igw endpoint picker starting", "pool", rt.Pool(), "config", path)
-	return serveExtProc(ctx, log, f, picker, rt.Ready, metrics, rt.Run, watcher.Run)
+	ready := rt.Ready
+	if standalone {
+		log.Info("igw endpoint picker starting", "pool", rt.Pool(), "config", e.configFile)
+	} else {
+		disc, err := e.discovery(log, rt)
+		if err != nil {
+			return err
+		}
+		loops = append(loops, disc.Run)
+		ready = func() bool { return disc.Synced() && disc.Leader() && rt.Ready() }
+		log.Info("igw endpoint picker starting in Kubernetes mode", "pool", rt.Pool(), "endpoint-selector", e.endpointSelector,
+			"leader-election", e.leaderElection, "config", e.configFile)
+	}
+	return serveExtProc(ctx, log, f, picker, ready, metrics, loops...)
+}
+
+// checkKubernetes validates the flags of Kubernetes mode; cfg is the
+// --config-file's content, which may hold only an EndpointPickerConfig.
+func (e *eppFlags) checkKubernetes(cfg *config.Config) error {
+	if cfg != nil && (len(cfg.ModelServers) > 0 || len(cfg.Routes) > 0 || len(cfg.Objectives) > 0 || len(cfg.Rewrites) > 0) {
+		return fmt.Errorf("%s: declares no InferencePool, so igw epp runs in Kubernetes mode, where the file may hold only an EndpointPickerConfig (ModelServers, Routes, objectives and rewrites come from the cluster or need a pool in the file)", cfg.Source)
+	}
+	if e.poolName == "" {
+		return errors.New("--pool-name is required in Kubernetes mode (without a standalone --config-file)")
+	}
+	if (e.endpointSelector == "") != (len(e.endpointTargetPorts) == 0) {
+		return errors.New("--endpoint-selector and --endpoint-target-ports go together")
+	}
+	for _, p := range e.endpointTargetPorts {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("--endpoint-target-ports: %d is not a port number", p)
+		}
+	}
+	return nil
+}
+
+// useLoggerForKubernetes routes the logs of controller-runtime and of
+// client-go (klog: leader election, reflectors) to log, so a process writes
+// one log format. Both libraries keep a process-wide logger, which only the
+// command may set.
+func useLoggerForKubernetes(log *slog.Logger) {
+	l := logr.FromSlogHandler(log.Handler())
+	ctrllog.SetLogger(l)
+	klog.SetLogger(l)
+}
+
+// discovery builds the Kubernetes reconcilers that feed rt's datastore.
+func (e *eppFlags) discovery(log *slog.Logger, rt *extproc.PoolRuntime) (*kube.Discovery, error) {
+	var selector map[string]string
+	if e.endpointSelector != "" {
+		set, err := labels.ConvertSelectorToLabelsMap(e.endpointSelector)
+		if err != nil {
+			return nil, fmt.Errorf("--endpoint-selector: %w", err)
+		}
+		selector = set
+	}
+	restCfg, err := kube.RESTConfig(e.kube.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	useLoggerForKubernetes(log)
+	o := kube.Options{
+		Config: restCfg, Namespace: e.poolNamespace, Logger: log,
+		Pool: &kube.PoolSource{Name: e.poolName, Selector: selector, TargetPorts: e.endpointTargetPorts, Store: rt.Store()},
+	}
+	if e.leaderElection {
+		name := e.leaseName
+		if name == "" {
+			name = "igw-epp-" + e.poolName
+		}
+		o.LeaderElection = &kube.LeaderElection{LeaseName: name, LeaseDuration: e.leaseDuration, RenewDeadline: e.renewDeadline, RetryPeriod: e.retryPeriod}
+	}
+	return kube.New(o)
 }
 
 // serveExtProc binds the ext_proc, health and (optionally) metrics ports,

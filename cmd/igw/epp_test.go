@@ -131,7 +131,7 @@ spec:
 	}
 	l := startExtProc(t, true, func(ctx context.Context, f *extprocFlags) error {
 		f.metricsEnabled = true
-		return runEPP(ctx, f, path, "llm", "ai", 0)
+		return runEPP(ctx, f, &eppFlags{configFile: path, poolName: "llm", poolNamespace: "ai"})
 	})
 	return l, fleet
 }
@@ -179,7 +179,7 @@ func TestEPPCommand_UnknownPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &extprocFlags{bodyMode: "FULL_DUPLEX_STREAMED", logLevel: "warn"}
-	err := runEPP(context.Background(), f, path, "b", "default", 0)
+	err := runEPP(context.Background(), f, &eppFlags{configFile: path, poolName: "b", poolNamespace: "default"})
 	if err == nil || !strings.Contains(err.Error(), "no InferencePool default/b") {
 		t.Fatalf("error %v", err)
 	}
@@ -190,7 +190,7 @@ func TestBBRCommand_SetsHeadersAndReloadsAdapters(t *testing.T) {
 	if err := os.WriteFile(path, []byte("- baseModel: base\n  adapters: [a1]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l := startExtProc(t, false, func(ctx context.Context, f *extprocFlags) error { return runBBR(ctx, f, path, true) })
+	l := startExtProc(t, false, func(ctx context.Context, f *extprocFlags) error { return runBBR(ctx, f, path, "", &kubeFlags{}, true) })
 	waitServing(t, dial(t, l.health, false), "readiness")
 	conn := dial(t, l.grpc, false)
 	base := func(model string) (string, int) {
@@ -217,5 +217,33 @@ func TestBBRCommand_SetsHeadersAndReloadsAdapters(t *testing.T) {
 	}
 	if _, st := base(""); st != http.StatusBadRequest {
 		t.Errorf("empty model: status %d, want 400", st)
+	}
+}
+
+func TestEPPCommand_KubernetesModeFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	serversOnly := filepath.Join(dir, "servers.yaml")
+	if err := os.WriteFile(serversOnly, []byte("apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: s, labels: {app: a}}\nspec: {address: 127.0.0.1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		e    eppFlags
+		want string
+	}{
+		{"no pool name", eppFlags{}, "--pool-name is required"},
+		{"selector without ports", eppFlags{poolName: "p", endpointSelector: "app=a"}, "go together"},
+		{"ports without selector", eppFlags{poolName: "p", endpointTargetPorts: []int32{8000}}, "go together"},
+		{"bad port", eppFlags{poolName: "p", endpointSelector: "app=a", endpointTargetPorts: []int32{70000}}, "not a port number"},
+		{"bad selector", eppFlags{poolName: "p", endpointSelector: "app", endpointTargetPorts: []int32{8000}}, "--endpoint-selector"},
+		{"standalone kinds without a pool", eppFlags{poolName: "p", configFile: serversOnly}, "may hold only an EndpointPickerConfig"},
+		{"missing kubeconfig", eppFlags{poolName: "p", kube: kubeFlags{kubeconfig: filepath.Join(dir, "none")}}, "kubeconfig"},
+	} {
+		f := &extprocFlags{bodyMode: "FULL_DUPLEX_STREAMED", logLevel: "warn"}
+		tc.e.poolNamespace = "default"
+		err := runEPP(context.Background(), f, &tc.e)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	v1 "github.com/igw-dev/igw/api/v1"
+	"github.com/igw-dev/igw/api/v1alpha2"
 	"github.com/igw-dev/igw/pkg/datastore"
 )
 
@@ -30,20 +31,7 @@ func (c *Config) Apply(store *datastore.Store, pools []*v1.InferencePool) {
 		}
 		objectives[name] = objs
 		for _, rw := range c.RewritesFor(p) { // document order = creation order = precedence
-			for _, rule := range rw.Spec.Rules {
-				r := datastore.RewriteRule{Source: NamespacedName(rw.Namespace, rw.Name)}
-				for _, m := range rule.Matches {
-					r.Models = append(r.Models, m.Model.Value)
-				}
-				for _, t := range rule.Targets {
-					var w int32
-					if t.Weight != nil {
-						w = *t.Weight
-					}
-					r.Targets = append(r.Targets, datastore.RewriteTarget{Model: t.ModelRewrite, Weight: w})
-				}
-				rewrites[name] = append(rewrites[name], r)
-			}
+			rewrites[name] = append(rewrites[name], RewriteRules(rw)...)
 		}
 	}
 	store.SetObjectives(objectives)
@@ -53,4 +41,27 @@ func (c *Config) Apply(store *datastore.Store, pools []*v1.InferencePool) {
 			store.DeletePool(name)
 		}
 	}
+}
+
+// RewriteRules turns one InferenceModelRewrite into the datastore's rules,
+// in rule order. Static discovery and the Kubernetes reconcilers both use
+// it, so a rewrite means the same in a file and in a cluster; callers
+// concatenate the rules of a pool's rewrites oldest object first.
+func RewriteRules(rw *v1alpha2.InferenceModelRewrite) []datastore.RewriteRule {
+	rules := make([]datastore.RewriteRule, 0, len(rw.Spec.Rules))
+	for _, rule := range rw.Spec.Rules {
+		r := datastore.RewriteRule{Source: NamespacedName(rw.Namespace, rw.Name)}
+		for _, m := range rule.Matches {
+			r.Models = append(r.Models, m.Model.Value)
+		}
+		for _, t := range rule.Targets {
+			var w int32
+			if t.Weight != nil {
+				w = *t.Weight
+			}
+			r.Targets = append(r.Targets, datastore.RewriteTarget{Model: t.ModelRewrite, Weight: w})
+		}
+		rules = append(rules, r)
+	}
+	return rules
 }

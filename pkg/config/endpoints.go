@@ -52,7 +52,7 @@ func ResolveEndpoints(pool *v1.InferencePool, servers []*ModelServer) []Endpoint
 		}
 		engine := s.Spec.Engine
 		if engine == "" {
-			engine = engineFromLabels(s.Labels)
+			engine = EngineFromLabels(s.Labels)
 		}
 		for _, tp := range pool.Spec.TargetPorts {
 			if !s.listensOn(tp.Number) {
@@ -98,7 +98,10 @@ func (s *ModelServer) listensOn(port v1.PortNumber) bool {
 	return false
 }
 
-func engineFromLabels(labels map[string]string) Engine {
+// EngineFromLabels is the engine a model server's labels name in
+// EngineTypeLabel, vllm when they name none: ModelServers in a file and
+// pods in a cluster are read the same way.
+func EngineFromLabels(labels map[string]string) Engine {
 	if e, ok := labels[EngineTypeLabel]; ok && e != "" {
 		return Engine(e)
 	}

@@ -317,7 +317,7 @@ func (v validator) modelServer(s *ModelServer) {
 	}
 	switch {
 	case s.Spec.Engine == "":
-		s.Spec.Engine = engineFromLabels(s.Labels)
+		s.Spec.Engine = EngineFromLabels(s.Labels)
 	case !knownEngine(s.Spec.Engine):
 		v.errf("spec.engine", "unknown engine %q; want one of %s", s.Spec.Engine, engineList)
 	case hasLabel && Engine(label) != s.Spec.Engine:

@@ -37,18 +37,26 @@ type PoolRuntimeOptions struct {
 	MetricsMaxAge time.Duration
 	// Logger receives reloads and scrape failures (default: discard).
 	Logger *slog.Logger
+	// ExternalDiscovery leaves the pool's endpoints, objectives and
+	// rewrites to another feeder of Store() (the Kubernetes reconcilers of
+	// package kube): the configuration then contributes only its
+	// EndpointPickerConfig, and PoolName is required but need not be in it.
+	ExternalDiscovery bool
 }
 
-// PoolRuntime is what `igw epp` runs without Kubernetes: one InferencePool
-// of the standalone configuration file (static model servers, objectives,
-// rewrites, EndpointPickerConfig) in a datastore, the scraper that keeps its
-// endpoints' metrics fresh, and the Director over both. It is built from the
-// same file and with the same packages as `igw serve`, and reloads the same
-// way; a Kubernetes-fed runtime will feed the same datastore instead.
+// PoolRuntime is what `igw epp` runs for one InferencePool: a datastore,
+// the scraper that keeps its endpoints' metrics fresh, and the Director
+// (scheduler and admission from the EndpointPickerConfig) over both.
+// Without Kubernetes the pool, its static model servers, objectives and
+// rewrites come from the standalone configuration file, built with the same
+// packages as `igw serve` and reloaded the same way; with
+// ExternalDiscovery the Kubernetes reconcilers feed the same datastore and
+// the file only supplies the EndpointPickerConfig.
 type PoolRuntime struct {
 	log      *slog.Logger
 	pool     string // namespace/name
 	ns, name string
+	external bool // endpoints, objectives and rewrites are fed by someone else
 	store    *datastore.Store
 	scraper  *modelserver.Scraper
 	director *director.Director
@@ -71,16 +79,29 @@ func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, err
 	if o.Scraper.Logger == nil {
 		o.Scraper.Logger = o.Logger
 	}
-	pool, err := choosePool(cfg, o.PoolName, o.PoolNamespace)
-	if err != nil {
-		return nil, err
+	var pool *v1.InferencePool
+	if o.ExternalDiscovery {
+		if o.PoolName == "" {
+			return nil, errors.New("extproc: a pool name is required")
+		}
+		ns := o.PoolNamespace
+		if ns == "" {
+			ns = config.DefaultNamespace
+		}
+		pool = &v1.InferencePool{}
+		pool.Name, pool.Namespace = o.PoolName, ns
+	} else {
+		var err error
+		if pool, err = choosePool(cfg, o.PoolName, o.PoolNamespace); err != nil {
+			return nil, err
+		}
 	}
 	scraper, err := modelserver.NewScraper(o.Scraper)
 	if err != nil {
 		return nil, fmt.Errorf("extproc: %w", err)
 	}
 	r := &PoolRuntime{
-		log: o.Logger, ns: pool.Namespace, name: pool.Name, pool: config.NamespacedName(pool.Namespace, pool.Name),
+		log: o.Logger, ns: pool.Namespace, name: pool.Name, pool: config.NamespacedName(pool.Namespace, pool.Name), external: o.ExternalDiscovery,
 		scraper: scraper, metrics: telemetry.NewMetrics(), maxAge: o.MetricsMaxAge,
 	}
 	if r.maxAge <= 0 {
@@ -104,7 +125,9 @@ func NewPoolRuntime(cfg *config.Config, o PoolRuntimeOptions) (*PoolRuntime, err
 		return nil, fmt.Errorf("extproc: %w", err)
 	}
 	r.director = d
-	r.apply(cfg, pool)
+	if !r.external {
+		r.apply(cfg, pool)
+	}
 	// The gauge follows the thresholds of the configuration in force.
 	r.metrics.RegisterPoolCollector(r.store, func(eps []*datastore.Endpoint, now time.Time) float64 {
 		return r.sat.Load().Saturation(eps, now)
@@ -164,7 +187,7 @@ func (r *PoolRuntime) admission(cfg *config.Config) (*flowcontrol.SaturationDete
 	return sat, flow, nil
 }
 
-// apply makes the datastore hold exactly the pool (static discovery).
+// apply makes the datastore hold exactly the pool (static discovery only).
 func (r *PoolRuntime) apply(cfg *config.Config, pool *v1.InferencePool) {
 	cfg.Apply(r.store, []*v1.InferencePool{pool})
 }
@@ -181,13 +204,14 @@ func (r *PoolRuntime) endpointsChanged(all []*datastore.Endpoint) {
 // Reload applies a new configuration. The pool this runtime serves must
 // still be in it: a file without it is rejected and the running
 // configuration stays, since the process was started to serve that pool.
+// With ExternalDiscovery only the EndpointPickerConfig is taken from it.
 // The scheduler (and its prefix-cache index) is kept when the
 // EndpointPickerConfig did not change.
 func (r *PoolRuntime) Reload(cfg *config.Config) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pool := cfg.Pool(r.ns, r.name)
-	if pool == nil {
+	if pool == nil && !r.external {
 		return fmt.Errorf("%s: no InferencePool %s any more; keeping the running configuration", cfg.Source, r.pool)
 	}
 	if !slices.Equal(r.epc, cfg.EndpointPickerConfig) {
@@ -208,7 +232,9 @@ func (r *PoolRuntime) Reload(cfg *config.Config) error {
 		r.sat.Store(sat)
 		r.director.SetSaturation(sat)
 	}
-	r.apply(cfg, pool)
+	if !r.external {
+		r.apply(cfg, pool)
+	}
 	r.log.Info("configuration applied", "source", cfg.Source, "pool", r.pool)
 	return nil
 }

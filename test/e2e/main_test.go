@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/igw-dev/igw/internal/kubetest"
 )
 
 // igwBinary is the igw binary TestMain builds once for the process tests.
@@ -47,7 +49,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	igwBinary = bin
-	return m.Run()
+	return kubetest.Main(m, &kubeEnv) // a real API server for kube_test.go, when KUBEBUILDER_ASSETS is set
 }
 
 // moduleRoot is the directory of the module's go.mod, as the go command

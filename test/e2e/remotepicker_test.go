@@ -15,8 +15,9 @@ import (
 	"time"
 )
 
-// eppServingLine is igw epp's "listening" log line.
-var eppServingLine = regexp.MustCompile(`msg="serving ext_proc"`)
+// eppServingLine is igw epp's (and igw bbr's) "listening" log line, with
+// the ext_proc, health and metrics addresses.
+var eppServingLine = regexp.MustCompile(`msg="serving ext_proc" grpc=(\S+) health=(\S+) metrics=(\S*)`)
 
 // freePort is a loopback port nothing listens on right now.
 func freePort(t *testing.T) int {
