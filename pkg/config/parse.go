@@ -311,7 +311,18 @@ func contains(list []string, s string) bool {
 // singletons that appear twice.
 func (p *parser) build() *Config {
 	cfg := &Config{Source: p.file}
-	var gatewayRef, epcRef, authRef, storeRef *docRef
+	// first remembers the first document of each kind that may appear
+	// once; first(d) reports whether d is it, and otherwise names it in
+	// the error for d.
+	seen := map[string]*docRef{}
+	first := func(d *parsedDoc, kind string) bool {
+		if prev, ok := seen[kind]; ok {
+			p.errs.addf(d.ref, "", "only one %s is allowed; the first is document %d", kind, prev.index)
+			return false
+		}
+		seen[kind] = &d.ref
+		return true
+	}
 	for i := range p.docs {
 		d := &p.docs[i]
 		switch o := d.obj.(type) {
@@ -332,34 +343,22 @@ func (p *parser) build() *Config {
 		case *QuotaPolicy:
 			cfg.Quotas = append(cfg.Quotas, o)
 		case *AuthPolicy:
-			if authRef != nil {
-				p.errs.addf(d.ref, "", "only one AuthPolicy is allowed; the first is document %d", authRef.index)
-				continue
+			if first(d, KindAuthPolicy) {
+				cfg.AuthPolicy = o
 			}
-			authRef = &d.ref
-			cfg.AuthPolicy = o
 		case *QuotaStore:
-			if storeRef != nil {
-				p.errs.addf(d.ref, "", "only one QuotaStore is allowed; the first is document %d", storeRef.index)
-				continue
+			if first(d, KindQuotaStore) {
+				cfg.QuotaStore = o
 			}
-			storeRef = &d.ref
-			cfg.QuotaStore = o
 		case *Gateway:
-			if gatewayRef != nil {
-				p.errs.addf(d.ref, "", "only one Gateway is allowed; the first is document %d", gatewayRef.index)
-				continue
+			if first(d, KindGateway) {
+				cfg.Gateway = o
 			}
-			gatewayRef = &d.ref
-			cfg.Gateway = o
 		case *epcDoc:
-			if epcRef != nil {
-				p.errs.addf(d.ref, "", "only one EndpointPickerConfig is allowed; the first is document %d", epcRef.index)
-				continue
+			if first(d, KindEndpointPickerConfig) {
+				cfg.EndpointPickerConfig = o.raw
+				cfg.EndpointPickerConfigSource = (&Error{File: d.ref.file, Document: d.ref.index, Kind: d.ref.kind}).location()
 			}
-			epcRef = &d.ref
-			cfg.EndpointPickerConfig = o.raw
-			cfg.EndpointPickerConfigSource = (&Error{File: d.ref.file, Document: d.ref.index, Kind: d.ref.kind}).location()
 		}
 	}
 	if cfg.Gateway == nil {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/igw-dev/igw/internal/kubetest"
 )
 
 // badConfigBase is a valid configuration of four documents; the cases of
@@ -263,7 +265,7 @@ func closeIfOpen(ch chan struct{}) {
 // model is served by its own pool.
 func TestServe_StandaloneExampleRoutesModelsToTheirPools(t *testing.T) {
 	t.Parallel()
-	root, err := moduleRoot()
+	root, err := kubetest.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

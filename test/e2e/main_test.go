@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,7 +35,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	root, err := moduleRoot()
+	root, err := kubetest.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
@@ -50,20 +49,6 @@ func run(m *testing.M) int {
 	}
 	igwBinary = bin
 	return kubetest.Main(m, &kubeEnv) // a real API server for kube_test.go, when KUBEBUILDER_ASSETS is set
-}
-
-// moduleRoot is the directory of the module's go.mod, as the go command
-// sees it from the test's working directory.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module")
-	}
-	return filepath.Dir(gomod), nil
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and many readers.
