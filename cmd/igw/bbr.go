@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/kube"
 )
@@ -66,9 +67,9 @@ func runBBR(ctx context.Context, f *extprocFlags, path, namespace string, k *kub
 	if path != "" && namespace != "" {
 		return errors.New("--config-file and --namespace are two sources of the adapter map: choose one")
 	}
-	var adapters *extproc.AdapterMap
+	var adapters *datastore.AdapterMap
 	if path != "" {
-		if adapters, err = extproc.LoadAdapterMap(path); err != nil {
+		if adapters, err = datastore.LoadAdapterMap(path); err != nil {
 			return err
 		}
 	}
@@ -80,7 +81,7 @@ func runBBR(ctx context.Context, f *extprocFlags, path, namespace string, k *kub
 	if path != "" {
 		loops = append(loops, func(ctx context.Context) error {
 			watchFile(ctx, path, time.Second, func() {
-				m, err := extproc.LoadAdapterMap(path)
+				m, err := datastore.LoadAdapterMap(path)
 				if err != nil {
 					log.Error("adapter map rejected; keeping the running one", "err", err)
 					return

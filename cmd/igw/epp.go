@@ -6,23 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/pprof"
-	"strconv"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/kube"
 )
@@ -170,13 +167,14 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 			cfg = &config.Config{Source: "(default EndpointPickerConfig)"}
 		}
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: e.poolName, PoolNamespace: e.poolNamespace,
+	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: e.poolName, PoolNamespace: e.poolNamespace,
 		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone})
 	if err != nil {
 		return err
 	}
+	defer rt.Close()
 	picker, err := extproc.NewPicker(extproc.PickerOptions{
-		Director: rt.Director(), Pool: rt.Pool(), Metrics: rt.Metrics(), Logger: log,
+		Director: rt.Director(), Pool: rt.Pool(), Logger: log,
 		MaxBodyBytes: f.maxBody, DefaultBodyMode: mode,
 	})
 	if err != nil {
@@ -246,7 +244,7 @@ func useLoggerForKubernetes(log *slog.Logger) {
 }
 
 // discovery builds the Kubernetes reconcilers that feed rt's datastore.
-func (e *eppFlags) discovery(log *slog.Logger, rt *extproc.PoolRuntime) (*kube.Discovery, error) {
+func (e *eppFlags) discovery(log *slog.Logger, rt *engine.Engine) (*kube.Discovery, error) {
 	var selector map[string]string
 	if e.endpointSelector != "" {
 		set, err := labels.ConvertSelectorToLabelsMap(e.endpointSelector)
@@ -274,9 +272,9 @@ func (e *eppFlags) discovery(log *slog.Logger, rt *extproc.PoolRuntime) (*kube.D
 	return kube.New(o)
 }
 
-// serveExtProc binds the ext_proc, health and (optionally) metrics ports,
-// runs the background loops, and serves until ctx ends; then it reports
-// NOT_SERVING and drains the streams in flight.
+// serveExtProc serves p on the ext_proc, health and (optionally) metrics
+// ports, runs the background loops, and serves until ctx ends or a port or
+// loop fails; then it reports NOT_SERVING and drains the streams in flight.
 func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extprocv3.ExternalProcessorServer, ready func() bool,
 	metrics http.Handler, loops ...func(context.Context) error) error {
 	var tlsCfg *tls.Config
@@ -286,101 +284,38 @@ func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extp
 			return err
 		}
 	}
-	listen := func(port int) (net.Listener, error) {
-		ln, err := net.Listen("tcp", net.JoinHostPort(f.address, strconv.Itoa(port)))
-		if err != nil {
-			return nil, fmt.Errorf("listen: %w", err)
-		}
-		return ln, nil
-	}
-	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}
-	grpcLn, err := listen(f.grpcPort)
-	if err != nil {
-		return err
-	}
-	lns = append(lns, grpcLn)
-	healthLn, err := listen(f.healthPort)
-	if err != nil {
-		closeAll()
-		return err
-	}
-	lns = append(lns, healthLn)
-	var metricsLn net.Listener
+	o := extproc.ServerOptions{Logger: log, Address: f.address, GRPCPort: f.grpcPort, HealthPort: f.healthPort,
+		TLS: tlsCfg, MaxBodyBytes: f.maxBody, Pprof: f.pprof, Ready: ready, ReadyInterval: f.readyInterval}
 	if f.metricsEnabled {
-		if metricsLn, err = listen(f.metricsPort); err != nil {
-			closeAll()
-			return err
-		}
+		o.Metrics, o.MetricsPort = metrics, f.metricsPort
 	}
-
-	srv := extproc.NewGRPCServer(p, f.maxBody, tlsCfg)
-	healthSrv, health := extproc.NewHealthServer()
-	var metricsSrv *http.Server
-	if metricsLn != nil {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics)
-		if f.pprof {
-			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		}
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := extproc.NewServer(p, o)
+	if err := srv.Start(ctx); err != nil {
+		return err
 	}
-
+	if f.onListening != nil {
+		f.onListening(srv.Addrs())
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	errs := make(chan error, 4+len(loops))
-	running := 0
-	start := func(fn func() error) {
-		running++
-		go func() { errs <- fn() }()
-	}
+	errs := make(chan error, len(loops))
 	for _, loop := range loops {
-		start(func() error { return loop(runCtx) })
+		go func() { errs <- loop(runCtx) }()
 	}
-	start(func() error { extproc.WatchReadiness(runCtx, health, ready, f.readyInterval); return nil })
-	start(func() error { return wrapServe("ext_proc", srv.Serve(grpcLn)) })
-	start(func() error { return wrapServe("health", healthSrv.Serve(healthLn)) })
-	metricsAddr := ""
-	if metricsSrv != nil {
-		metricsAddr = metricsLn.Addr().String()
-		start(func() error {
-			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("metrics: %w", err)
-			}
-			return nil
-		})
-	}
-	log.Info("serving ext_proc", "grpc", grpcLn.Addr().String(), "health", healthLn.Addr().String(), "metrics", metricsAddr, "tls", tlsCfg != nil)
-	if f.onListening != nil {
-		f.onListening(grpcLn.Addr().String(), healthLn.Addr().String(), metricsAddr)
-	}
-
+	running := len(loops)
 	var first error
 	select {
 	case <-ctx.Done():
-	case first = <-errs: // a server or loop failed: stop everything
+	case first = <-srv.Failed(): // a port failed: stop everything
+	case first = <-errs:
 		running--
 	}
 	log.Info("shutting down", "drain-timeout", f.drain)
-	extproc.SetReady(health, false)
-	cancel() // readiness reports NOT_SERVING everywhere, scraping and reloads stop
-	drained := make(chan struct{})
-	go func() { srv.GracefulStop(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(f.drain):
-		srv.Stop()
-	}
-	healthSrv.Stop()
-	if metricsSrv != nil {
-		_ = metricsSrv.Close()
+	cancel() // scraping and reloads stop
+	drain, cancelDrain := context.WithTimeout(context.Background(), f.drain)
+	defer cancelDrain()
+	if err := srv.Shutdown(drain); err != nil && first == nil {
+		first = err
 	}
 	for ; running > 0; running-- {
 		if err := <-errs; err != nil && first == nil {
@@ -388,11 +323,4 @@ func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extp
 		}
 	}
 	return first
-}
-
-func wrapServe(what string, err error) error {
-	if err == nil || errors.Is(err, grpc.ErrServerStopped) {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }

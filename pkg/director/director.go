@@ -1,8 +1,13 @@
-// Package director is igw's request lifecycle, independent of transport:
-// model rewrite, admission, scheduling over the pool's fresh endpoints,
-// in-flight accounting and the scheduler's request hooks. Both data planes —
-// the standalone HTTP proxy and the Envoy ext_proc picker — hand it a parsed
-// request and get back a Decision; neither reimplements routing.
+// Package director is igw's request lifecycle, independent of transport.
+// Both data planes — the standalone HTTP proxy and the Envoy ext_proc
+// picker — hand it the request's method, path, headers and body (Begin) and
+// get back an Exchange or a Reply. Begin parses the body once and runs the
+// route, the request guard, authentication, the admission policy (token
+// quotas), model rewrite, flow control and scheduling; the Exchange then
+// observes the response (first byte, usage, the client's model name
+// restored) and completes the request (in-flight release, scheduler hooks,
+// metrics, quota settlement). The planes only map bytes and headers, so a
+// behaviour is written once and is the same in both.
 package director
 
 import (
@@ -81,8 +86,11 @@ type Director struct {
 	store      *datastore.Store
 	scheduler  atomic.Pointer[scheduling.Scheduler]
 	saturation atomic.Pointer[flowcontrol.SaturationDetector]
+	policy     atomic.Pointer[Policy]
 	maxAge     time.Duration
-	observer   Observer
+	obs        Observer
+	started    time.Time
+	requestIDs atomic.Uint64
 
 	knownMu sync.Mutex
 	known   map[string]bool // endpoint addresses the scheduler may hold state for
@@ -99,14 +107,39 @@ type Director struct {
 // servers fail their scrapes and stop being ready.
 const staleFallbackAge = 5 * time.Second
 
-// Observer receives the Director's decisions, for metrics. A nil Observer
-// is allowed.
+// Observer receives what the lifecycle does, for metrics (package
+// telemetry implements it). A nil Observer is allowed.
 type Observer interface {
 	// Scheduled is called after every scheduling cycle.
 	Scheduled(pool string, ep *datastore.Endpoint, took time.Duration, err error)
-	// Rejected is called for every Rejection.
+	// Rejected is called for every Rejection of admission or scheduling.
 	Rejected(pool, model string, r *Rejection)
+	// RequestDone is called once per request with the status the client
+	// got (0: the response never started), the whole time and the time to
+	// the first response byte (0: none).
+	RequestDone(model, pool string, code int, took, ttft time.Duration)
+	// Tokens and TokenUsage record a response's usage.
+	Tokens(model, pool string, input, output, cached int)
+	TokenUsage(tenant, model, operation string, input, output int)
+	// AuthRejected counts a refused credential by reason.
+	AuthRejected(reason string)
+	// Retried counts a retry on another endpoint; InFlight tracks requests
+	// on their way to a model server.
+	Retried(pool string)
+	InFlight(pool string, delta float64)
 }
+
+// nopObserver is the Observer of a Director built without one.
+type nopObserver struct{}
+
+func (nopObserver) Scheduled(string, *datastore.Endpoint, time.Duration, error)   {}
+func (nopObserver) Rejected(string, string, *Rejection)                           {}
+func (nopObserver) RequestDone(string, string, int, time.Duration, time.Duration) {}
+func (nopObserver) Tokens(string, string, int, int, int)                          {}
+func (nopObserver) TokenUsage(string, string, string, int, int)                   {}
+func (nopObserver) AuthRejected(string)                                           {}
+func (nopObserver) Retried(string)                                                {}
+func (nopObserver) InFlight(string, float64)                                      {}
 
 // Options configures a Director.
 type Options struct {
@@ -122,6 +155,9 @@ type Options struct {
 	// its metrics.
 	FlowControl  flowcontrol.Config
 	FlowObserver func(pool string) flowcontrol.Observer
+	// Policy is the request policies Begin applies (nil: no routes, no
+	// authentication, no admission policy); SetPolicy replaces it.
+	Policy *Policy
 }
 
 // New builds a Director.
@@ -145,13 +181,27 @@ func New(o Options) (*Director, error) {
 	if err := o.FlowControl.Validate(); err != nil {
 		return nil, fmt.Errorf("director: flow control: %w", err)
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, observer: o.Observer,
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	if o.Policy == nil {
+		o.Policy = &Policy{}
+	}
+	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, started: time.Now(),
 		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
 		known: map[string]bool{}}
 	d.scheduler.Store(o.Scheduler)
 	d.saturation.Store(o.Saturation)
+	d.policy.Store(o.Policy)
 	return d, nil
 }
+
+// SetPolicy swaps the request policies (a new configuration). Requests
+// already begun finish under the Policy they started with.
+func (d *Director) SetPolicy(p *Policy) { d.policy.Store(p) }
+
+// Policy is the request policies in force.
+func (d *Director) Policy() *Policy { return d.policy.Load() }
 
 // SetScheduler swaps the scheduler (a new EndpointPickerConfig). Requests
 // already scheduled finish their hooks on the scheduler that chose them.
@@ -259,13 +309,11 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 	start := time.Now()
 	res, err := sched.Schedule(ctx, sreq, candidates)
-	if d.observer != nil {
-		var primary *datastore.Endpoint
-		if err == nil {
-			primary = res.Primary()
-		}
-		d.observer.Scheduled(req.Pool, primary, time.Since(start), err)
+	var primary *datastore.Endpoint
+	if err == nil {
+		primary = res.Primary()
 	}
+	d.obs.Scheduled(req.Pool, primary, time.Since(start), err)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
@@ -395,9 +443,7 @@ func admissionRejection(r *flowcontrol.Rejection) *Rejection {
 }
 
 func (d *Director) reject(pool, model string, r *Rejection) *Rejection {
-	if d.observer != nil {
-		d.observer.Rejected(pool, model, r)
-	}
+	d.obs.Rejected(pool, model, r)
 	return r
 }
 

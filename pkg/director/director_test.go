@@ -85,6 +85,7 @@ func chat(t *testing.T, model, prompt string) *Request {
 
 // recorder is an Observer that keeps every call.
 type recorder struct {
+	nopObserver
 	mu        sync.Mutex
 	scheduled []string // primary addresses ("" on failure)
 	rejected  []string // reasons

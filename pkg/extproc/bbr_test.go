@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
 )
@@ -23,7 +24,7 @@ const adaptersYAML = `# base models and their LoRA adapters
 
 func newRouter(t *testing.T, allowMissing bool) *grpc.ClientConn {
 	t.Helper()
-	m, err := extproc.ParseAdapterMap("adapters.yaml", []byte(adaptersYAML))
+	m, err := datastore.ParseAdapterMap("adapters.yaml", []byte(adaptersYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestParseAdapterMap_Errors(t *testing.T) {
 		{"- baseModel: a\n- baseModel: a\n", "listed twice"},
 		{"- baseModel: a\n  adapters: ['']\n", "empty adapter name"},
 	} {
-		_, err := extproc.ParseAdapterMap("adapters.yaml", []byte(tc.yaml))
+		_, err := datastore.ParseAdapterMap("adapters.yaml", []byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "adapters.yaml: ") {
 			t.Errorf("%q: error %v, want one naming the file and containing %q", tc.yaml, err, tc.want)
 		}

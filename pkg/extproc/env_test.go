@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
 	"github.com/igw-dev/igw/pkg/sim"
@@ -77,7 +78,7 @@ spec:
 // loopback gRPC.
 type pickerEnv struct {
 	fleet *sim.Fleet
-	rt    *extproc.PoolRuntime
+	rt    *engine.Engine
 	conn  *grpc.ClientConn
 	addrs []string
 }
@@ -117,7 +118,7 @@ func newPickerEnv(tb testing.TB, o envOptions) *pickerEnv {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{MetricsMaxAge: o.maxAge})
+	rt, err := engine.New(cfg, engine.Options{Pool: true, MetricsMaxAge: o.maxAge})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func newPickerEnv(tb testing.TB, o envOptions) *pickerEnv {
 	go func() { defer close(done); _ = rt.Run(ctx) }()
 	tb.Cleanup(func() { cancel(); <-done })
 
-	p, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool(), Metrics: rt.Metrics(), DefaultBodyMode: o.mode})
+	p, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool(), DefaultBodyMode: o.mode})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func newPickerEnv(tb testing.TB, o envOptions) *pickerEnv {
 }
 
 // schedulable counts the pool's endpoints with fresh metrics.
-func schedulable(rt *extproc.PoolRuntime) int {
+func schedulable(rt *engine.Engine) int {
 	n := 0
 	for _, ep := range rt.Store().Pool(rt.Pool()).Endpoints {
 		if ep.Ready() && ep.Metrics().Fresh(time.Now(), 200*time.Millisecond) {

@@ -4,19 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
-	"github.com/igw-dev/igw/pkg/openai"
-	"github.com/igw-dev/igw/pkg/scheduling"
-	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
 // PickerOptions configures a Picker; zero values get defaults.
@@ -26,9 +19,6 @@ type PickerOptions struct {
 	// Pool is the namespaced name ("namespace/name") of the InferencePool
 	// this picker serves. Required.
 	Pool string
-	// Metrics, if set, records requests and token usage (the Director's
-	// own observer records decisions and rejections).
-	Metrics *telemetry.Metrics
 	// Logger receives stream failures (default: discard).
 	Logger *slog.Logger
 	// MaxBodyBytes bounds a request body (default DefaultMaxBodyBytes).
@@ -42,17 +32,15 @@ type PickerOptions struct {
 // Picker is igw's Endpoint Picker: an Envoy ext_proc server that hands
 // each request to the Director and answers with the decision in the
 // x-gateway-destination-endpoint header and envoy.lb metadata
-// (REFERENCE §2). It is only a transport adapter: routing, rewrites,
-// shedding and in-flight accounting are the Director's.
+// (REFERENCE §2). It is only a wire adapter: parsing, policies, routing,
+// rewrites, shedding, response observation and metrics are the Director's.
 type Picker struct {
 	extprocv3.UnimplementedExternalProcessorServer
 
 	director *director.Director
 	pool     string
-	metrics  *telemetry.Metrics
 	log      *slog.Logger
 	cfg      streamConfig
-	ids      atomic.Uint64
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Picker)(nil)
@@ -78,7 +66,7 @@ func NewPicker(o PickerOptions) (*Picker, error) {
 		o.DefaultBodyMode = BodyModeFullDuplexStream
 	}
 	return &Picker{
-		director: o.Director, pool: o.Pool, metrics: o.Metrics, log: o.Logger,
+		director: o.Director, pool: o.Pool, log: o.Logger,
 		cfg: streamConfig{strip: pickerOwnedHeaders(), maxBody: o.MaxBodyBytes, defaultMode: o.DefaultBodyMode},
 	}, nil
 }
@@ -86,195 +74,119 @@ func NewPicker(o PickerOptions) (*Picker, error) {
 // Process serves one ext_proc stream, which Envoy opens for each HTTP
 // request.
 func (p *Picker) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
-	err := serveStream(srv, &pick{p: p, start: time.Now()}, &p.cfg)
+	err := serveStream(srv, &pick{p: p}, &p.cfg)
 	if err != nil {
 		p.log.Debug("ext_proc stream failed", "err", err)
 	}
 	return err
 }
 
-// errNotServed finishes the attempt on an endpoint Envoy did not use in the
-// end (it failed over to a fallback).
-var errNotServed = errors.New("extproc: envoy served the request from another endpoint")
-
-// errStreamEnded finishes an attempt whose response never completed.
+// errStreamEnded finishes an exchange whose response never completed.
 var errStreamEnded = errors.New("extproc: the ext_proc stream ended before the response did")
 
-// pick is one request through the picker.
+// pick is one request through the picker: the wire mapping of one
+// director.Exchange.
 type pick struct {
-	p     *Picker
-	start time.Time
-
-	dec     *director.Decision
-	att     *director.Attempt
-	model   string
-	status  int
-	ttft    time.Duration
-	obs     *openai.UsageObserver
-	rewrite *modelRewriter
-	done    bool
+	p *Picker
+	x *director.Exchange
 }
 
 func (k *pick) request(ctx context.Context, r *httpRequest) (*verdict, *rejection) {
-	var parsed *openai.Parsed
-	kind := openai.KindForPath(r.path)
-	if r.headerOnly {
-		// A request without a body: an inference API call is missing its
-		// model; anything else (GET /v1/models, health probes through the
-		// gateway) is load-balanced over the pool without model or prompt.
-		if kind != 0 {
-			return nil, k.fail(missingModel(), "")
-		}
-		parsed = &openai.Parsed{}
-	} else {
-		var err error
-		if parsed, err = openai.ParseRequest(kind, r.body); err != nil {
-			var oe *openai.Error
-			if !errors.As(err, &oe) {
-				oe = openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, err.Error())
-			}
-			return nil, k.fail(oe, "")
-		}
-		if !parsed.HasModel() {
-			return nil, k.fail(missingModel(), "")
-		}
+	in := &director.Inbound{
+		Method: r.method, Path: r.path, Header: director.HeaderFromLower(r.headers),
+		Body: r.body, Subset: subsetHint(r.metadata), Pool: k.p.pool,
 	}
-	k.model = parsed.Model
-	dec, err := k.p.director.Decide(ctx, &director.Request{
-		ID:        k.requestID(r.headers),
-		Pool:      k.p.pool,
-		Parsed:    parsed,
-		Body:      r.body,
-		Objective: r.headers[HeaderInferenceObjective],
-		Headers:   r.headers,
-		Subset:    subsetHint(r.metadata),
-	})
-	if err != nil {
-		var rej *director.Rejection
-		if errors.As(err, &rej) {
-			var extra []header
-			if rej.Status == http.StatusTooManyRequests {
-				extra = append(extra, header{"retry-after", "1"})
-			}
-			return nil, k.fail(rej.OpenAI(), rej.Reason, extra...)
-		}
-		return nil, k.fail(openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, "scheduling failed: "+err.Error()), "")
+	x, reply := k.p.director.Begin(ctx, in)
+	if reply != nil {
+		return nil, replyRejection(reply)
 	}
-	k.dec = dec
-	addrs := make([]string, len(dec.Endpoints))
-	for i, ep := range dec.Endpoints {
-		addrs[i] = ep.Address
-	}
-	dest := strings.Join(addrs, ",")
+	k.x = x
+	dest := strings.Join(x.Endpoints(), ",")
 	v := &verdict{metadata: lbMetadata(dest)}
 	v.edits.setHeader(HeaderDestinationEndpoint, dest)
-	if !r.headerOnly && dec.TargetModel != dec.Model {
-		v.body, v.bodyChanged = dec.Body, true
+	set, remove := x.HeaderEdits()
+	h := x.Header()
+	for _, name := range set {
+		if vals := h.Values(name); len(vals) > 0 {
+			v.edits.setHeader(strings.ToLower(name), vals[0])
+		}
 	}
-	k.att = dec.Start(ctx, dec.Endpoints[0])
+	for _, name := range remove {
+		if h.Get(name) == "" {
+			v.edits.remove = append(v.edits.remove, strings.ToLower(name))
+		}
+	}
+	if !r.headerOnly && !sameBytes(x.Body, r.body) {
+		v.body, v.bodyChanged = x.Body, true
+	}
+	if eps := x.Endpoints(); len(eps) > 0 {
+		x.Try(ctx, eps[0])
+	}
 	return v, nil
 }
 
-func missingModel() *openai.Error {
-	e := openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "the request body must name a model")
-	e.Param = "model"
-	return e
+// sameBytes reports whether a and b are the same slice (not merely equal
+// bytes): the Director returns the request's own body when it changed
+// nothing.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
-func (k *pick) requestID(h map[string]string) string {
-	if id := h["x-request-id"]; id != "" {
-		return id
+// replyRejection renders a Director's reply as an ImmediateResponse.
+func replyRejection(r *director.Reply) *rejection {
+	rej := &rejection{status: r.Status, body: r.Body, details: r.Reason}
+	for k, vs := range r.Header {
+		if strings.EqualFold(k, "Content-Length") || len(vs) == 0 {
+			continue // Envoy sets the length of what it sends
+		}
+		rej.headers = append(rej.headers, header{strings.ToLower(k), vs[0]})
 	}
-	return strconv.FormatUint(k.p.ids.Add(1), 36)
-}
-
-// fail records a refused request and renders it for Envoy.
-func (k *pick) fail(e *openai.Error, reason string, extra ...header) *rejection {
-	k.done = true
-	if m := k.p.metrics; m != nil {
-		m.RequestDone(k.model, k.p.pool, e.Status(), time.Since(k.start), 0)
-	}
-	return errorRejection(e, reason, extra...)
-}
-
-func (k *pick) responseHeaders(ctx context.Context, r *httpResponse) bool {
-	if k.dec == nil {
-		return false
-	}
-	k.status = r.status
-	if served := servedEndpoint(r.metadata); served != "" && served != k.att.Endpoint().Address {
-		if ep := k.endpoint(served); ep != nil {
-			// Envoy failed over: the primary attempt is over, the request
-			// is in flight on the fallback now.
-			k.att.Finish(ctx, scheduling.Response{Err: errNotServed})
-			k.att = k.dec.Start(ctx, ep)
-		} else {
-			k.p.log.Debug("served endpoint is not one the picker chose", "served", served, "pool", k.p.pool)
+	if rej.details == "" { // Envoy logs it as response code details: one token
+		rej.details = "igw_" + strconv.Itoa(r.Status)
+		if e := r.Error(); e != nil {
+			rej.details = "igw_" + e.Type
 		}
 	}
-	k.obs = openai.NewUsageObserver(r.headers["content-type"])
-	if k.dec.Model != "" && k.dec.TargetModel != k.dec.Model {
-		k.rewrite = newModelRewriter(k.dec.TargetModel, k.dec.Model)
+	return rej
+}
+
+func (k *pick) responseHeaders(ctx context.Context, r *httpResponse) (bool, []header) {
+	if k.x == nil {
+		return false, nil
+	}
+	if served := servedEndpoint(r.metadata); served != "" {
+		// Envoy failed over to a fallback: the request is in flight there.
+		k.x.Try(ctx, served)
+	}
+	rewrites := k.x.ResponseHeaders(r.status, r.headers["content-type"])
+	var set []header
+	for name, vs := range k.x.ResponseHeader {
+		if len(vs) > 0 {
+			set = append(set, header{strings.ToLower(name), vs[0]})
+		}
 	}
 	if r.endOfStream {
-		k.complete(ctx)
+		k.x.Finish(ctx, nil)
 	}
-	return k.rewrite != nil
-}
-
-func (k *pick) endpoint(addr string) *datastore.Endpoint {
-	for _, ep := range k.dec.Endpoints {
-		if ep.Address == addr {
-			return ep
-		}
-	}
-	return nil
+	return rewrites, set
 }
 
 func (k *pick) responseBody(ctx context.Context, chunk []byte, final, eos bool) []byte {
-	if k.dec == nil || k.obs == nil {
+	if k.x == nil {
 		return chunk
 	}
-	if k.ttft == 0 && len(chunk) > 0 {
-		k.ttft = time.Since(k.start)
-	}
-	_, _ = k.obs.Write(chunk)
-	out := chunk
-	if k.rewrite != nil {
-		out = k.rewrite.write(chunk, final)
-	}
+	out := k.x.ResponseBody(chunk, final)
 	if eos {
-		k.complete(ctx)
+		k.x.Finish(ctx, nil)
 	}
 	return out
 }
 
-// complete ends the attempt with what the response showed.
-func (k *pick) complete(ctx context.Context) {
-	if k.done {
-		return
-	}
-	k.done = true
-	var usage openai.Usage
-	if k.obs != nil {
-		usage, _ = k.obs.Usage()
-	}
-	cached := 0
-	if usage.PromptTokensDetails != nil {
-		cached = usage.PromptTokensDetails.CachedTokens
-	}
-	k.att.Finish(ctx, scheduling.Response{StatusCode: k.status, PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens, CachedTokens: cached})
-	if m := k.p.metrics; m != nil {
-		m.RequestDone(k.model, k.p.pool, k.status, time.Since(k.start), k.ttft)
-		m.Tokens(k.model, k.p.pool, usage.PromptTokens, usage.CompletionTokens, cached)
-	}
-}
-
 func (k *pick) end(ctx context.Context) {
-	if k.att != nil && !k.done {
+	if k.x != nil {
 		// Envoy closed the stream (client gone, upstream reset, another
-		// filter answered): the request is no longer in flight.
-		k.done = true
-		k.att.Finish(context.WithoutCancel(ctx), scheduling.Response{StatusCode: k.status, Err: errStreamEnded})
+		// filter answered): the request is no longer in flight. A no-op
+		// when the response completed.
+		k.x.Finish(context.WithoutCancel(ctx), errStreamEnded)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
 	"github.com/igw-dev/igw/pkg/sim"
@@ -345,7 +346,7 @@ func TestPicker_ShedWhenSaturated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{})
+	rt, err := engine.New(cfg, engine.Options{Pool: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,11 +582,11 @@ func TestNewPoolRuntime_ChoosesPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{})
+	rt, err := engine.New(cfg, engine.Options{Pool: true})
 	if err != nil || rt.Pool() != "default/llm" {
 		t.Fatalf("only pool: %v %v", rt, err)
 	}
-	if _, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: "nope"}); err == nil || !strings.Contains(err.Error(), "default/llm") {
+	if _, err := engine.New(cfg, engine.Options{Pool: true, PoolName: "nope"}); err == nil || !strings.Contains(err.Error(), "default/llm") {
 		t.Errorf("unknown pool: %v", err)
 	}
 	if rt.Ready() {

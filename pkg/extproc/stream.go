@@ -26,8 +26,9 @@ type exchange interface {
 	// returns either a verdict or a rejection.
 	request(ctx context.Context, r *httpRequest) (*verdict, *rejection)
 	// responseHeaders sees the response headers and says whether the
-	// response body will be rewritten (so its length may change).
-	responseHeaders(ctx context.Context, r *httpResponse) (rewritesBody bool)
+	// response body will be rewritten (so its length may change) and which
+	// response headers to set.
+	responseHeaders(ctx context.Context, r *httpResponse) (rewritesBody bool, set []header)
 	// responseBody observes one response body chunk and returns the bytes
 	// to forward in its place. Unless final, it may hold back a few bytes
 	// for the next call (a pattern cut by the chunk boundary); final means
@@ -312,11 +313,11 @@ func (d *driver) sendChunks(request bool, body []byte, eos bool) error {
 func (d *driver) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders, md *corev3.Metadata) error {
 	hs := headerMap(h.GetHeaders())
 	st, _ := strconv.Atoi(hs[":status"])
-	d.respRewrite = d.ex.responseHeaders(ctx, &httpResponse{headers: hs, status: st, metadata: md, endOfStream: h.GetEndOfStream()})
+	var edits headerEdits
+	d.respRewrite, edits.set = d.ex.responseHeaders(ctx, &httpResponse{headers: hs, status: st, metadata: md, endOfStream: h.GetEndOfStream()})
 	if h.GetEndOfStream() {
 		d.respDone = true
 	}
-	var edits headerEdits
 	if d.respRewrite && d.respMode != BodyModeBuffered && d.respMode != BodyModeBufferedPartial {
 		// The length changes and is not known before the body has passed.
 		edits.remove = append(edits.remove, "content-length")

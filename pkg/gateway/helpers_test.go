@@ -231,7 +231,7 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 func waitCandidates(t testing.TB, s *Server, pool string, n int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d schedulable endpoints in pool %s", n, pool), 5*time.Second, func() bool {
-		p := s.store.Pool("default/" + pool)
+		p := s.engine.Store().Pool("default/" + pool)
 		return p != nil && len(datastore.Candidates(nil, p.Endpoints, time.Now(), 0)) == n
 	})
 }
@@ -242,7 +242,7 @@ func waitCandidates(t testing.TB, s *Server, pool string, n int) {
 func waitMetrics(t testing.TB, s *Server, addr string, waiting int) {
 	t.Helper()
 	waitFor(t, "a scrape of "+addr, 5*time.Second, func() bool {
-		for _, e := range s.store.AllEndpoints() {
+		for _, e := range s.engine.Store().AllEndpoints() {
 			if m := e.Metrics(); e.Address == addr && m != nil && m.WaitingQueueSize == waiting {
 				return true
 			}

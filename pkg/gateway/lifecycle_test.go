@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/sim"
 )
@@ -134,7 +135,7 @@ func TestGateway_ClientDisconnectCancelsUpstream(t *testing.T) {
 		return st.Running == 0 && st.Waiting == 0 && st.KVCacheUsage == 0
 	})
 	waitFor(t, "the gateway to release the request", 5*time.Second, func() bool {
-		return s.store.AllEndpoints()[0].InFlight() == 0 && sample(scrape(t, c, s), "igw_requests_in_flight") == 0
+		return s.engine.Store().AllEndpoints()[0].InFlight() == 0 && sample(scrape(t, c, s), "igw_requests_in_flight") == 0
 	})
 }
 
@@ -223,8 +224,8 @@ func TestGateway_HealthAndReadiness(t *testing.T) {
 		t.Fatalf("/readyz before a successful scrape: %d %s", r.status, r.body)
 	}
 	if r := post(t, c, s, "/v1/chat/completions", chatBody("m")); r.status != http.StatusServiceUnavailable ||
-		r.header.Get(headerRequestDroppedReason) != "rejected-no-endpoints" {
-		t.Errorf("request before a scrape: %d %q", r.status, r.header.Get(headerRequestDroppedReason))
+		r.header.Get(director.DroppedReasonHeader) != "rejected-no-endpoints" {
+		t.Errorf("request before a scrape: %d %q", r.status, r.header.Get(director.DroppedReasonHeader))
 	}
 
 	srv.noScrape.Store(false)

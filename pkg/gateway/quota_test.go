@@ -3,13 +3,13 @@ package gateway
 import (
 	"context"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/igw-dev/igw/internal/testredis"
-	"github.com/igw-dev/igw/pkg/gateway/auth"
-	"github.com/igw-dev/igw/pkg/gateway/quota"
+	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/policy/auth"
+	"github.com/igw-dev/igw/pkg/policy/quota"
 )
 
 func quotaYAML(requestsPerMinute, storeDoc string) string {
@@ -32,15 +32,15 @@ spec:
 
 // admitOnce runs the server's current Admission for a request of the team
 // key, and settles it as a successful one.
-func admitOnce(t *testing.T, s *Server) (*Admitted, *Rejection) {
+func admitOnce(t *testing.T, s *Server) (*director.Admitted, *director.Refusal) {
 	t.Helper()
-	rt := s.rt.Load()
-	if rt.admission == nil {
+	rt := s.Director().Policy()
+	if rt.Admission == nil {
 		t.Fatal("no admission for a configuration with quotas")
 	}
-	id := &auth.Identity{Subject: "a", Tenant: "team-a", Quotas: rt.cfg.Quotas}
+	id := &auth.Identity{Subject: "a", Tenant: "team-a", Quotas: s.Engine().Config().Quotas}
 	parsed := &openai.Parsed{Kind: openai.KindChat, Model: "m", MaxTokens: 5}
-	a, rej := rt.admission.Admit(context.Background(), &AdmissionRequest{Parsed: parsed, PromptTokens: 3, Identity: id})
+	a, rej := s.Director().Policy().Admission.Admit(context.Background(), &director.AdmissionRequest{Parsed: parsed, PromptTokens: 3, Identity: id})
 	if a != nil && a.Release != nil {
 		a.Release(openai.Usage{PromptTokens: 3, CompletionTokens: 5, TotalTokens: 8}, http.StatusOK)
 	}
@@ -64,7 +64,7 @@ func TestQuotaAdmission_CountersSurviveReloadsOfTheSameStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, rej := admitOnce(t, s)
-	if rej == nil || rej.Err.Status() != http.StatusTooManyRequests || rej.Reason != DroppedReasonQuotaExceeded {
+	if rej == nil || rej.Err.Status() != http.StatusTooManyRequests || rej.Reason != quota.DroppedReasonQuotaExceeded {
 		t.Fatalf("third request under a reloaded limit of 2: %+v", rej)
 	}
 	if got := rej.Header.Get(quota.HeaderRemainingRequests); got != "0" {
@@ -85,7 +85,7 @@ func TestQuotaAdmission_CountersSurviveReloadsOfTheSameStore(t *testing.T) {
 	if n, _ := srv.CommandCalls("eval"); n != 1 {
 		t.Errorf("the Redis store ran %d EVALs, want 1", n)
 	}
-	closeAdmission(s.rt.Load().admission)
+	s.Engine().Close()
 }
 
 func TestQuotaAdmission_NoIdentityOrNoPolicyIsNotCounted(t *testing.T) {
@@ -93,7 +93,7 @@ func TestQuotaAdmission_NoIdentityOrNoPolicyIsNotCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, rej := s.rt.Load().admission.Admit(context.Background(), &AdmissionRequest{Parsed: &openai.Parsed{Model: "m"}})
+	a, rej := s.Director().Policy().Admission.Admit(context.Background(), &director.AdmissionRequest{Parsed: &openai.Parsed{Model: "m"}})
 	if a != nil || rej != nil {
 		t.Fatalf("a request without identity was counted: %v %v", a, rej)
 	}
@@ -102,45 +102,7 @@ func TestQuotaAdmission_NoIdentityOrNoPolicyIsNotCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s2.rt.Load().admission != nil {
+	if s2.Director().Policy().Admission != nil {
 		t.Fatal("an Admission without quotas")
 	}
 }
-
-func TestSettlement_UsesUsageThenCountsThenReservation(t *testing.T) {
-	l, _ := quota.NewLimiter(quota.Options{Store: quota.NewMemoryStore()})
-	pol := []*quota.Policy{{Name: "p", DefaultOutputTokens: 40, Limits: []*quota.Limit{
-		{Name: "p/1m/total", Metric: quota.TotalTokens, Window: quota.Minute, Max: 1 << 40}}}}
-	var d quota.Decision
-	res, _ := l.Admit(context.Background(), quota.Identity{}, pol, quota.Estimate{InputTokens: 11}, &d)
-	meter := quota.NewStreamBody(context.Background(), nopCloser{strings.NewReader(`data: {"choices":[{"delta":{"content":" a b c"}}]}` + "\n\n")}, res, nil)
-	buf := make([]byte, 512)
-	for {
-		if _, err := meter.Read(buf); err != nil {
-			break
-		}
-	}
-	for _, tc := range []struct {
-		name    string
-		meter   *quota.StreamBody
-		usage   openai.Usage
-		status  int
-		in, out int64
-	}{
-		{"usage", nil, openai.Usage{PromptTokens: 9, CompletionTokens: 7}, 200, 9, 7},
-		{"stream without usage", meter, openai.Usage{}, 200, 11, 3},
-		{"non-stream without usage", nil, openai.Usage{}, 200, 11, 40},
-		{"failed before output", nil, openai.Usage{}, 502, 11, 0},
-		{"never sent", nil, openai.Usage{}, 0, 11, 0},
-	} {
-		in, out := settlement(res, tc.meter, tc.usage, tc.status)
-		if in != tc.in || out != tc.out {
-			t.Errorf("%s: settled %d in, %d out; want %d, %d", tc.name, in, out, tc.in, tc.out)
-		}
-	}
-	_ = res.Settle(context.Background(), 1, 1)
-}
-
-type nopCloser struct{ *strings.Reader }
-
-func (nopCloser) Close() error { return nil }

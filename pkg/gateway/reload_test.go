@@ -65,7 +65,7 @@ func TestGateway_ReloadSwapsRoutesAndKeepsScheduler(t *testing.T) {
 	waitCandidates(t, s, "pool-a", 1)
 	waitCandidates(t, s, "pool-b", 1)
 	c := newClient(t)
-	sched := s.rt.Load().scheduler
+	sched := s.engine.Scheduler()
 
 	expect := func(model string, status int, served string) {
 		t.Helper()
@@ -86,7 +86,7 @@ func TestGateway_ReloadSwapsRoutesAndKeepsScheduler(t *testing.T) {
 	if ids := modelIDs(t, c, s); !slices.Equal(ids, []string{"model-b", "model-c"}) {
 		t.Errorf("/v1/models after reload: %v", ids)
 	}
-	if s.rt.Load().scheduler != sched {
+	if s.engine.Scheduler() != sched {
 		t.Error("an unchanged EndpointPickerConfig rebuilt the scheduler (and lost its prefix index)")
 	}
 
@@ -94,7 +94,7 @@ func TestGateway_ReloadSwapsRoutesAndKeepsScheduler(t *testing.T) {
 	if err := s.Reload(parseConfig(t, pools, routeB, routeC, epcYAML("5"))); err != nil {
 		t.Fatal(err)
 	}
-	if s.rt.Load().scheduler == sched {
+	if s.engine.Scheduler() == sched {
 		t.Error("a changed EndpointPickerConfig kept the old scheduler")
 	}
 	expect("model-c", http.StatusOK, a.addr)
@@ -103,7 +103,7 @@ func TestGateway_ReloadSwapsRoutesAndKeepsScheduler(t *testing.T) {
 	if err := s.Reload(parseConfig(t, poolYAML("pool-a", a.addr), routeC, epcYAML("5"))); err != nil {
 		t.Fatal(err)
 	}
-	if s.store.Pool("default/pool-b") != nil {
+	if s.engine.Store().Pool("default/pool-b") != nil {
 		t.Error("removed pool still in the datastore")
 	}
 	expect("model-b", http.StatusNotFound, "")
@@ -117,7 +117,7 @@ func TestGateway_ReloadRejectsInvalidPickerConfigAndKeepsServing(t *testing.T) {
 	s := startGateway(t, parseConfig(t, pool, route), Options{})
 	waitCandidates(t, s, "pool-a", 1)
 	c := newClient(t)
-	before := s.rt.Load()
+	before := s.Director().Policy()
 
 	newRoute := routeYAML("d", "  matches: [{model: {value: model-d}}]\n  backends: [{pool: pool-a}]\n")
 	err := s.Reload(parseConfig(t, pool, newRoute, invalidEPC))
@@ -127,7 +127,7 @@ func TestGateway_ReloadRejectsInvalidPickerConfigAndKeepsServing(t *testing.T) {
 	if msg := err.Error(); !strings.Contains(msg, "no-such-scorer") || !strings.Contains(msg, "test.yaml") {
 		t.Errorf("error %q should name the plugin type and the file", msg)
 	}
-	if s.rt.Load() != before {
+	if s.Director().Policy() != before {
 		t.Error("the running configuration was replaced")
 	}
 	if r := post(t, c, s, "/v1/chat/completions", chatBody("model-a")); r.status != http.StatusOK {

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,82 +17,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	v1 "github.com/igw-dev/igw/api/v1"
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
-	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
-
-// Annotations of an InferencePool that configure how igw serve reaches its
-// remote picker (spec.endpointPickerRef). They are igw's, not part of the
-// InferencePool API, which leaves transport details to the gateway.
-const (
-	// AnnotationPickerTLS is how the picker connection is secured:
-	// "insecure-skip-verify" (the default: TLS without verifying the
-	// certificate, matching the self-signed certificate pickers serve by
-	// default with --secure-serving), "verify" (TLS verified against the
-	// system roots) or "plaintext" (a picker run with
-	// --secure-serving=false).
-	AnnotationPickerTLS = "igw.dev/endpoint-picker-tls"
-	// AnnotationPickerTimeout bounds the picker's answer to one request
-	// (a Go duration, default extproc.DefaultClientTimeout). Past it the
-	// pool's failureMode applies.
-	AnnotationPickerTimeout = "igw.dev/endpoint-picker-timeout"
-
-	pickerTLSSkipVerify = "insecure-skip-verify"
-	pickerTLSVerify     = "verify"
-	pickerTLSPlaintext  = "plaintext"
-
-	// reasonPickerUnavailable is the dropped-request reason of a FailClose
-	// pool whose picker cannot be reached.
-	reasonPickerUnavailable = "endpoint-picker-unavailable"
-)
-
-// remoteSpec is a pool scheduled by a remote picker, resolved at load.
-type remoteSpec struct {
-	target   string // host:port to dial
-	tls      string
-	timeout  time.Duration
-	failOpen bool
-}
-
-// remoteSpecOf resolves a pool's endpointPickerRef; nil when the pool uses
-// the embedded Director. Standalone, there is no Service to resolve, so the
-// ref's name is dialled as a host: an IP address or a DNS name (which
-// config validation accepts as a DNS-1123 subdomain), with port.number.
-func remoteSpecOf(p *v1.InferencePool) (*remoteSpec, error) {
-	ref := p.Spec.EndpointPickerRef
-	if ref == nil {
-		return nil, nil
-	}
-	if ref.Port == nil {
-		return nil, fmt.Errorf("inferencepool %s/%s: spec.endpointPickerRef.port is required to reach the picker", p.Namespace, p.Name)
-	}
-	rs := &remoteSpec{
-		target:   net.JoinHostPort(string(ref.Name), strconv.Itoa(int(ref.Port.Number))),
-		tls:      pickerTLSSkipVerify,
-		timeout:  extproc.DefaultClientTimeout,
-		failOpen: ref.FailureMode == v1.EndpointPickerFailOpen,
-	}
-	if v, ok := p.Annotations[AnnotationPickerTLS]; ok {
-		switch v {
-		case pickerTLSSkipVerify, pickerTLSVerify, pickerTLSPlaintext:
-			rs.tls = v
-		default:
-			return nil, fmt.Errorf("inferencepool %s/%s: annotation %s must be %s, %s or %s, not %q",
-				p.Namespace, p.Name, AnnotationPickerTLS, pickerTLSSkipVerify, pickerTLSVerify, pickerTLSPlaintext, v)
-		}
-	}
-	if v, ok := p.Annotations[AnnotationPickerTimeout]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("inferencepool %s/%s: annotation %s must be a positive duration, not %q", p.Namespace, p.Name, AnnotationPickerTimeout, v)
-		}
-		rs.timeout = d
-	}
-	return rs, nil
-}
 
 // pickerConns are the gRPC connections to remote pickers, shared by all
 // requests and kept across reloads (keyed by target and TLS mode), so a
@@ -110,25 +38,25 @@ type pickerConns struct {
 
 func newPickerConns() *pickerConns { return &pickerConns{conns: map[string]*grpc.ClientConn{}} }
 
-func (pc *pickerConns) get(rs *remoteSpec) (*grpc.ClientConn, error) {
-	key := rs.tls + "|" + rs.target
+func (pc *pickerConns) get(rs *director.RemotePicker) (*grpc.ClientConn, error) {
+	key := rs.TLS + "|" + rs.Target
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if c := pc.conns[key]; c != nil {
 		return c, nil
 	}
 	var creds credentials.TransportCredentials
-	switch rs.tls {
-	case pickerTLSPlaintext:
+	switch rs.TLS {
+	case engine.PickerTLSPlaintext:
 		creds = insecure.NewCredentials()
-	case pickerTLSVerify:
+	case engine.PickerTLSVerify:
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	default:
 		// The picker's default certificate is self-signed: nothing to
 		// verify it against.
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}) //nolint:gosec // documented default, see AnnotationPickerTLS
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true}) //nolint:gosec // documented default, see engine.AnnotationPickerTLS
 	}
-	c, err := grpc.NewClient("dns:///"+rs.target,
+	c, err := grpc.NewClient("dns:///"+rs.Target,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithInitialWindowSize(extproc.StreamWindowBytes),
 		grpc.WithInitialConnWindowSize(extproc.ConnWindowBytes),
@@ -137,7 +65,7 @@ func (pc *pickerConns) get(rs *remoteSpec) (*grpc.ClientConn, error) {
 			MinConnectTimeout: time.Second,
 		}))
 	if err != nil {
-		return nil, fmt.Errorf("gateway: endpoint picker %s: %w", rs.target, err)
+		return nil, fmt.Errorf("gateway: endpoint picker %s: %w", rs.Target, err)
 	}
 	pc.conns[key] = c
 	return c, nil
@@ -152,116 +80,97 @@ func (pc *pickerConns) close() {
 	}
 }
 
-// proxyRemote is proxyPool for a pool scheduled by a remote picker: the
-// picker decides over ext_proc as it would for Envoy, the request goes to
-// its primary endpoint and then its fallbacks, and the response streams to
-// the client while being mirrored to the picker for its accounting. When
-// the picker fails, FailOpen balances over the pool round-robin and
-// FailClose answers 503.
-func (s *Server) proxyRemote(ctx context.Context, w http.ResponseWriter, r *http.Request, pool string, rs *remoteSpec, body []byte, parsed *openai.Parsed, retries int, ex *exchange) {
+// pickerExchange is a remote picker's view of one request after its
+// decision: the response is mirrored to it for its accounting.
+type pickerExchange interface {
+	ResponseHeaders(status int, headers map[string]string, served string, eos bool)
+	ResponseBody(chunk []byte, eos bool)
+	Close()
+}
+
+// remoteTargets asks a pool's remote picker where the request goes: the
+// picker decides over ext_proc as it would for Envoy, and its header
+// mutations apply to the outgoing request. When the picker fails, FailOpen
+// balances over the pool round-robin and FailClose answers 503; the
+// picker's own refusals (an ImmediateResponse) reach the client as they
+// are.
+func (s *Server) remoteTargets(ctx context.Context, x *director.Exchange, in *director.Inbound) (*targets, *director.Reply) {
+	rs, pool := x.Backend.Remote, x.Backend.Pool
 	picking := time.Now()
-	x, err := s.pickRemote(ctx, r, rs, body)
+	px, err := s.pickRemote(ctx, in, rs, x.Body)
 	switch took := time.Since(picking); {
 	case err != nil && ctx.Err() != nil: // the client left: not the picker's failure
-	case err != nil && rs.failOpen:
+	case err != nil && rs.FailOpen:
 		s.metrics.PickerCall(pool, telemetry.PickerFailedOpen, took)
 	case err != nil:
 		s.metrics.PickerCall(pool, telemetry.PickerFailedClosed, took)
-	case x.Immediate != nil:
+	case px.Immediate != nil:
 		s.metrics.PickerCall(pool, telemetry.PickerRejected, took)
 	default:
 		s.metrics.PickerCall(pool, telemetry.PickerDecided, took)
 	}
-	var endpoints []string
+	t := &targets{scheme: "http"}
 	switch {
 	case err != nil && ctx.Err() != nil:
-		s.fail(w, parsed.Model, pool, ex.start, upstreamError(ctx.Err()))
-		return
-	case err != nil && !rs.failOpen:
-		s.log.Debug("endpoint picker failed; failing closed", "pool", pool, "picker", rs.target, "err", err)
-		w.Header().Set(headerRequestDroppedReason, reasonPickerUnavailable)
-		s.fail(w, parsed.Model, pool, ex.start, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
-			"the endpoint picker of this pool is unavailable"))
-		return
+		return nil, x.Fail(ctx, ctx.Err())
+	case err != nil && !rs.FailOpen:
+		s.log.Debug("endpoint picker failed; failing closed", "pool", pool, "picker", rs.Target, "err", err)
+		return nil, x.Fail(ctx, director.ErrPickerUnavailable(err))
 	case err != nil:
-		s.log.Debug("endpoint picker failed; failing open", "pool", pool, "picker", rs.target, "err", err)
-		if endpoints = s.roundRobin(pool, retries+1); len(endpoints) == 0 {
-			w.Header().Set(headerRequestDroppedReason, "rejected-no-endpoints")
-			s.fail(w, parsed.Model, pool, ex.start, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
-				"no model server of this pool is ready"))
-			return
+		s.log.Debug("endpoint picker failed; failing open", "pool", pool, "picker", rs.Target, "err", err)
+		if t.hosts = s.roundRobin(pool, x.Retries()+1); len(t.hosts) == 0 {
+			return nil, x.Fail(ctx, errNoReadyEndpoint)
 		}
-	case x.Immediate != nil:
-		im := x.Immediate
+	case px.Immediate != nil:
+		im := px.Immediate
+		h := make(http.Header, len(im.Headers))
 		for k, v := range im.Headers {
-			w.Header().Set(k, v)
+			h.Set(k, v)
 		}
-		w.WriteHeader(im.Status)
-		_, _ = w.Write(im.Body)
-		s.metrics.RequestDone(parsed.Model, pool, im.Status, time.Since(ex.start), 0)
-		return
+		return nil, x.Answer(im.Status, h, im.Body)
 	default:
-		defer x.Close()
-		endpoints, body = x.Endpoints, x.Body
-		for k, v := range x.SetHeaders {
+		t.hosts, t.picker = px.Endpoints, px
+		x.Body = px.Body
+		hdr := x.Header()
+		for k, v := range px.SetHeaders {
 			if !strings.HasPrefix(k, ":") && k != "content-length" {
-				r.Header.Set(k, v)
+				hdr.Set(k, v)
 			}
 		}
-		for _, k := range x.RemoveHeaders {
-			r.Header.Del(k)
+		for _, k := range px.RemoveHeaders {
+			hdr.Del(k)
 		}
 	}
-	attempts := min(len(endpoints), retries+1)
-	s.metrics.InFlight(pool, 1)
-	defer s.metrics.InFlight(pool, -1)
-	for i, addr := range endpoints[:attempts] {
-		resp, err := s.send(ctx, r, "http", addr, "", body)
-		last := i == attempts-1 || ctx.Err() != nil
-		if retryable(resp, err) && !last {
-			drain(resp)
-			s.metrics.Retried(pool)
-			s.log.Debug("retrying on fallback endpoint", "endpoint", addr, "err", errOr(err, resp))
-			continue
-		}
-		if err != nil {
-			s.fail(w, parsed.Model, pool, ex.start, upstreamError(err))
-			return
-		}
-		if x != nil {
-			h := make(map[string]string, len(resp.Header))
-			for k, v := range resp.Header {
-				h[strings.ToLower(k)] = v[0]
-			}
-			x.ResponseHeaders(resp.StatusCode, h, addr, false)
-			resp.Body = &mirrorBody{ReadCloser: resp.Body, x: x}
-		}
-		s.relay(w, resp, addr, parsed.Model, pool, ex)
-		return
-	}
+	return t, nil
 }
 
+// errNoReadyEndpoint is a FailOpen pool with no endpoint to balance over.
+var errNoReadyEndpoint = errors.New("no model server of this pool is ready")
+
 // pickRemote runs the picker's request phase.
-func (s *Server) pickRemote(ctx context.Context, r *http.Request, rs *remoteSpec, body []byte) (*extproc.Exchange, error) {
+func (s *Server) pickRemote(ctx context.Context, in *director.Inbound, rs *director.RemotePicker, body []byte) (*extproc.Exchange, error) {
 	conn, err := s.pickers.get(rs)
 	if err != nil {
 		return nil, err
 	}
-	h := make(map[string]string, len(r.Header)+4)
-	for k, v := range r.Header {
+	h := make(map[string]string, len(in.Header)+4)
+	for k, v := range in.Header {
 		if len(v) > 0 {
-			h[lowerHeaderName(k)] = v[0]
+			h[strings.ToLower(k)] = v[0]
 		}
 	}
-	h[":method"], h[":path"], h[":authority"], h[":scheme"] = r.Method, r.URL.RequestURI(), r.Host, "http"
-	return extproc.NewClient(conn, rs.timeout).Pick(ctx, &extproc.PickRequest{Headers: h, Body: body})
+	h[":method"], h[":path"], h[":scheme"] = in.Method, in.Path, "http"
+	if host := in.Header.Get("Host"); host != "" {
+		h[":authority"] = host
+	}
+	return extproc.NewClient(conn, rs.Timeout).Pick(ctx, &extproc.PickRequest{Headers: h, Body: body})
 }
 
 // roundRobin is FailOpen's plain load balancing: up to n of the pool's
 // schedulable endpoints (all its endpoints when none has fresh metrics),
 // starting at the next one in turn.
 func (s *Server) roundRobin(pool string, n int) []string {
-	p := s.store.Pool(pool)
+	p := s.engine.Store().Pool(pool)
 	if p == nil || len(p.Endpoints) == 0 {
 		return nil
 	}
@@ -280,7 +189,7 @@ func (s *Server) roundRobin(pool string, n int) []string {
 // mirrorBody mirrors what relay reads from the model server to the picker.
 type mirrorBody struct {
 	io.ReadCloser
-	x   *extproc.Exchange
+	x   pickerExchange
 	eos bool
 }
 

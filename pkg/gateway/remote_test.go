@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/telemetry"
@@ -37,7 +39,7 @@ func remotePoolYAML(pickerAddr, failureMode, annotations string, addrs ...string
 // testPicker is igw's picker (the same code as igw epp) for the pool of
 // cfg, served on addr until stop.
 type testPicker struct {
-	rt   *extproc.PoolRuntime
+	rt   *engine.Engine
 	srv  *grpc.Server
 	addr string
 	done chan struct{}
@@ -46,11 +48,11 @@ type testPicker struct {
 
 func startTestPicker(t testing.TB, cfg *config.Config, addr string, tlsCfg *tls.Config) *testPicker {
 	t.Helper()
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{PoolName: "llama", Scraper: modelserver.Options{Interval: testScrapeInterval}})
+	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: "llama", Scraper: modelserver.Options{Interval: testScrapeInterval}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool(), Metrics: rt.Metrics()})
+	p, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestRemotePicker_RoutesWithThePickersDecision(t *testing.T) {
 		name, annotations string
 		tls               *tls.Config
 	}{
-		{"plaintext", AnnotationPickerTLS + ": plaintext", nil},
+		{"plaintext", engine.AnnotationPickerTLS + ": plaintext", nil},
 		{"tls-default", "", serverTLS},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,7 +131,7 @@ func TestRemotePicker_RoutesWithThePickersDecision(t *testing.T) {
 					t.Fatalf("served by %q", served)
 				}
 			}
-			if h, _ := a.last(); h != nil && h.Get(HeaderDestinationEndpoint) == "" {
+			if h, _ := a.last(); h != nil && h.Get(director.HeaderDestinationEndpoint) == "" {
 				t.Errorf("forwarded request lacks the picker's destination header")
 			}
 			waitFor(t, "picker in-flight released", 5*time.Second, func() bool { return tp.inFlight() == 0 })
@@ -144,7 +146,7 @@ func TestRemotePicker_RoutesWithThePickersDecision(t *testing.T) {
 // failure: plain round-robin over the pool.
 func TestRemotePicker_FailOpenBalancesWhilePickerIsDown(t *testing.T) {
 	a, b := newFakeServer(t), newFakeServer(t)
-	cfg := parseConfig(t, remotePoolYAML(closedAddr(t), "FailOpen", AnnotationPickerTimeout+": 200ms", a.addr, b.addr), remoteRoute())
+	cfg := parseConfig(t, remotePoolYAML(closedAddr(t), "FailOpen", engine.AnnotationPickerTimeout+": 200ms", a.addr, b.addr), remoteRoute())
 	s := startGateway(t, cfg, Options{})
 	waitCandidates(t, s, "llama", 2)
 	c := newClient(t)
@@ -168,12 +170,12 @@ func TestRemotePicker_FailOpenBalancesWhilePickerIsDown(t *testing.T) {
 func TestRemotePicker_FailCloseRejectsThenRecovers(t *testing.T) {
 	a := newFakeServer(t)
 	pickerAddr := closedAddr(t)
-	cfg := parseConfig(t, remotePoolYAML(pickerAddr, "FailClose", AnnotationPickerTLS+": plaintext", a.addr), remoteRoute())
+	cfg := parseConfig(t, remotePoolYAML(pickerAddr, "FailClose", engine.AnnotationPickerTLS+": plaintext", a.addr), remoteRoute())
 	s := startGateway(t, cfg, Options{})
 	c := newClient(t)
 	r := post(t, c, s, "/v1/chat/completions", chatBody("llama"))
-	if r.status != http.StatusServiceUnavailable || r.header.Get(headerRequestDroppedReason) != reasonPickerUnavailable {
-		t.Fatalf("picker down: %d %q %s", r.status, r.header.Get(headerRequestDroppedReason), r.body)
+	if r.status != http.StatusServiceUnavailable || r.header.Get(director.DroppedReasonHeader) != director.ReasonPickerUnavailable {
+		t.Fatalf("picker down: %d %q %s", r.status, r.header.Get(director.DroppedReasonHeader), r.body)
 	}
 	var e struct {
 		Error struct{ Message, Type string }
@@ -202,7 +204,7 @@ func TestRemotePicker_FailCloseRejectsThenRecovers(t *testing.T) {
 // a surprise on the first request.
 func TestRemotePicker_BadAnnotationsFailTheLoad(t *testing.T) {
 	a := newFakeServer(t)
-	for _, ann := range []string{AnnotationPickerTLS + ": tls", AnnotationPickerTimeout + ": soon"} {
+	for _, ann := range []string{engine.AnnotationPickerTLS + ": tls", engine.AnnotationPickerTimeout + ": soon"} {
 		cfg := parseConfig(t, remotePoolYAML("127.0.0.1:9002", "FailOpen", ann, a.addr), remoteRoute())
 		if _, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "annotation") {
 			t.Errorf("%s: err %v", ann, err)
@@ -232,7 +234,7 @@ func benchmarkRemoteLatency(b *testing.B, plaintext bool) {
 	ann := ""
 	var serverTLS *tls.Config
 	if plaintext {
-		ann = AnnotationPickerTLS + ": plaintext"
+		ann = engine.AnnotationPickerTLS + ": plaintext"
 	} else {
 		var err error
 		if serverTLS, err = extproc.TLSConfig(""); err != nil {
@@ -289,7 +291,7 @@ func remoteOpenLoop(b *testing.B, c *http.Client, s *Server, body string, rate, 
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				failed.Add(1)
-				firstErr.CompareAndSwap(nil, resp.Status+" "+resp.Header.Get(headerRequestDroppedReason)+" "+string(msg))
+				firstErr.CompareAndSwap(nil, resp.Status+" "+resp.Header.Get(director.DroppedReasonHeader)+" "+string(msg))
 			}
 			lat[i] = time.Since(due)
 		}()
@@ -331,7 +333,7 @@ func TestRemotePicker_FallbackAndStreaming(t *testing.T) {
 		_, _ = io.WriteString(w, `data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":5,"total_tokens":9}}`+"\n\ndata: [DONE]\n\n")
 	})
 	pickerAddr := closedAddr(t)
-	cfg := parseConfig(t, remotePoolYAML(pickerAddr, "FailClose", AnnotationPickerTLS+": plaintext", bad.addr, good.addr), remoteRoute())
+	cfg := parseConfig(t, remotePoolYAML(pickerAddr, "FailClose", engine.AnnotationPickerTLS+": plaintext", bad.addr, good.addr), remoteRoute())
 	tp := startTestPicker(t, cfg, pickerAddr, nil)
 	waitFor(t, "picker ready", 5*time.Second, tp.rt.Ready)
 	s := startGateway(t, cfg, Options{})

@@ -44,7 +44,7 @@ func TestGateway_RetriesRefusedConnectionOnFallback(t *testing.T) {
 	if r.status != http.StatusBadGateway || live.hits.Load() != n {
 		t.Errorf("no-retry route: %d %s (live hits %d)", r.status, r.body, live.hits.Load())
 	}
-	for _, ep := range s.store.AllEndpoints() {
+	for _, ep := range s.engine.Store().AllEndpoints() {
 		if ep.InFlight() != 0 {
 			t.Errorf("%s: %d requests still counted in flight", ep.Address, ep.InFlight())
 		}

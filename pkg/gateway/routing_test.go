@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
 )
 
@@ -158,7 +159,7 @@ func TestGateway_ClientsCannotChooseTheEndpoint(t *testing.T) {
 	if got := h.Values(HeaderModelName); !slices.Equal(got, []string{"m"}) {
 		t.Errorf("backend saw %s %q, want the body's model only", HeaderModelName, got)
 	}
-	for _, name := range []string{HeaderDestinationEndpoint, HeaderDestinationSubset, HeaderBaseModelName, HeaderDestinationServed, headerRequestDroppedReason} {
+	for _, name := range []string{director.HeaderDestinationEndpoint, director.HeaderDestinationSubset, director.HeaderBaseModelName, HeaderDestinationServed, director.DroppedReasonHeader} {
 		if v := h.Values(name); len(v) != 0 {
 			t.Errorf("backend saw client-sent %s %q", name, v)
 		}
@@ -277,7 +278,7 @@ spec: {priority: 10, poolRef: {name: p}}
 	if r.status != http.StatusTooManyRequests || json.Unmarshal([]byte(r.body), &e) != nil || e.Error.Type != openai.ErrTypeRateLimit {
 		t.Fatalf("sheddable request: %d %s", r.status, r.body)
 	}
-	if r.header.Get(headerRequestDroppedReason) != "rejected-saturated" || r.header.Get("Retry-After") == "" {
+	if r.header.Get(director.DroppedReasonHeader) != "rejected-saturated" || r.header.Get("Retry-After") == "" {
 		t.Errorf("headers %v", r.header)
 	}
 	// Non-sheddable requests queue while the pool is saturated and are

@@ -17,9 +17,10 @@ import (
 	"time"
 
 	"github.com/igw-dev/igw/pkg/config"
-	"github.com/igw-dev/igw/pkg/gateway/auth"
-	"github.com/igw-dev/igw/pkg/gateway/guard"
+	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/policy/auth"
+	"github.com/igw-dev/igw/pkg/policy/guard"
 )
 
 // es256Issuer is an identity provider for tests: a P-256 key generated per
@@ -287,18 +288,18 @@ func TestGateway_AuthenticatedRequestsCarryTheIdentity(t *testing.T) {
 type recordingAdmission struct {
 	mu       sync.Mutex
 	released []string
-	seen     []*AdmissionRequest
+	seen     []*director.AdmissionRequest
 }
 
-func (a *recordingAdmission) Admit(_ context.Context, req *AdmissionRequest) (*Admitted, *Rejection) {
+func (a *recordingAdmission) Admit(_ context.Context, req *director.AdmissionRequest) (*director.Admitted, *director.Refusal) {
 	a.mu.Lock()
 	a.seen = append(a.seen, req)
 	a.mu.Unlock()
 	if req.PromptTokens > 10 {
-		return nil, &Rejection{Err: openai.NewError(http.StatusTooManyRequests, openai.ErrTypeRateLimit, "over budget"),
+		return nil, &director.Refusal{Err: openai.NewError(http.StatusTooManyRequests, openai.ErrTypeRateLimit, "over budget"),
 			Header: http.Header{"Retry-After": {"7"}}, Reason: "rejected-test"}
 	}
-	return &Admitted{
+	return &director.Admitted{
 		Header: http.Header{"X-Ratelimit-Remaining-Tokens": {"99"}},
 		Release: func(u openai.Usage, status int) {
 			a.mu.Lock()
@@ -313,7 +314,7 @@ func TestGateway_AdmissionRunsAfterAuthAndReleasesWithRealUsage(t *testing.T) {
 	f := newFakeServer(t)
 	iss := newIssuer(t)
 	adm := &recordingAdmission{}
-	s := startGateway(t, securityConfig(t, f, iss), Options{Admission: func(*config.Config, Admission) (Admission, error) { return adm, nil }})
+	s := startGateway(t, securityConfig(t, f, iss), Options{Admission: func(*config.Config, director.Admission) (director.Admission, error) { return adm, nil }})
 	waitCandidates(t, s, "llama", 1)
 	c := newClient(t)
 
@@ -322,7 +323,7 @@ func TestGateway_AdmissionRunsAfterAuthAndReleasesWithRealUsage(t *testing.T) {
 		t.Fatalf("%d %v %s", r.status, r.header, r.body)
 	}
 	r = post(t, c, s, "/v1/chat/completions", `{"model":"llama-3","messages":[{"role":"user","content":"one two three four five six seven eight nine ten eleven"}]}`, "x-api-key: sk-team-a")
-	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "7" || r.header.Get(headerRequestDroppedReason) != "rejected-test" {
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "7" || r.header.Get(director.DroppedReasonHeader) != "rejected-test" {
 		t.Fatalf("refused request: %d %v %s", r.status, r.header, r.body)
 	}
 	// Unauthenticated requests never reach admission.

@@ -14,11 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/igw-dev/igw/pkg/config"
-	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
-	"github.com/igw-dev/igw/pkg/gateway/guard"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/modelserver"
-	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
@@ -28,32 +26,32 @@ type Options struct {
 	// Transport sends requests to model servers (default: a keep-alive
 	// transport without compression, so streams pass through untouched).
 	Transport http.RoundTripper
-	// Scraper configures model-server scraping.
+	// Scraper configures model-server scraping (when New builds the
+	// engine).
 	Scraper modelserver.Options
 	// Admission builds the admission policy (token quotas) of each
-	// configuration; nil admits every authenticated request.
-	Admission AdmissionFactory
+	// configuration (when New builds the engine); nil: token quotas from
+	// the configuration's QuotaPolicies.
+	Admission engine.AdmissionBuilder
 }
 
-// Server is the standalone gateway: listeners, routes, the Director and the
-// model-server scraper, built from one configuration and reloadable.
+// Server is the standalone data plane: the HTTP listeners in front of an
+// engine. It maps HTTP to the Director and back — bytes, headers and the
+// forwarding of requests to model servers — and nothing else.
 type Server struct {
 	log       *slog.Logger
-	store     *datastore.Store
+	engine    *engine.Engine
 	director  *director.Director
-	scraper   *modelserver.Scraper
 	metrics   *telemetry.Metrics
 	transport http.RoundTripper
 	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
-	// newAdmission builds each configuration's Admission (may be nil).
-	newAdmission AdmissionFactory
-	// validator checks request shapes for every guard with validate: true.
-	validator *openai.Validator
-	quotas    quotaState // token quotas, the default Admission (quota.go)
+	bodies    bodyPools
+	// relayBufs recycles relay buffers: allocating (and zeroing) 32 KiB
+	// per request was most of the bytes the request path allocated, and
+	// the GC cycles it caused showed up as tail latency.
+	relayBufs sync.Pool
 
-	rt         atomic.Pointer[runtime]
-	reloadMu   sync.Mutex
-	requestIDs atomic.Uint64
+	reloadMu sync.Mutex
 
 	api, admin         *http.Server
 	apiLn, adminLn     net.Listener
@@ -63,49 +61,25 @@ type Server struct {
 	ready, shutdownNow atomic.Bool
 }
 
-// New builds a Server from cfg; nothing listens until Start.
+// New builds a Server and its engine from cfg; nothing listens until
+// Start.
 func New(cfg *config.Config, o Options) (*Server, error) {
+	e, err := engine.New(cfg, engine.Options{Logger: o.Logger, Scraper: o.Scraper, Admission: o.Admission})
+	if err != nil {
+		return nil, err
+	}
+	return NewWithEngine(e, o), nil
+}
+
+// NewWithEngine serves an engine built by the caller.
+func NewWithEngine(e *engine.Engine, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
-	if o.Scraper.Logger == nil {
-		o.Scraper.Logger = o.Logger
-	}
-	scraper, err := modelserver.NewScraper(o.Scraper)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	s := &Server{log: o.Logger, scraper: scraper, metrics: telemetry.NewMetrics(), transport: o.Transport, pickers: newPickerConns(),
-		newAdmission: o.Admission, validator: openai.NewValidator()}
-	if s.newAdmission == nil {
-		s.newAdmission = s.quotaAdmission
-	}
-	s.store = datastore.NewStore(s.endpointsChanged)
-	rt, err := compile(cfg, nil, s.newAdmission, s.guardOptions())
-	if err != nil {
-		return nil, err
-	}
-	d, err := director.New(director.Options{Store: s.store, Scheduler: rt.scheduler, Saturation: rt.saturation, Observer: s.metrics,
-		FlowControl: rt.flow, FlowObserver: s.metrics.Flow})
-	if err != nil {
-		return nil, err
-	}
-	s.director = d
-	s.rt.Store(rt)
-	cfg.Apply(s.store, cfg.Pools)
-	// The gauge follows the thresholds of the configuration in force.
-	s.metrics.RegisterPoolCollector(s.store, func(eps []*datastore.Endpoint, now time.Time) float64 {
-		return s.rt.Load().saturation.Saturation(eps, now)
-	})
-	return s, nil
-}
-
-// guardOptions are the dependencies every route's request guard shares.
-func (s *Server) guardOptions() guard.Options {
-	return guard.Options{Validator: s.validator, Observer: s.metrics, Logger: s.log}
+	return &Server{log: o.Logger, engine: e, director: e.Director(), metrics: e.Metrics(), transport: o.Transport, pickers: newPickerConns()}
 }
 
 // NewTransport is the transport to model servers: many idle connections
@@ -125,48 +99,29 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// endpointsChanged keeps the scraper and the scheduler in step with the
-// endpoint set (called by the datastore under its writer lock).
-func (s *Server) endpointsChanged(all []*datastore.Endpoint) {
-	s.scraper.SetEndpoints(all)
-	if s.director != nil {
-		s.director.EndpointsChanged(all)
-	}
-}
-
 // Reload swaps in a new configuration. Requests in flight finish on the
-// decisions they already have; a config that fails to compile leaves the
+// decisions they already have; a config that fails to build leaves the
 // current one in place. Listener addresses take effect only on restart.
 func (s *Server) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	prev := s.rt.Load()
-	rt, err := compile(cfg, prev, s.newAdmission, s.guardOptions())
-	if err != nil {
+	prev := s.engine.Config()
+	if err := s.engine.Reload(cfg); err != nil {
 		return err
 	}
-	if prev.admission != nil && prev.admission != rt.admission {
-		defer closeAdmission(prev.admission)
-	}
-	if a, b := prev.cfg.Gateway.Spec, cfg.Gateway.Spec; a.Address != b.Address || a.AdminAddress != b.AdminAddress {
+	if a, b := gatewaySpec(prev), gatewaySpec(cfg); a.Address != b.Address || a.AdminAddress != b.AdminAddress {
 		s.log.Warn("listener addresses changed; they take effect on restart", "address", b.Address, "adminAddress", b.AdminAddress)
 	}
-	if rt.flow != prev.flow {
-		// Each pool's queues are built once with their bounds; swapping
-		// them under queued requests is not worth the risk.
-		s.log.Warn("flowControl changed; it takes effect on restart (saturationDetector applies now)")
-	}
-	s.director.SetScheduler(rt.scheduler)
-	s.director.SetSaturation(rt.saturation)
-	s.rt.Store(rt)
-	cfg.Apply(s.store, cfg.Pools)
-	s.log.Info("configuration applied", "source", cfg.Source, "digest", cfg.Digest[:12], "pools", len(cfg.Pools), "routes", len(cfg.Routes))
 	return nil
 }
 
+// gatewaySpec is the listener configuration of cfg (config.Parse always
+// sets a Gateway, with defaults when the file has none).
+func gatewaySpec(cfg *config.Config) config.GatewaySpec { return cfg.Gateway.Spec }
+
 // Start binds the listeners and serves in the background until Shutdown.
 func (s *Server) Start(ctx context.Context) error {
-	spec := s.rt.Load().cfg.Gateway.Spec
+	spec := gatewaySpec(s.engine.Config())
 	apiLn, err := net.Listen("tcp", spec.Address)
 	if err != nil {
 		return fmt.Errorf("gateway: listen %s: %w", spec.Address, err)
@@ -188,7 +143,12 @@ func (s *Server) Start(ctx context.Context) error {
 	s.runCancel = cancel
 	s.started = time.Now()
 	s.serving.Add(3)
-	go func() { defer s.serving.Done(); _ = s.scraper.Run(runCtx) }()
+	go func() {
+		defer s.serving.Done()
+		if err := s.engine.Run(runCtx); err != nil {
+			s.log.Error("engine stopped", "err", err)
+		}
+	}()
 	go func() { defer s.serving.Done(); s.serve(s.api, apiLn) }()
 	go func() { defer s.serving.Done(); s.serve(s.admin, adminLn) }()
 	s.log.Info("igw gateway serving", "address", apiLn.Addr().String(), "admin", adminLn.Addr().String())
@@ -210,6 +170,9 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // Director is the request lifecycle the server drives.
 func (s *Server) Director() *director.Director { return s.director }
 
+// Engine is what the server serves.
+func (s *Server) Engine() *engine.Engine { return s.engine }
+
 // Metrics are the gateway's metrics.
 func (s *Server) Metrics() *telemetry.Metrics { return s.metrics }
 
@@ -225,9 +188,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.runCancel()
 	s.serving.Wait()
 	s.pickers.close()
-	if a := s.rt.Load().admission; a != nil {
-		closeAdmission(a)
-	}
+	s.engine.Close()
 	return err
 }
 
@@ -254,21 +215,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	if !s.ready.Load() {
-		ok := time.Since(s.started) > readyGrace
-		if !ok {
-			ok = true
-			now := time.Now()
-			for _, name := range s.store.PoolNames() {
-				// A reload may delete the pool between the two reads; a
-				// pool that is gone is not one to wait for.
-				p := s.store.Pool(name)
-				if p != nil && len(datastore.Candidates(nil, p.Endpoints, now, datastore.DefaultMaxAge)) == 0 {
-					ok = false
-					break
-				}
-			}
-		}
-		if !ok {
+		if time.Since(s.started) <= readyGrace && !s.engine.Ready() {
 			http.Error(w, "model servers not scraped yet", http.StatusServiceUnavailable)
 			return
 		}

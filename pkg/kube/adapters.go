@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/yaml"
 
-	"github.com/igw-dev/igw/pkg/extproc"
+	"github.com/igw-dev/igw/pkg/datastore"
 )
 
 // Label and data keys of the body-based router's ConfigMaps (REFERENCE §3).
@@ -31,7 +31,7 @@ const (
 // bbr-managed ConfigMaps of the namespace.
 type adapterReconciler struct {
 	reader    client.Reader
-	set       func(*extproc.AdapterMap)
+	set       func(*datastore.AdapterMap)
 	log       *slog.Logger
 	namespace string
 }
@@ -50,7 +50,7 @@ func (r *adapterReconciler) Reconcile(ctx context.Context, _ reconcile.Request) 
 	// Name order, so that which ConfigMap a conflict error names does not
 	// depend on the cache's map iteration.
 	slices.SortFunc(list.Items, func(a, b corev1.ConfigMap) int { return strings.Compare(a.Name, b.Name) })
-	var entries []extproc.AdapterEntry
+	var entries []datastore.AdapterEntry
 	for i := range list.Items {
 		cm := &list.Items[i]
 		if cm.DeletionTimestamp != nil {
@@ -63,7 +63,7 @@ func (r *adapterReconciler) Reconcile(ctx context.Context, _ reconcile.Request) 
 		}
 		entries = append(entries, e)
 	}
-	m, err := extproc.NewAdapterMap(entries)
+	m, err := datastore.NewAdapterMap(entries)
 	if err != nil {
 		r.log.Error("bbr ConfigMaps conflict; keeping the adapter map in force", "namespace", r.namespace, "err", err)
 		return reconcile.Result{}, nil
@@ -75,8 +75,8 @@ func (r *adapterReconciler) Reconcile(ctx context.Context, _ reconcile.Request) 
 
 // AdapterEntryOf reads one bbr-managed ConfigMap: data keys baseModel
 // (required) and adapters (a YAML list of names; absent means none).
-func AdapterEntryOf(cm *corev1.ConfigMap) (extproc.AdapterEntry, error) {
-	e := extproc.AdapterEntry{BaseModel: strings.TrimSpace(cm.Data[BBRBaseModelKey])}
+func AdapterEntryOf(cm *corev1.ConfigMap) (datastore.AdapterEntry, error) {
+	e := datastore.AdapterEntry{BaseModel: strings.TrimSpace(cm.Data[BBRBaseModelKey])}
 	if e.BaseModel == "" {
 		return e, fmt.Errorf("data.%s: required", BBRBaseModelKey)
 	}

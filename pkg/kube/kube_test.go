@@ -24,7 +24,6 @@ import (
 	"github.com/igw-dev/igw/api/v1alpha2"
 	"github.com/igw-dev/igw/internal/kubetest"
 	"github.com/igw-dev/igw/pkg/datastore"
-	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/kube"
 )
 
@@ -452,12 +451,12 @@ func TestAdapters_FollowBBRManagedConfigMaps(t *testing.T) {
 	ns := env.Namespace(t)
 	c := env.Client
 	ctx := ctxFor(t, time.Minute)
-	maps := make(chan *extproc.AdapterMap, 16)
+	maps := make(chan *datastore.AdapterMap, 16)
 	startDiscovery(t, kube.Options{
 		Config: rbacConfig(t, env, ns, "bbr.yaml", "igw-bbr"), Namespace: ns,
-		Adapters: func(m *extproc.AdapterMap) { maps <- m },
+		Adapters: func(m *datastore.AdapterMap) { maps <- m },
 	})
-	var current *extproc.AdapterMap
+	var current *datastore.AdapterMap
 	waitBase := func(model, want string) {
 		t.Helper()
 		eventually(t, 10*time.Second, func() error {

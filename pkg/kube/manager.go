@@ -35,7 +35,6 @@ import (
 	"github.com/igw-dev/igw/api/v1alpha2"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
-	"github.com/igw-dev/igw/pkg/extproc"
 )
 
 // RESTConfig loads the API server connection the way kubectl and
@@ -94,7 +93,7 @@ type Options struct {
 	Pool *PoolSource
 	// Adapters, when set, receives the adapter map of the namespace's
 	// bbr-managed ConfigMaps after every change.
-	Adapters func(*extproc.AdapterMap)
+	Adapters func(*datastore.AdapterMap)
 
 	// LeaderElection, when set, makes Leader false until this replica holds
 	// the Lease. Reconcilers run regardless.
@@ -282,7 +281,7 @@ func (d *Discovery) serves(gvk schema.GroupVersionKind) (bool, error) {
 	}
 }
 
-func (d *Discovery) addAdapters(namespace string, set func(*extproc.AdapterMap)) error {
+func (d *Discovery) addAdapters(namespace string, set func(*datastore.AdapterMap)) error {
 	r := &adapterReconciler{reader: d.mgr.GetClient(), set: set, log: d.log, namespace: namespace}
 	if err := ctrl.NewControllerManagedBy(d.mgr).Named("igw-bbr-adapters").WithOptions(controllerOptions()).
 		Watches(&corev1.ConfigMap{}, fixedKey(types.NamespacedName{Namespace: namespace})).Complete(r); err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
 	"github.com/igw-dev/igw/pkg/sim"
@@ -25,20 +26,20 @@ import (
 
 // startEPP serves the only pool of raw over ext_proc on loopback and
 // returns a connection to it and the runtime.
-func startEPP(t *testing.T, raw []byte) (*grpc.ClientConn, *extproc.PoolRuntime) {
+func startEPP(t *testing.T, raw []byte) (*grpc.ClientConn, *engine.Engine) {
 	t.Helper()
 	cfg, err := config.Parse("e2e.yaml", raw)
 	if err != nil {
 		t.Fatalf("configuration:\n%s\n%v", raw, err)
 	}
-	rt, err := extproc.NewPoolRuntime(cfg, extproc.PoolRuntimeOptions{})
+	rt, err := engine.New(cfg, engine.Options{Pool: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() { defer close(ran); _ = rt.Run(ctx) }()
-	picker, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool(), Metrics: rt.Metrics()})
+	picker, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package extproc
+package openai
 
 import (
 	"bytes"
@@ -19,11 +19,11 @@ func TestModelRewriter_IndependentOfChunking(t *testing.T) {
 	}
 	for i := 0; i <= len(stream); i++ {
 		for j := i; j <= len(stream); j += 7 {
-			rw := newModelRewriter(target, requested)
+			rw := NewModelRestorer(target, requested)
 			var out []byte
-			out = append(out, rw.write([]byte(stream[:i]), false)...)
-			out = append(out, rw.write([]byte(stream[i:j]), false)...)
-			out = append(out, rw.write([]byte(stream[j:]), true)...)
+			out = append(out, rw.Write([]byte(stream[:i]), false)...)
+			out = append(out, rw.Write([]byte(stream[i:j]), false)...)
+			out = append(out, rw.Write([]byte(stream[j:]), true)...)
 			if string(out) != want {
 				t.Fatalf("split at %d,%d:\n got %s\nwant %s", i, j, out, want)
 			}
@@ -50,11 +50,11 @@ func TestReplacer_HoldsOnlyPossiblePatternStarts(t *testing.T) {
 
 func BenchmarkModelRewriter_SSEChunk(b *testing.B) {
 	chunk := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":" token"}}]}` + "\n\n")
-	rw := newModelRewriter("meta-llama/Llama-3.1-8B-Instruct", "chat")
+	rw := NewModelRestorer("meta-llama/Llama-3.1-8B-Instruct", "chat")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(chunk)))
 	for b.Loop() {
-		if out := rw.write(chunk, false); !bytes.Contains(out, []byte(`"model":"chat"`)) {
+		if out := rw.Write(chunk, false); !bytes.Contains(out, []byte(`"model":"chat"`)) {
 			b.Fatal("not rewritten")
 		}
 	}

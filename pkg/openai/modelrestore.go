@@ -1,4 +1,4 @@
-package extproc
+package openai
 
 import (
 	"bytes"
@@ -66,7 +66,7 @@ func partialSuffix(b, pat []byte) int {
 	return 0
 }
 
-// modelRewriter gives a response back the model name the client asked for
+// ModelRestorer gives a response back the model name the client asked for
 // when the request was sent to a rewritten target (InferenceModelRewrite):
 // every `"model":"<target>"` and `"model": "<target>"` (the spellings of
 // Go, vLLM, SGLang and Python's json) becomes the requested name, in JSON
@@ -74,19 +74,25 @@ func partialSuffix(b, pat []byte) int {
 // pattern (its quotes would be escaped), so text the model generates is
 // never touched. Other spellings (other spacing, escaped characters in the
 // name) pass unchanged.
-type modelRewriter struct {
+type ModelRestorer struct {
 	compact, spaced replacer
 }
 
-func newModelRewriter(target, requested string) *modelRewriter {
+// NewModelRestorer restores requested where a response names target. Both
+// data planes use it, so a client sees the model it asked for whichever
+// plane served it.
+func NewModelRestorer(target, requested string) *ModelRestorer {
 	t, r := jsonString(target), jsonString(requested)
-	return &modelRewriter{
+	return &ModelRestorer{
 		compact: replacer{old: concat(`"model":`, t), new: concat(`"model":`, r)},
 		spaced:  replacer{old: concat(`"model": `, t), new: concat(`"model": `, r)},
 	}
 }
 
-func (m *modelRewriter) write(p []byte, final bool) []byte {
+// Write returns the rewritten bytes of p that are decided; unless final it
+// may hold back a few bytes (a pattern cut by the chunk's end) for the next
+// call. final forces everything out.
+func (m *ModelRestorer) Write(p []byte, final bool) []byte {
 	return m.spaced.write(m.compact.write(p, final), final)
 }
 

@@ -1,4 +1,4 @@
-package gateway
+package quota
 
 import (
 	"context"
@@ -8,8 +8,12 @@ import (
 	"reflect"
 	"sync"
 
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/igw-dev/igw/pkg/config"
-	"github.com/igw-dev/igw/pkg/gateway/quota"
+	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
 )
 
@@ -20,13 +24,13 @@ const (
 	DroppedReasonQuotaUnavailable = "rejected-quota-unavailable"
 )
 
-// quotaAdmission is the Admission of token quotas: every QuotaPolicy the
-// caller's credential names is charged, at admission with the estimate and
-// at release with the real usage.
-type quotaAdmission struct {
-	policies map[*config.QuotaPolicy]*quota.Policy
-	limiter  *quota.Limiter
-	metrics  *quota.Metrics
+// admission is the director.Admission of token quotas: every QuotaPolicy
+// the caller's credential names is charged, at admission with the estimate
+// and at release with the real usage.
+type admission struct {
+	policies map[*config.QuotaPolicy]*Policy
+	limiter  *Limiter
+	metrics  *Metrics
 	shared   *quotaStore
 	// decisions recycles Decisions and their usage slices, which are
 	// otherwise allocated per request.
@@ -34,8 +38,8 @@ type quotaAdmission struct {
 }
 
 var (
-	_ Admission = (*quotaAdmission)(nil)
-	_ io.Closer = (*quotaAdmission)(nil)
+	_ director.Admission = (*admission)(nil)
+	_ io.Closer          = (*admission)(nil)
 )
 
 // quotaStore is a store shared by the Admissions of successive
@@ -43,7 +47,7 @@ var (
 // and connections survive reloads. It is closed when its last user is.
 type quotaStore struct {
 	spec  config.QuotaStoreSpec
-	store quota.Store
+	store Store
 	close func() error
 
 	mu    sync.Mutex
@@ -60,18 +64,38 @@ func (q *quotaStore) release() {
 	}
 }
 
-// quotaAdmission is the server's default AdmissionFactory: nil without
-// QuotaPolicies; otherwise the policies over the configured store, which
-// is kept from prev when its spec is unchanged.
-func (s *Server) quotaAdmission(cfg *config.Config, prev Admission) (Admission, error) {
+// Admissions builds the token-quota Admission of each configuration and
+// keeps what outlives configurations: the metrics, registered once on the
+// engine's registry, and the store while its spec does not change.
+type Admissions struct {
+	log *slog.Logger
+	reg prometheus.Registerer
+
+	mu      sync.Mutex
+	metrics *Metrics
+}
+
+// NewAdmissions registers nothing until a configuration has quotas.
+func NewAdmissions(reg prometheus.Registerer, log *slog.Logger) *Admissions {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Admissions{log: log, reg: reg}
+}
+
+// Build is the Admission of cfg: nil without QuotaPolicies; otherwise the
+// policies over the configured store, which is kept from prev when its spec
+// is unchanged. A replaced Admission is closed with Close (io.Closer) by
+// whoever swapped it out; requests in flight may still Release on it.
+func (a *Admissions) Build(cfg *config.Config, prev director.Admission) (director.Admission, error) {
 	if len(cfg.Quotas) == 0 {
 		return nil, nil
 	}
-	policies, err := quota.PoliciesFromConfig(cfg.Quotas)
+	policies, err := PoliciesFromConfig(cfg.Quotas)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.quotaMetricsOnce()
+	m, err := a.metricsOnce()
 	if err != nil {
 		return nil, err
 	}
@@ -80,10 +104,10 @@ func (s *Server) quotaAdmission(cfg *config.Config, prev Admission) (Admission, 
 		spec = cfg.QuotaStore.Spec
 	}
 	var shared *quotaStore
-	if p, ok := prev.(*quotaAdmission); ok && reflect.DeepEqual(p.shared.spec, spec) {
+	if p, ok := prev.(*admission); ok && reflect.DeepEqual(p.shared.spec, spec) {
 		shared = p.shared
 	} else {
-		store, closeFn, err := quota.StoreFromConfig(&spec, s.log, m)
+		store, closeFn, err := StoreFromConfig(&spec, a.log, m)
 		if err != nil {
 			return nil, err
 		}
@@ -92,40 +116,33 @@ func (s *Server) quotaAdmission(cfg *config.Config, prev Admission) (Admission, 
 	shared.mu.Lock()
 	shared.users++
 	shared.mu.Unlock()
-	l, err := quota.NewLimiter(quota.Options{Store: shared.store, Metrics: m})
+	l, err := NewLimiter(Options{Store: shared.store, Metrics: m})
 	if err != nil {
 		shared.release()
 		return nil, err
 	}
-	a := &quotaAdmission{policies: policies, limiter: l, metrics: m, shared: shared}
-	a.decisions.New = func() any { return new(quota.Decision) }
-	return a, nil
+	adm := &admission{policies: policies, limiter: l, metrics: m, shared: shared}
+	adm.decisions.New = func() any { return new(Decision) }
+	return adm, nil
 }
 
-// quotaState is the Server's quota state that outlives configurations:
-// the metrics, registered once on the server's registry.
-type quotaState struct {
-	mu      sync.Mutex
-	metrics *quota.Metrics
-}
-
-// quotaMetricsOnce registers the quota metrics on the server's registry
-// the first time a configuration has quotas.
-func (s *Server) quotaMetricsOnce() (*quota.Metrics, error) {
-	s.quotas.mu.Lock()
-	defer s.quotas.mu.Unlock()
-	if s.quotas.metrics == nil {
-		m, err := quota.NewMetrics(s.metrics.Registry)
+// metricsOnce registers the quota metrics the first time a configuration
+// has quotas.
+func (a *Admissions) metricsOnce() (*Metrics, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.metrics == nil {
+		m, err := NewMetrics(a.reg)
 		if err != nil {
 			return nil, err
 		}
-		s.quotas.metrics = m
+		a.metrics = m
 	}
-	return s.quotas.metrics, nil
+	return a.metrics, nil
 }
 
 // Close releases the store (closed when no later configuration uses it).
-func (a *quotaAdmission) Close() error {
+func (a *admission) Close() error {
 	a.shared.release()
 	return nil
 }
@@ -136,28 +153,28 @@ const maxPoliciesPerRequest = 16
 
 // Admit reserves the request's estimated cost against the policies of its
 // credential.
-func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Admitted, *Rejection) {
+func (a *admission) Admit(ctx context.Context, req *director.AdmissionRequest) (*director.Admitted, *director.Refusal) {
 	id := req.Identity
 	if id == nil || len(id.Quotas) == 0 {
 		return nil, nil
 	}
-	var buf [maxPoliciesPerRequest]*quota.Policy
+	var buf [maxPoliciesPerRequest]*Policy
 	policies := buf[:0]
 	for _, q := range id.Quotas {
 		if p := a.policies[q]; p != nil {
 			policies = append(policies, p)
 		}
 	}
-	est := quota.Estimate{InputTokens: int64(req.PromptTokens), MaxOutputTokens: int64(req.Parsed.MaxTokens)}
-	d := a.decisions.Get().(*quota.Decision)
+	est := Estimate{InputTokens: int64(req.PromptTokens), MaxOutputTokens: int64(req.Parsed.MaxTokens)}
+	d := a.decisions.Get().(*Decision)
 	defer a.decisions.Put(d)
-	res, err := a.limiter.Admit(ctx, quota.Identity{Key: id.Subject, Tenant: id.Tenant, Model: req.Parsed.Model}, policies, est, d)
+	res, err := a.limiter.Admit(ctx, Identity{Key: id.Subject, Tenant: id.Tenant, Model: req.Parsed.Model}, policies, est, d)
 	if err != nil {
 		msg := "the quota store is unavailable; try again later"
-		if !errors.Is(err, quota.ErrUnavailable) {
+		if !errors.Is(err, ErrUnavailable) {
 			msg = "the quota store failed: " + err.Error()
 		}
-		return nil, &Rejection{
+		return nil, &director.Refusal{
 			Err:    openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, msg),
 			Header: http.Header{"Retry-After": {"1"}},
 			Reason: DroppedReasonQuotaUnavailable,
@@ -166,7 +183,7 @@ func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Adm
 	h := make(http.Header, 7)
 	d.SetHeaders(h)
 	if !d.Admitted {
-		return nil, &Rejection{
+		return nil, &director.Refusal{
 			Err:    openai.NewError(http.StatusTooManyRequests, openai.ErrTypeRateLimit, d.Message()),
 			Header: h,
 			Reason: DroppedReasonQuotaExceeded,
@@ -175,11 +192,11 @@ func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Adm
 	if res == nil { // no policy applies to this model
 		return nil, nil
 	}
-	var meter *quota.StreamBody
-	adm := &Admitted{Header: h}
+	var meter *StreamBody
+	adm := &director.Admitted{Header: h}
 	if req.Parsed.Stream {
 		adm.WrapBody = func(body io.ReadCloser) io.ReadCloser {
-			meter = quota.NewStreamBody(ctx, body, res, a.metrics)
+			meter = NewStreamBody(ctx, body, res, a.metrics)
 			return meter
 		}
 	}
@@ -198,7 +215,7 @@ func (a *quotaAdmission) Admit(ctx context.Context, req *AdmissionRequest) (*Adm
 // when it sent one; otherwise the estimated input and the output counted in
 // the stream, or, for a successful response that could not be metered (not
 // a stream, no usage), the output reserved.
-func settlement(res *quota.Reservation, meter *quota.StreamBody, usage openai.Usage, status int) (input, output int64) {
+func settlement(res *Reservation, meter *StreamBody, usage openai.Usage, status int) (input, output int64) {
 	if usage.PromptTokens > 0 || usage.CompletionTokens > 0 {
 		in, out := int64(usage.PromptTokens), int64(usage.CompletionTokens)
 		if meter != nil {

@@ -1,0 +1,327 @@
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/policy/auth"
+	"github.com/igw-dev/igw/pkg/policy/guard"
+	"github.com/igw-dev/igw/pkg/scheduling"
+)
+
+// Exchange is one admitted request on its way to a model server and its
+// response on the way back. The data plane forwards the request (Body,
+// Header) to the decided endpoints and feeds the response through
+// ResponseHeaders and ResponseBody; the Exchange observes it without
+// buffering — first-byte time, usage, the client's model name restored
+// after a rewrite — and Finish completes it: in-flight release, scheduler
+// hooks, metrics, quota settlement. Its methods are for one goroutine at a
+// time (the request's), as a data plane handles a request.
+type Exchange struct {
+	d     *Director
+	pol   *Policy
+	in    *Inbound
+	start time.Time
+
+	// Parsed is the body as parsed once; Model the model the client asked
+	// for ("" when the request named none).
+	Parsed *openai.Parsed
+	Model  string
+	// Route is the route taken (nil without routes); Backend where it goes.
+	Route   *Route
+	Backend *Backend
+	// Identity is the authenticated caller, or nil with authentication off.
+	Identity *auth.Identity
+	// Body is the request body to forward: the client's, or a copy with
+	// max_tokens clamped by the guard and the model rewritten.
+	Body []byte
+	// Decision is the scheduling decision for a pool this Director
+	// schedules; nil for URL backends and pools with a remote picker.
+	Decision *Decision
+	// ResponseHeader is added to the response (x-ratelimit-*).
+	ResponseHeader http.Header
+
+	edits        struct{ set, remove []string }
+	admitted     *Admitted
+	promptTokens int
+
+	att      *Attempt // the current attempt on a scheduled endpoint
+	inFlight bool
+	served   string
+	status   int
+	ttft     time.Duration
+	obs      *openai.UsageObserver
+	restore  *openai.ModelRestorer
+	finished bool
+}
+
+// Pool is the pool (namespace/name) or the URL host the request goes to,
+// the label of its metrics.
+func (x *Exchange) Pool() string {
+	switch {
+	case x.Backend == nil:
+		return ""
+	case x.Backend.Pool != "":
+		return x.Backend.Pool
+	case x.Backend.URL != nil:
+		return x.Backend.URL.Host
+	}
+	return ""
+}
+
+// TargetModel is the model the server sees (after a rewrite).
+func (x *Exchange) TargetModel() string {
+	if x.Decision != nil {
+		return x.Decision.TargetModel
+	}
+	return x.Model
+}
+
+// Timeout bounds the whole request on a plane that proxies (the route's;
+// 0: none).
+func (x *Exchange) Timeout() time.Duration {
+	if x.Route == nil {
+		return 0
+	}
+	return x.Route.Timeout
+}
+
+// Retries is how many further endpoints a proxying plane may try before
+// the first response byte.
+func (x *Exchange) Retries() int {
+	if x.Route == nil {
+		return 0
+	}
+	return x.Route.Retries
+}
+
+// Endpoints are the scheduled endpoints' addresses, primary first.
+func (x *Exchange) Endpoints() []string {
+	if x.Decision == nil {
+		return nil
+	}
+	out := make([]string, len(x.Decision.Endpoints))
+	for i, ep := range x.Decision.Endpoints {
+		out[i] = ep.Address
+	}
+	return out
+}
+
+// Try starts an attempt on addr (a scheduled endpoint, a fallback, a URL's
+// host or a remote picker's choice). For a scheduled pool the endpoint's
+// in-flight count rises and the scheduler's pre-request hooks run; a
+// previous attempt still open is finished as not served.
+func (x *Exchange) Try(ctx context.Context, addr string) {
+	if !x.inFlight {
+		x.inFlight = true
+		x.d.obs.InFlight(x.Pool(), 1)
+	}
+	x.served = addr
+	if x.Decision == nil {
+		return
+	}
+	if x.att != nil {
+		if x.att.ep.Address == addr {
+			return
+		}
+		x.att.Finish(ctx, scheduling.Response{Err: errNotServed})
+	}
+	ep := x.endpoint(addr)
+	if ep == nil {
+		x.att = nil
+		return
+	}
+	x.att = x.Decision.Start(ctx, ep)
+}
+
+// Served is the address of the current attempt ("" before any).
+func (x *Exchange) Served() string { return x.served }
+
+// errNotServed finishes an attempt on an endpoint the request did not stay
+// on (the data plane moved to a fallback).
+var errNotServed = errors.New("director: the request was served from another endpoint")
+
+// Retry ends the current attempt as failed before any response byte (a
+// transport error or a retryable status); the plane then Tries the next
+// endpoint.
+func (x *Exchange) Retry(ctx context.Context, status int, err error) {
+	if x.att != nil {
+		x.att.Finish(ctx, scheduling.Response{StatusCode: status, Err: err})
+		x.att = nil
+	}
+	x.d.obs.Retried(x.Pool())
+}
+
+func (x *Exchange) endpoint(addr string) *datastore.Endpoint {
+	for _, ep := range x.Decision.Endpoints {
+		if ep.Address == addr {
+			return ep
+		}
+	}
+	return nil
+}
+
+// ResponseHeaders observes the model server's status and headers. It
+// reports whether the body will be rewritten (the client's model name
+// restored), in which case its length changes and the plane must drop
+// Content-Length.
+func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody bool) {
+	x.status = status
+	x.obs = openai.NewUsageObserver(contentType)
+	if t := x.TargetModel(); x.Model != "" && t != x.Model {
+		x.restore = openai.NewModelRestorer(t, x.Model)
+	}
+	return x.restore != nil
+}
+
+// ResponseBody observes one chunk of the response body and returns the
+// bytes to send the client in its place. Unless final it may hold back a
+// few bytes (a model name cut by the chunk's end) for the next call; final
+// forces everything out.
+func (x *Exchange) ResponseBody(chunk []byte, final bool) []byte {
+	if x.ttft == 0 && len(chunk) > 0 {
+		x.ttft = time.Since(x.start)
+	}
+	if x.obs != nil {
+		_, _ = x.obs.Write(chunk)
+	}
+	if x.restore != nil {
+		return x.restore.Write(chunk, final)
+	}
+	return chunk
+}
+
+// WrapResponseBody lets the admission policy meter a response body read by
+// the plane (a streamed response over its token budget ends with an error
+// event). Planes that are pushed chunks rather than reading them (ext_proc)
+// do without: the budget is then settled at Finish.
+func (x *Exchange) WrapResponseBody(body io.ReadCloser) io.ReadCloser {
+	if x.admitted != nil && x.admitted.WrapBody != nil {
+		return x.admitted.WrapBody(body)
+	}
+	return body
+}
+
+// Fail ends an exchange whose model server could not answer before a
+// response started (every attempt failed): the error to send the client.
+func (x *Exchange) Fail(ctx context.Context, err error) *Reply {
+	e := UpstreamError(err)
+	if errors.Is(err, errPickerUnavailable) {
+		e = openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "the endpoint picker of this pool is unavailable")
+		return x.refuse(e, ReasonPickerUnavailable, nil)
+	}
+	if x.att != nil {
+		x.att.Finish(ctx, scheduling.Response{Err: err})
+		x.att = nil
+	}
+	return x.refuse(e, "", nil)
+}
+
+// errPickerUnavailable marks a FailClose pool whose remote picker could
+// not decide; wrap it with ErrPickerUnavailable.
+var errPickerUnavailable = errors.New("the endpoint picker is unavailable")
+
+// ErrPickerUnavailable is what a plane passes to Fail when a FailClose
+// pool's remote picker could not decide (503, endpoint-picker-unavailable).
+func ErrPickerUnavailable(cause error) error {
+	return fmt.Errorf("%w: %w", errPickerUnavailable, cause)
+}
+
+// Answer ends an exchange that another component answered without a model
+// server (a remote picker's immediate response): it is counted with that
+// status and the plane sends the reply as it is.
+func (x *Exchange) Answer(status int, header http.Header, body []byte) *Reply {
+	x.status = status
+	x.finish(context.Background(), nil)
+	return &Reply{Status: status, Header: header, Body: body, Reason: header.Get(DroppedReasonHeader)}
+}
+
+// Refuse answers a request the plane refused before the Director saw it
+// (a body over the limit, a body that could not be read), counted and
+// shaped like the Director's own refusals.
+func (d *Director) Refuse(e *openai.Error) *Reply {
+	x := &Exchange{d: d, pol: d.policy.Load(), in: &Inbound{Header: http.Header{}}, start: time.Now()}
+	return x.refuse(e, "", nil)
+}
+
+// UpstreamError is the client's error for a model server that could not
+// be reached or did not answer in time.
+func UpstreamError(err error) *openai.Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return openai.NewError(http.StatusGatewayTimeout, openai.ErrTypeUnavailable, "the model server did not answer in time")
+	}
+	return openai.NewError(http.StatusBadGateway, openai.ErrTypeUnavailable, "the model server could not be reached: "+err.Error())
+}
+
+// Finish completes the exchange: the attempt ends with what the response
+// showed (err is why it ended early, nil when the response completed), the
+// outcome is counted and the admission policy settles the usage. It is
+// idempotent.
+func (x *Exchange) Finish(ctx context.Context, err error) { x.finish(ctx, err) }
+
+func (x *Exchange) finish(ctx context.Context, err error) {
+	if x.finished {
+		return
+	}
+	x.finished = true
+	var usage openai.Usage
+	if x.obs != nil {
+		usage, _ = x.obs.Usage()
+	}
+	cached := 0
+	if usage.PromptTokensDetails != nil {
+		cached = usage.PromptTokensDetails.CachedTokens
+	}
+	if x.att != nil {
+		x.att.Finish(context.WithoutCancel(ctx), scheduling.Response{StatusCode: x.status, Err: err,
+			PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens, CachedTokens: cached})
+	}
+	if x.inFlight {
+		x.d.obs.InFlight(x.Pool(), -1)
+	}
+	pool := x.Pool()
+	x.d.obs.RequestDone(x.Model, pool, x.status, time.Since(x.start), x.ttft)
+	if x.obs != nil {
+		x.d.obs.Tokens(x.Model, pool, usage.PromptTokens, usage.CompletionTokens, cached)
+		tenant := ""
+		if x.Identity != nil {
+			tenant = x.Identity.Tenant
+		}
+		x.d.obs.TokenUsage(tenant, x.Model, genAIOperation(x.Parsed), usage.PromptTokens, usage.CompletionTokens)
+	}
+	if x.admitted != nil && x.admitted.Release != nil {
+		st := 0
+		if x.obs != nil {
+			st = x.status
+		}
+		x.admitted.Release(usage, st)
+	}
+}
+
+// genAIOperation is the OpenTelemetry GenAI operation name of an API.
+func genAIOperation(p *openai.Parsed) string {
+	if p == nil {
+		return "unknown"
+	}
+	switch p.Kind {
+	case openai.KindChat:
+		return "chat"
+	case openai.KindCompletion:
+		return "text_completion"
+	case openai.KindEmbeddings:
+		return "embeddings"
+	case openai.KindResponses:
+		return "responses"
+	}
+	return "unknown"
+}
+
+func guardRequest(h http.Header, body []byte, p *openai.Parsed) guard.Request {
+	return guard.Request{Header: h, Body: body, Parsed: p}
+}

@@ -1,0 +1,206 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	v1 "github.com/igw-dev/igw/api/v1"
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/policy/auth"
+	"github.com/igw-dev/igw/pkg/policy/guard"
+)
+
+// Annotations of an InferencePool that configure how igw serve reaches its
+// remote picker (spec.endpointPickerRef). They are igw's, not part of the
+// InferencePool API, which leaves transport details to the gateway.
+const (
+	// AnnotationPickerTLS is how the picker connection is secured:
+	// "insecure-skip-verify" (the default: TLS without verifying the
+	// certificate, matching the self-signed certificate pickers serve by
+	// default with --secure-serving), "verify" (TLS verified against the
+	// system roots) or "plaintext" (a picker run with
+	// --secure-serving=false).
+	AnnotationPickerTLS = "igw.dev/endpoint-picker-tls"
+	// AnnotationPickerTimeout bounds the picker's answer to one request
+	// (a Go duration, default DefaultPickerTimeout). Past it the pool's
+	// failureMode applies.
+	AnnotationPickerTimeout = "igw.dev/endpoint-picker-timeout"
+
+	// PickerTLSSkipVerify, PickerTLSVerify and PickerTLSPlaintext are the
+	// values of AnnotationPickerTLS.
+	PickerTLSSkipVerify = "insecure-skip-verify"
+	PickerTLSVerify     = "verify"
+	PickerTLSPlaintext  = "plaintext"
+
+	// DefaultPickerTimeout bounds a remote picker's decision: a picker
+	// that has not answered by then is treated as unavailable.
+	DefaultPickerTimeout = 500 * time.Millisecond
+)
+
+// compilePolicy builds the request policies of cfg: routes with their
+// guards and backends resolved, authentication and the admission policy,
+// so a bad configuration fails at load and never on a request. An engine
+// serving one pool keeps only the routes that send to it (they decide
+// which models it takes and which guard applies); its other backends are
+// another data plane's business.
+func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*director.Policy, error) {
+	pol := &director.Policy{}
+	if cfg.Gateway != nil {
+		pol.MaxBodyBytes = cfg.Gateway.Spec.MaxRequestBodyBytes()
+	}
+	models := map[string]bool{}
+	for _, r := range cfg.Routes {
+		name := r.Namespace + "/" + r.Name
+		var backends []director.Backend
+		for i, b := range r.Spec.Backends {
+			w := int64(config.DefaultBackendWeight)
+			if b.Weight != nil {
+				w = int64(*b.Weight)
+			}
+			be := director.Backend{Weight: w}
+			switch {
+			case b.Pool != "":
+				p := cfg.Pool(r.Namespace, b.Pool)
+				if p == nil && !e.external {
+					return nil, fmt.Errorf("route %s: backends[%d]: no InferencePool %q", name, i, b.Pool)
+				}
+				be.Pool = config.NamespacedName(r.Namespace, b.Pool)
+				if p != nil {
+					rp, err := remotePickerOf(p)
+					if err != nil {
+						return nil, err
+					}
+					be.Remote = rp
+				}
+			default:
+				u, err := url.Parse(b.URL)
+				if err != nil {
+					return nil, fmt.Errorf("route %s: backends[%d].url: %w", name, i, err)
+				}
+				be.URL = u
+			}
+			if e.pool != "" && be.Pool != e.pool {
+				continue
+			}
+			backends = append(backends, be)
+		}
+		if len(backends) == 0 && e.pool != "" {
+			continue // a route of other backends only
+		}
+		var g *guard.Guard
+		if r.Spec.Guard != "" {
+			gc := cfg.Guard(r.Namespace, r.Spec.Guard)
+			if gc == nil {
+				return nil, fmt.Errorf("route %s: spec.guard: no RequestGuard %q", name, r.Spec.Guard)
+			}
+			var err error
+			if g, err = guard.New(gc, e.guardOptions()); err != nil {
+				return nil, err
+			}
+		}
+		var timeout time.Duration
+		if r.Spec.Timeout != nil {
+			timeout = r.Spec.Timeout.Duration
+		}
+		retries := config.DefaultRouteRetries
+		if r.Spec.Retries != nil {
+			retries = int(*r.Spec.Retries)
+		}
+		route := director.NewRoute(name, routeMatches(r.Spec.Matches), g, timeout, retries, backends)
+		if route.Total <= 0 {
+			return nil, fmt.Errorf("route %s: every backend has weight 0", name)
+		}
+		pol.Routes = append(pol.Routes, route)
+		for _, m := range r.Spec.Matches {
+			if m.Model != nil && (m.Model.Type == "" || m.Model.Type == config.ModelMatchExact) {
+				models[m.Model.Value] = true
+			}
+		}
+	}
+	for m := range models {
+		pol.Models = append(pol.Models, m)
+	}
+	slices.Sort(pol.Models)
+	var err error
+	if pol.Auth, err = auth.New(cfg); err != nil {
+		return nil, err
+	}
+	var prevAdmission director.Admission
+	if prev != nil {
+		prevAdmission = prev.Admission
+	}
+	if pol.Admission, err = e.admission(cfg, prevAdmission); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Source, err)
+	}
+	return pol, nil
+}
+
+// routeMatches copies a Route's matches into the Director's form.
+func routeMatches(ms []config.RouteMatch) []director.RouteMatch {
+	out := make([]director.RouteMatch, 0, len(ms))
+	for _, m := range ms {
+		var dm director.RouteMatch
+		if m.Model != nil {
+			dm.Model, dm.ModelPrefix = m.Model.Value, m.Model.Type == config.ModelMatchPrefix
+		}
+		if m.Path != nil {
+			dm.Path, dm.PathExact = m.Path.Value, m.Path.Type == config.PathMatchExact
+		}
+		for _, h := range m.Headers {
+			dm.Headers = append(dm.Headers, director.HeaderMatch{Name: h.Name, Value: h.Value})
+		}
+		out = append(out, dm)
+	}
+	return out
+}
+
+// remotePickerOf resolves a pool's endpointPickerRef; nil when the pool is
+// scheduled by the embedded Director. Standalone, there is no Service to
+// resolve, so the ref's name is dialled as a host: an IP address or a DNS
+// name, with port.number.
+func remotePickerOf(p *v1.InferencePool) (*director.RemotePicker, error) {
+	ref := p.Spec.EndpointPickerRef
+	if ref == nil {
+		return nil, nil
+	}
+	if ref.Port == nil {
+		return nil, fmt.Errorf("inferencepool %s/%s: spec.endpointPickerRef.port is required to reach the picker", p.Namespace, p.Name)
+	}
+	rp := &director.RemotePicker{
+		Target:   net.JoinHostPort(string(ref.Name), strconv.Itoa(int(ref.Port.Number))),
+		TLS:      PickerTLSSkipVerify,
+		Timeout:  DefaultPickerTimeout,
+		FailOpen: ref.FailureMode == v1.EndpointPickerFailOpen,
+	}
+	if v, ok := p.Annotations[AnnotationPickerTLS]; ok {
+		switch v {
+		case PickerTLSSkipVerify, PickerTLSVerify, PickerTLSPlaintext:
+			rp.TLS = v
+		default:
+			return nil, fmt.Errorf("inferencepool %s/%s: annotation %s must be %s, %s or %s, not %q",
+				p.Namespace, p.Name, AnnotationPickerTLS, PickerTLSSkipVerify, PickerTLSVerify, PickerTLSPlaintext, v)
+		}
+	}
+	if v, ok := p.Annotations[AnnotationPickerTimeout]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("inferencepool %s/%s: annotation %s must be a positive duration, not %q", p.Namespace, p.Name, AnnotationPickerTimeout, v)
+		}
+		rp.Timeout = d
+	}
+	return rp, nil
+}
+
+// closeAdmission closes a replaced or stopped admission policy that holds
+// resources.
+func closeAdmission(a director.Admission) {
+	if c, ok := a.(io.Closer); ok {
+		_ = c.Close()
+	}
+}
