@@ -107,6 +107,10 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	case in.Method != "" && in.Method != http.MethodPost:
 		return nil, x.refuse(openai.NewError(http.StatusMethodNotAllowed, openai.ErrTypeInvalidRequest,
 			fmt.Sprintf("%s takes POST, not %s", in.Path, in.Method)), "", http.Header{"Allow": {http.MethodPost}})
+	case len(in.Body) == 0:
+		e := openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "the request body must name a model")
+		e.Param = "model"
+		return nil, x.refuse(e, "", nil)
 	default:
 		p, err := openai.ParseRequest(kind, in.Body)
 		if err != nil {

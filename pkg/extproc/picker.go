@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -135,9 +137,10 @@ func sameBytes(a, b []byte) bool {
 // replyRejection renders a Director's reply as an ImmediateResponse.
 func replyRejection(r *director.Reply) *rejection {
 	rej := &rejection{status: r.Status, body: r.Body, details: r.Reason}
-	for k, vs := range r.Header {
-		if strings.EqualFold(k, "Content-Length") || len(vs) == 0 {
-			continue // Envoy sets the length of what it sends
+	for _, k := range slices.Sorted(maps.Keys(r.Header)) {
+		vs := r.Header[k]
+		if strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Content-Type") || len(vs) == 0 {
+			continue // Envoy sets the length; the rejection sets the type
 		}
 		rej.headers = append(rej.headers, header{strings.ToLower(k), vs[0]})
 	}
