@@ -11,6 +11,7 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/igw-dev/igw/internal/bufpool"
 	"github.com/igw-dev/igw/pkg/director"
 )
 
@@ -43,6 +44,7 @@ type Picker struct {
 	pool     string
 	log      *slog.Logger
 	cfg      streamConfig
+	bodies   bufpool.Pool
 }
 
 var _ extprocv3.ExternalProcessorServer = (*Picker)(nil)
@@ -67,10 +69,12 @@ func NewPicker(o PickerOptions) (*Picker, error) {
 	if o.DefaultBodyMode == BodyModeNone {
 		o.DefaultBodyMode = BodyModeFullDuplexStream
 	}
-	return &Picker{
+	p := &Picker{
 		director: o.Director, pool: o.Pool, log: o.Logger,
 		cfg: streamConfig{strip: pickerOwnedHeaders(), maxBody: o.MaxBodyBytes, defaultMode: o.DefaultBodyMode},
-	}, nil
+	}
+	p.cfg.bodies = &p.bodies
+	return p, nil
 }
 
 // Process serves one ext_proc stream, which Envoy opens for each HTTP

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/igw-dev/igw/internal/bufpool"
 	"github.com/igw-dev/igw/pkg/openai"
 )
 
@@ -75,7 +76,14 @@ type streamConfig struct {
 	// defaultMode is assumed for both directions when Envoy does not
 	// announce its modes (protocol_config, sent by recent Envoys).
 	defaultMode BodyMode
+	// bodies recycles the buffers bodies of several messages are
+	// assembled in (nil: allocate).
+	bodies *bufpool.Pool
 }
+
+// initialBodyBytes bounds what a declared Content-Length alone allocates
+// before the bytes arrive; the buffer grows with the bytes received.
+const initialBodyBytes = 256 << 10
 
 // driver runs one ext_proc stream: one HTTP request and its response.
 type driver struct {
@@ -87,7 +95,8 @@ type driver struct {
 	first             bool
 
 	req         httpRequest
-	bodyLength  int // the request's Content-Length, when it announced one
+	pooled      []byte // the buffer req.body was assembled in, from cfg.bodies
+	bodyLength  int    // the request's Content-Length, when it announced one
 	bodyStarted bool
 	requestDone bool
 	respRewrite bool
@@ -103,6 +112,7 @@ func serveStream(srv extprocv3.ExternalProcessor_ProcessServer, ex exchange, cfg
 	d := &driver{srv: srv, ex: ex, cfg: cfg, reqMode: cfg.defaultMode, respMode: cfg.defaultMode, first: true}
 	ctx := srv.Context()
 	defer ex.end(ctx)
+	defer d.releaseBody()
 	for {
 		msg, err := srv.Recv()
 		if err != nil {
@@ -226,16 +236,47 @@ func (d *driver) requestBody(ctx context.Context, b *extprocv3.HttpBody) error {
 		// The whole body in one message, as most are: kept as it is
 		// (protobuf decoding gave it its own memory), never copied.
 		d.req.body = chunk
-	case d.req.body == nil:
-		d.req.body = append(make([]byte, 0, max(d.bodyLength, len(chunk))), chunk...)
 	default:
-		d.req.body = append(d.req.body, chunk...)
+		d.appendBody(chunk)
 	}
 	d.bodyStarted = true
 	if last {
 		return d.complete(ctx, last)
 	}
 	return nil
+}
+
+// appendBody assembles a body sent in several messages in one pooled
+// buffer: sized from the Content-Length (up to initialBodyBytes before the
+// bytes arrive), grown by doubling with the bytes received.
+func (d *driver) appendBody(chunk []byte) {
+	need := len(d.req.body) + len(chunk)
+	if need > cap(d.req.body) {
+		size := max(need, 2*cap(d.req.body))
+		if d.req.body == nil {
+			size = max(need, min(d.bodyLength, initialBodyBytes))
+		}
+		var next []byte
+		if d.cfg.bodies != nil {
+			next = d.cfg.bodies.Get(size)
+		} else {
+			next = make([]byte, 0, size)
+		}
+		next = append(next, d.req.body...)
+		d.releaseBody()
+		d.req.body, d.pooled = next, next
+	}
+	d.req.body = append(d.req.body, chunk...)
+}
+
+// releaseBody returns the assembly buffer once nothing reads it: after the
+// decision was sent (gRPC has serialized the body it echoes) or when the
+// stream ends.
+func (d *driver) releaseBody() {
+	if d.pooled != nil && d.cfg.bodies != nil {
+		d.cfg.bodies.Put(d.pooled)
+	}
+	d.pooled = nil
 }
 
 // complete decides on the whole request and answers Envoy in the shape the
@@ -257,6 +298,7 @@ func (d *driver) complete(ctx context.Context, eos bool) error {
 	v.edits.remove = dropSet(v.edits.remove, v.edits.set)
 	common := &extprocv3.CommonResponse{HeaderMutation: v.edits.mutation(), ClearRouteCache: true}
 
+	defer func() { d.req.body = nil; d.releaseBody() }()
 	switch {
 	case d.reqMode == BodyModeFullDuplexStream || d.req.headerOnly || d.reqMode == BodyModeNone:
 		if err := d.send(headersResponse(true, common, v.metadata)); err != nil {

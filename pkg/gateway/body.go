@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
-	"sync"
 	"sync/atomic"
+
+	"github.com/igw-dev/igw/internal/bufpool"
 )
 
 // Request bodies are read once into one pooled buffer, sized from the
@@ -17,56 +17,17 @@ import (
 // outgoing request that sent it are done with it. At 1,000 concurrent
 // 220 KB prompts the gateway so holds about the bodies' bytes, and
 // allocates almost nothing per request once the pools are warm.
-const (
-	// minBodyClass and maxBodyClass bound the pooled size classes (powers
-	// of two, 4 KiB to 16 MiB); larger buffers are not pooled.
-	minBodyClass = 12
-	maxBodyClass = 24
-	// initialBodyBytes bounds what is allocated on a Content-Length alone,
-	// before the bytes arrive: a client declaring 10 MiB and sending one
-	// byte pins 256 KiB, not 10 MiB.
-	initialBodyBytes = 256 << 10
-)
 
-// bodyPools recycles body buffers by size class.
-type bodyPools struct {
-	classes [maxBodyClass - minBodyClass + 1]sync.Pool
-}
+// initialBodyBytes bounds what is allocated on a Content-Length alone,
+// before the bytes arrive: a client declaring 10 MiB and sending one byte
+// pins 256 KiB, not 10 MiB.
+const initialBodyBytes = 256 << 10
 
-// class is the index of the smallest class holding n bytes, or -1 when n
-// is above the largest.
-func bodyClass(n int) int {
-	if n <= 1<<minBodyClass {
-		return 0
-	}
-	c := bits.Len(uint(n-1)) - minBodyClass
-	if c >= maxBodyClass-minBodyClass+1 {
-		return -1
-	}
-	return c
-}
+// bodyPools recycles request-body buffers by size class.
+type bodyPools struct{ bufpool.Pool }
 
-// get is a buffer of length 0 and capacity at least n.
-func (p *bodyPools) get(n int) []byte {
-	c := bodyClass(n)
-	if c < 0 {
-		return make([]byte, 0, n)
-	}
-	if b, ok := p.classes[c].Get().(*[]byte); ok {
-		return (*b)[:0]
-	}
-	return make([]byte, 0, 1<<(c+minBodyClass))
-}
-
-// put returns a buffer got from get.
-func (p *bodyPools) put(b []byte) {
-	c := bodyClass(cap(b))
-	if c < 0 || cap(b) != 1<<(c+minBodyClass) {
-		return // not one of ours (grown past a class, or unpooled)
-	}
-	b = b[:0]
-	p.classes[c].Put(&b)
-}
+func (p *bodyPools) get(n int) []byte { return p.Get(n) }
+func (p *bodyPools) put(b []byte)     { p.Put(b) }
 
 // errBodyTooLarge is returned when a body exceeds the limit.
 type errBodyTooLarge struct{ limit int64 }
