@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/igw-dev/igw/internal/bufpool"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/openai"
@@ -91,6 +92,7 @@ type Director struct {
 	obs        Observer
 	started    time.Time
 	requestIDs atomic.Uint64
+	prompts    bufpool.Pool // prompt buffers, see Begin
 
 	knownMu sync.Mutex
 	known   map[string]bool // endpoint addresses the scheduler may hold state for

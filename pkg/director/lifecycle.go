@@ -112,7 +112,13 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 		e.Param = "model"
 		return nil, x.refuse(e, "", nil)
 	default:
-		p, err := openai.ParseRequest(kind, in.Body)
+		// The prompt is decoded into a recycled buffer: it is needed only
+		// until the decision (guard, token count, prefix hashes, which
+		// the scheduler keeps), and at hundreds of kilobytes it was the
+		// largest allocation of a request.
+		buf := d.prompts.Get(len(in.Body))
+		defer x.releasePrompt(buf)
+		p, err := openai.ParseRequestInto(kind, in.Body, buf)
 		if err != nil {
 			var oe *openai.Error
 			if !errors.As(err, &oe) {
@@ -316,6 +322,19 @@ func truncate(s string) string {
 		cut--
 	}
 	return s[:cut] + fmt.Sprintf("… (%d bytes)", len(s))
+}
+
+// releasePrompt hands the prompt buffer back once the decision is made:
+// the scheduler has the prompt's block hashes in its cycle state, and
+// nothing after Begin reads the text.
+func (x *Exchange) releasePrompt(buf []byte) {
+	if x.Parsed != nil {
+		x.Parsed.Prompt = nil
+	}
+	if x.Decision != nil && x.Decision.sreq != nil {
+		x.Decision.sreq.Prompt = nil
+	}
+	x.d.prompts.Put(buf)
 }
 
 // tokens counts the prompt's tokens once per request (the guard and the

@@ -48,9 +48,12 @@ const (
 
 	// MaxChunkBytes bounds each body chunk sent back to Envoy in
 	// FULL_DUPLEX_STREAMED mode: Envoy recommends at most 64 KiB per
-	// response message, and pickers keep chunks under 62,000 bytes to
-	// leave room for the message framing.
-	MaxChunkBytes = 60 << 10
+	// response message (pickers keep under 62,000 bytes). igw stays just
+	// under 32 KiB so that each encoded message fits gRPC's 32 KiB pooled
+	// send buffers: at 60 KiB every message took a 1 MiB buffer class and
+	// missed its pool, allocating about 0.65× the body per 200 KB decision
+	// (docs/performance.md).
+	MaxChunkBytes = 32<<10 - 512
 	// DefaultMaxBodyBytes bounds a request body the picker buffers (the
 	// whole body is needed to read the model and prompt); larger bodies
 	// get 413.

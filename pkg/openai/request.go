@@ -81,6 +81,15 @@ func requestError(param, format string, args ...any) *Error {
 // one buffer: no tree, no per-message values. Field names match exactly,
 // as the OpenAI API and vLLM do (encoding/json would also accept "Model").
 func ParseRequest(kind Kind, body []byte) (*Parsed, error) {
+	return ParseRequestInto(kind, body, nil)
+}
+
+// ParseRequestInto is ParseRequest decoding the prompt into prompt's
+// memory (from length 0) while it is large enough, so a caller that
+// recycles prompt buffers (the Director, for prompts of hundreds of
+// kilobytes) allocates none. The prompt of a body is never longer than
+// the body.
+func ParseRequestInto(kind Kind, body, prompt []byte) (*Parsed, error) {
 	if !validJSON(body) {
 		var v any
 		err := json.Unmarshal(body, &v)
@@ -90,7 +99,7 @@ func ParseRequest(kind Kind, body []byte) (*Parsed, error) {
 	if body[i] != '{' {
 		return nil, requestError("", "the request body must be a JSON object")
 	}
-	p := &Parsed{Kind: kind}
+	p := &Parsed{Kind: kind, Prompt: prompt[:0]}
 	var limits [3]*int // max_completion_tokens, max_tokens, max_output_tokens: the first present wins
 	var perr *Error
 	forEachMember(body, i, func(rawKey []byte, vs, ve int) bool {
