@@ -181,3 +181,45 @@ spec:
 		t.Errorf("jwt defaults = %+v", j)
 	}
 }
+
+// TestEngine_RequestBoundsComeFromTheDataPlanesKind: the Gateway's body
+// limit reaches the Director and its request timeout becomes the default
+// of routes without one, although the engine never imports the gateway;
+// parsed without the Gateway kind, the data plane's own bounds apply.
+func TestEngine_RequestBoundsComeFromTheDataPlanesKind(t *testing.T) {
+	const route = "apiVersion: igw.dev/v1alpha1\nkind: Route\nmetadata: {name: r}\nspec: {backends: [{pool: llama}]}\n"
+	const gw = "apiVersion: igw.dev/v1alpha1\nkind: Gateway\nspec: {maxRequestBodySize: 1Ki, timeouts: {request: 90s}}\n"
+	for _, tc := range []struct {
+		name    string
+		schema  *config.Schema
+		docs    []string
+		body    int64
+		timeout time.Duration // of the parsed route; 0: none set
+	}{
+		{"file's Gateway", engine.Schema(gateway.Kind()), []string{serverDoc, poolDoc, route, gw}, 1024, 90 * time.Second},
+		{"default Gateway", engine.Schema(gateway.Kind()), []string{serverDoc, poolDoc, route}, gateway.DefaultMaxRequestBodySize, gateway.DefaultRequestTimeout},
+		{"no Gateway kind", engine.Schema(), []string{serverDoc, poolDoc, route}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := tc.schema.Parse("b.yaml", file(tc.docs...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var timeout time.Duration
+			if d := engine.Routes(cfg)[0].Spec.Timeout; d != nil {
+				timeout = d.Duration
+			}
+			if timeout != tc.timeout {
+				t.Errorf("route timeout = %v, want %v", timeout, tc.timeout)
+			}
+			e, err := engine.New(cfg, engine.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if got := e.Director().Policy().MaxBodyBytes; got != tc.body {
+				t.Errorf("Director's MaxBodyBytes = %d, want %d", got, tc.body)
+			}
+		})
+	}
+}
