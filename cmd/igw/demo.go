@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway"
 	"github.com/igw-dev/igw/pkg/sim"
 )
@@ -92,7 +91,7 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Parse("demo.yaml (embedded)", raw)
+	cfg, err := configSchema().Parse("demo.yaml (embedded)", raw)
 	if err != nil {
 		return err
 	}

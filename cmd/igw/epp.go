@@ -19,6 +19,7 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/kube"
@@ -154,11 +155,11 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 	}
 	var cfg *config.Config
 	if e.configFile != "" {
-		if cfg, err = config.Load(e.configFile); err != nil {
+		if cfg, err = configSchema().Load(e.configFile); err != nil {
 			return err
 		}
 	}
-	standalone := cfg != nil && len(cfg.Pools) > 0
+	standalone := cfg != nil && len(static.Pools(cfg)) > 0
 	if !standalone {
 		if err := e.checkKubernetes(cfg); err != nil {
 			return err
@@ -184,9 +185,9 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 	loops := []func(context.Context) error{rt.Run}
 	if e.configFile != "" {
 		watcher := &config.Watcher{
-			Path: e.configFile, Initial: cfg, Logger: log,
+			Path: e.configFile, Schema: configSchema(), Initial: cfg, Logger: log,
 			OnReload: func(c *config.Config) {
-				if standalone != (len(c.Pools) > 0) {
+				if standalone != (len(static.Pools(c)) > 0) {
 					log.Error("configuration rejected: declaring InferencePools or not switches between standalone and Kubernetes mode, which takes a restart")
 					return
 				}
@@ -216,7 +217,7 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 // checkKubernetes validates the flags of Kubernetes mode; cfg is the
 // --config-file's content, which may hold only an EndpointPickerConfig.
 func (e *eppFlags) checkKubernetes(cfg *config.Config) error {
-	if cfg != nil && (len(cfg.ModelServers) > 0 || len(cfg.Routes) > 0 || len(cfg.Objectives) > 0 || len(cfg.Rewrites) > 0) {
+	if cfg != nil && (len(static.ModelServers(cfg)) > 0 || len(engine.Routes(cfg)) > 0 || len(static.Objectives(cfg)) > 0 || len(static.Rewrites(cfg)) > 0) {
 		return fmt.Errorf("%s: declares no InferencePool, so igw epp runs in Kubernetes mode, where the file may hold only an EndpointPickerConfig (ModelServers, Routes, objectives and rewrites come from the cluster or need a pool in the file)", cfg.Source)
 	}
 	if e.poolName == "" {

@@ -5,7 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/discovery/static"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/gateway"
 )
 
@@ -25,12 +26,12 @@ func TestREADMEConfigExampleIsValid(t *testing.T) {
 		t.Fatal("no yaml block in the Configuration section")
 	}
 	block, _, _ = strings.Cut(block, "```")
-	cfg, err := config.Parse("README.md", []byte(block))
+	cfg, err := configSchema().Parse("README.md", []byte(block))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Pools) != 2 || len(cfg.Routes) != 2 {
-		t.Fatalf("example has %d pools and %d routes, want 2 and 2", len(cfg.Pools), len(cfg.Routes))
+	if pools, routes := static.Pools(cfg), engine.Routes(cfg); len(pools) != 2 || len(routes) != 2 {
+		t.Fatalf("example has %d pools and %d routes, want 2 and 2", len(pools), len(routes))
 	}
 	if _, err := gateway.New(cfg, gateway.Options{}); err != nil {
 		t.Fatal(err)
@@ -40,7 +41,7 @@ func TestREADMEConfigExampleIsValid(t *testing.T) {
 // TestExamplesCompile loads every example configuration.
 func TestExamplesCompile(t *testing.T) {
 	for _, path := range []string{"../../examples/standalone.yaml", "../../examples/secured.yaml"} {
-		cfg, err := config.Load(path)
+		cfg, err := configSchema().Load(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +53,7 @@ func TestExamplesCompile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("demo.yaml", raw)
+	cfg, err := configSchema().Parse("demo.yaml", raw)
 	if err != nil {
 		t.Fatal(err)
 	}

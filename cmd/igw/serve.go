@@ -49,7 +49,8 @@ func newLogger(level string) (*slog.Logger, error) {
 }
 
 func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Duration) error {
-	cfg, err := config.Load(path)
+	schema := configSchema()
+	cfg, err := schema.Load(path)
 	if err != nil {
 		return err
 	}
@@ -62,6 +63,7 @@ func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Dur
 	}
 	watcher := &config.Watcher{
 		Path:    path,
+		Schema:  schema,
 		Initial: cfg,
 		Logger:  log,
 		OnReload: func(c *config.Config) {

@@ -6,9 +6,30 @@ import (
 	"testing"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/discovery/static"
+	"github.com/igw-dev/igw/pkg/engine"
+	"github.com/igw-dev/igw/pkg/gateway"
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins"
 )
+
+// testSchema is igw serve's configuration schema, which the generated
+// configurations are for.
+var testSchema = engine.Schema(gateway.Kind())
+
+// routed reports whether the routes of cfg, as the engine compiles them,
+// send model at path anywhere.
+func routed(t *testing.T, cfg *config.Config, model, path string) bool {
+	t.Helper()
+	e, err := engine.New(cfg, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	return director.SelectRoute(e.Director().Policy().Routes, model, path, nil) != nil
+}
 
 func TestStandaloneConfig_BuiltinsLoadAndSchedule(t *testing.T) {
 	replicas := []string{"127.0.0.1:41001", "127.0.0.1:41002", "127.0.0.1:41003"}
@@ -31,20 +52,21 @@ func TestStandaloneConfig_BuiltinsLoadAndSchedule(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := config.Parse(c.Name+".yaml", data)
+			cfg, err := testSchema.Parse(c.Name+".yaml", data)
 			if err != nil {
 				t.Fatalf("generated config does not load: %v\n%s", err, data)
 			}
-			if cfg.Gateway.Spec.Address != "127.0.0.1:0" || cfg.Gateway.Spec.AdminAddress != "127.0.0.1:0" {
-				t.Fatalf("gateway spec %+v", cfg.Gateway.Spec)
+			if gw := gateway.Settings(cfg).Spec; gw.Address != "127.0.0.1:0" || gw.AdminAddress != "127.0.0.1:0" {
+				t.Fatalf("gateway spec %+v", gw)
 			}
-			if len(cfg.Pools) != 1 || len(cfg.Routes) != 1 {
-				t.Fatalf("%d pools, %d routes; want 1 and 1", len(cfg.Pools), len(cfg.Routes))
+			pools, routes := static.Pools(cfg), engine.Routes(cfg)
+			if len(pools) != 1 || len(routes) != 1 {
+				t.Fatalf("%d pools, %d routes; want 1 and 1", len(pools), len(routes))
 			}
 			var addrs []string
-			for _, e := range cfg.PoolEndpoints(cfg.Pools[0]) {
+			for _, e := range static.PoolEndpoints(cfg, pools[0]) {
 				addrs = append(addrs, e.Address)
-				if e.Engine != config.EngineVLLM {
+				if e.Engine != datastore.EngineVLLM {
 					t.Fatalf("endpoint %s engine %q", e.Address, e.Engine)
 				}
 			}
@@ -52,25 +74,26 @@ func TestStandaloneConfig_BuiltinsLoadAndSchedule(t *testing.T) {
 				t.Fatalf("pool endpoints %v, want exactly the replicas %v", addrs, replicas)
 			}
 			for _, m := range []string{"meta-llama/Llama-3.1-8B-Instruct", "sql-lora"} {
-				if r, _ := cfg.SelectRoute(m, "/v1/chat/completions", nil); r == nil {
+				if !routed(t, cfg, m, "/v1/chat/completions") {
 					t.Fatalf("model %q not routed", m)
 				}
 			}
-			if r, _ := cfg.SelectRoute("other", "/v1/chat/completions", nil); r != nil {
+			if routed(t, cfg, "other", "/v1/chat/completions") {
 				t.Fatal("an unknown model is routed")
 			}
 
 			// The scheduler the gateway would build from it.
 			var s *scheduling.Scheduler
 			if c.PickerConfig == "" {
-				if cfg.EndpointPickerConfig != nil {
+				if cfg.Raw("EndpointPickerConfig") != nil {
 					t.Fatal("igw-default must leave the EndpointPickerConfig out")
 				}
 				s, err = plugins.NewDefaultScheduler()
 			} else {
-				epc, perr := scheduling.ParseEndpointPickerConfig(cfg.EndpointPickerConfig)
+				raw := cfg.Raw("EndpointPickerConfig").Data
+				epc, perr := scheduling.ParseEndpointPickerConfig(raw)
 				if perr != nil {
-					t.Fatalf("EndpointPickerConfig: %v\n%s", perr, cfg.EndpointPickerConfig)
+					t.Fatalf("EndpointPickerConfig: %v\n%s", perr, raw)
 				}
 				s, err = scheduling.NewScheduler(epc, plugins.NewRegistry())
 			}
@@ -108,11 +131,11 @@ func TestStandaloneConfig_ObjectivesFromPriorityMix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := config.Parse("objectives.yaml", data)
+		cfg, err := testSchema.Parse("objectives.yaml", data)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, data)
 		}
-		objs := cfg.ObjectivesFor(cfg.Pools[0])
+		objs := static.ObjectivesFor(cfg, static.Pools(cfg)[0])
 		var got []int32
 		for _, o := range objs {
 			got = append(got, o.Spec.EffectivePriority())
@@ -133,15 +156,16 @@ func TestStandaloneConfig_SharedPortsAndQuoting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("shared.yaml", data)
+	cfg, err := testSchema.Parse("shared.yaml", data)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, data)
 	}
-	eps := cfg.PoolEndpoints(cfg.Pools[0])
-	if len(eps) != 2 || len(cfg.Pools[0].Spec.TargetPorts) != 1 || eps[0].Engine != config.EngineSGLang {
-		t.Fatalf("endpoints %+v, target ports %+v", eps, cfg.Pools[0].Spec.TargetPorts)
+	pool := static.Pools(cfg)[0]
+	eps := static.PoolEndpoints(cfg, pool)
+	if len(eps) != 2 || len(pool.Spec.TargetPorts) != 1 || eps[0].Engine != datastore.EngineSGLang {
+		t.Fatalf("endpoints %+v, target ports %+v", eps, pool.Spec.TargetPorts)
 	}
-	if r, _ := cfg.SelectRoute(`we:ird "model" # x`, "/v1/completions", nil); r == nil {
+	if !routed(t, cfg, `we:ird "model" # x`, "/v1/completions") {
 		t.Fatal("quoted model not routed")
 	}
 	if _, err := StandaloneConfig(GatewayConfig{Replicas: []string{"no-port"}}); err == nil {

@@ -1,18 +1,14 @@
 package config
 
-import (
-	v1 "github.com/igw-dev/igw/api/v1"
-	"github.com/igw-dev/igw/api/v1alpha2"
-)
-
-// Config is one loaded, defaulted and validated standalone configuration
-// file. It is immutable once returned: a reload produces a new Config, so a
-// request in flight keeps the one it started with. Callers must not modify
-// it.
+// Config is one loaded, defaulted and validated configuration file. It is
+// immutable once returned: a reload produces a new Config, so a request in
+// flight keeps the one it started with. Callers must not modify it.
 //
-// Objects appear in document order. Every object's namespace is set
-// (DefaultNamespace when the file left it out) and every defaulted field is
-// filled in, so consumers never re-apply defaults.
+// It holds the file's objects without knowing their types; each module
+// reads its own kinds through typed accessors (guard.Find, auth.Keys,
+// static.Pools, ...) built on All, Find and Get. Every object's namespace
+// is set (DefaultNamespace when the file left it out) and every defaulted
+// field is filled in, so consumers never re-apply defaults.
 type Config struct {
 	// Source is the name the file was parsed under (its path, for Load).
 	Source string
@@ -25,47 +21,29 @@ type Config struct {
 	// Watcher reloads when one of them changes.
 	SideFiles []SideFile
 
-	// Gateway configures the listeners. It is never nil: without a Gateway
-	// document it holds the defaults.
-	Gateway *Gateway
+	// docs are the documents in file order, followed by the default
+	// objects of the singletons the file left out.
+	docs []*document
+}
 
-	// Pools are the InferencePools (inference.networking.k8s.io/v1).
-	Pools []*v1.InferencePool
-	// ModelServers are the static model servers the pools select.
-	ModelServers []*ModelServer
-	// Routes map requests to pools and URLs.
-	Routes []*Route
-	// Objectives are the InferenceObjectives
-	// (inference.networking.x-k8s.io/v1alpha2).
-	Objectives []*v1alpha2.InferenceObjective
-	// Rewrites are the InferenceModelRewrites
-	// (inference.networking.x-k8s.io/v1alpha2).
-	Rewrites []*v1alpha2.InferenceModelRewrite
+// document is one parsed document: an object, or a Raw one.
+type document struct {
+	kind string
+	ref  docRef
+	obj  Object // nil for a raw kind
+	raw  *Raw
+}
 
-	// APIKeys are the API key sets; with AuthPolicy they decide whether
-	// authentication is on (see AuthEnabled).
-	APIKeys []*APIKeys
-	// AuthPolicy configures JWT validation, or is nil.
-	AuthPolicy *AuthPolicy
-	// Guards are the RequestGuards routes refer to.
-	Guards []*RequestGuard
-	// Quotas are the QuotaPolicies keys refer to.
-	Quotas []*QuotaPolicy
-	// QuotaStore says where quota counters live. It is never nil: without
-	// a QuotaStore document it is the in-memory store.
-	QuotaStore *QuotaStore
-
-	// EndpointPickerConfig is the EndpointPickerConfig document exactly as
-	// written (YAML), or nil when the file has none and the default
-	// scheduling profile applies. Only its apiVersion and kind are checked
-	// here: the scheduler owns its schema (scheduling.ParseEndpointPickerConfig),
-	// and this package must not depend on the scheduler.
-	EndpointPickerConfig []byte
-	// EndpointPickerConfigSource locates that document for error messages,
-	// e.g. `standalone.yaml: document 7 (EndpointPickerConfig)`; a caller
-	// prefixes the scheduler's errors with it so they name the file and
-	// document like every other configuration error.
-	EndpointPickerConfigSource string
+// Raw is a document kept as written, for a consumer that owns its schema
+// (the scheduler parses the EndpointPickerConfig).
+type Raw struct {
+	// Data is the document's YAML.
+	Data []byte
+	// Source locates the document for error messages, e.g.
+	// `standalone.yaml: document 7 (EndpointPickerConfig)`; a consumer
+	// prefixes its errors with it so they name the file and document like
+	// every other configuration error.
+	Source string
 }
 
 // SideFile is a file a document names, as read at load.
@@ -77,85 +55,65 @@ type SideFile struct {
 	Digest string
 }
 
-// AuthEnabled reports whether every inference request must carry a
-// credential: the file has an APIKeys document or an AuthPolicy.
-func (c *Config) AuthEnabled() bool {
-	return len(c.APIKeys) > 0 || c.AuthPolicy != nil
-}
-
-// Guard returns the RequestGuard with this namespace and name, or nil.
-func (c *Config) Guard(namespace, name string) *RequestGuard {
-	namespace = orDefaultNamespace(namespace)
-	for _, g := range c.Guards {
-		if g.Namespace == namespace && g.Name == name {
-			return g
-		}
-	}
-	return nil
-}
-
-// QuotaPolicy returns the QuotaPolicy with this namespace and name, or nil.
-func (c *Config) QuotaPolicy(namespace, name string) *QuotaPolicy {
-	namespace = orDefaultNamespace(namespace)
-	for _, q := range c.Quotas {
-		if q.Namespace == namespace && q.Name == name {
-			return q
-		}
-	}
-	return nil
-}
-
-// Pool returns the InferencePool with this namespace and name, or nil.
-func (c *Config) Pool(namespace, name string) *v1.InferencePool {
-	namespace = orDefaultNamespace(namespace)
-	for _, p := range c.Pools {
-		if p.Namespace == namespace && p.Name == name {
-			return p
-		}
-	}
-	return nil
-}
-
-// ObjectivesFor returns the InferenceObjectives that refer to pool, in
-// document order.
-func (c *Config) ObjectivesFor(pool *v1.InferencePool) []*v1alpha2.InferenceObjective {
-	var out []*v1alpha2.InferenceObjective
-	for _, o := range c.Objectives {
-		if o.Namespace == pool.Namespace && string(o.Spec.PoolRef.Name) == pool.Name {
+// All returns the objects of c that are a T, in document order. T is
+// usually one kind's pointer type (*RequestGuard); it may be an interface
+// that objects of several kinds implement.
+func All[T any](c *Config) []T {
+	var out []T
+	for _, d := range c.docs {
+		if o, ok := d.obj.(T); ok {
 			out = append(out, o)
 		}
 	}
 	return out
 }
 
-// RewritesFor returns the InferenceModelRewrites that refer to pool, in
-// document order (which, in a file, stands for "oldest first" in the
-// rewrite precedence rules).
-func (c *Config) RewritesFor(pool *v1.InferencePool) []*v1alpha2.InferenceModelRewrite {
-	var out []*v1alpha2.InferenceModelRewrite
-	for _, r := range c.Rewrites {
-		if r.Namespace == pool.Namespace && string(r.Spec.PoolRef.Name) == pool.Name {
-			out = append(out, r)
+// First returns the first object of c that is a T (the only one, for a
+// singleton kind), and whether there is one.
+func First[T any](c *Config) (T, bool) {
+	for _, d := range c.docs {
+		if o, ok := d.obj.(T); ok {
+			return o, true
 		}
 	}
-	return out
+	var zero T
+	return zero, false
 }
 
-// PoolEndpoints resolves pool's endpoints from the file's ModelServers; see
-// ResolveEndpoints.
-func (c *Config) PoolEndpoints(pool *v1.InferencePool) []Endpoint {
-	return ResolveEndpoints(pool, c.ModelServers)
-}
-
-func orDefaultNamespace(ns string) string {
-	if ns == "" {
-		return DefaultNamespace
+// Find returns the object of c that is a T with this namespace ("" for
+// DefaultNamespace) and name, or the zero T.
+func Find[T Object](c *Config, namespace, name string) T {
+	namespace = orDefaultNamespace(namespace)
+	for _, d := range c.docs {
+		if o, ok := d.obj.(T); ok && o.GetNamespace() == namespace && o.GetName() == name {
+			return o
+		}
 	}
-	return ns
+	var zero T
+	return zero
 }
 
-// NamespacedName renders namespace/name, the form used for pools in the
-// datastore and in messages.
-func NamespacedName(namespace, name string) string {
-	return orDefaultNamespace(namespace) + "/" + name
+// Get returns the object of kind with this namespace ("" for
+// DefaultNamespace) and name, or nil. It is how a kind refers to another
+// whose package it cannot import (see auth's quotas); Find is the typed
+// form.
+func (c *Config) Get(kind, namespace, name string) Object {
+	namespace = orDefaultNamespace(namespace)
+	for _, d := range c.docs {
+		if d.kind == kind && d.obj != nil && d.obj.GetNamespace() == namespace && d.obj.GetName() == name {
+			return d.obj
+		}
+	}
+	return nil
+}
+
+// Raw returns the document of a kind kept as written (a Kind without New),
+// or nil when the file has none.
+func (c *Config) Raw(kind string) *Raw {
+	for _, d := range c.docs {
+		if d.kind == kind && d.raw != nil {
+			return d.raw
+		}
+	}
+	return nil
 }

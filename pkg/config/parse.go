@@ -8,31 +8,29 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
-
-	v1 "github.com/igw-dev/igw/api/v1"
-	"github.com/igw-dev/igw/api/v1alpha2"
 )
 
-// Load reads and parses the standalone configuration file at path. Errors
-// name path as the file.
-func Load(path string) (*Config, error) {
+// Load reads and parses the configuration file at path. Errors name path
+// as the file.
+func (s *Schema) Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
-	return Parse(path, data)
+	return s.Parse(path, data)
 }
 
-// Parse parses a standalone configuration: a YAML stream of documents
-// separated by "---" lines, each one resource (see the package doc). name
+// Parse parses a configuration: a YAML stream of documents separated by
+// "---" lines, each one object of a kind of s (see the package doc). name
 // is used in error messages only. Every problem found is reported, joined
 // with errors.Join; each is an *Error. On error the Config is nil: a
 // half-valid configuration is never served.
-func Parse(name string, data []byte) (*Config, error) {
-	p := &parser{file: name}
+func (s *Schema) Parse(name string, data []byte) (*Config, error) {
+	p := &parser{schema: s, file: name}
 	for _, raw := range splitDocuments(data) {
 		p.parseDocument(raw)
 	}
@@ -58,11 +56,13 @@ func Parse(name string, data []byte) (*Config, error) {
 
 // parser holds the state of one Parse call.
 type parser struct {
-	file  string
-	index int // non-empty documents seen so far
-	errs  errorList
-	docs  []parsedDoc
-	side  []SideFile // files read by readFile
+	schema *Schema
+	file   string
+	index  int // non-empty documents seen so far
+	errs   errorList
+	docs   []*document
+	side   []SideFile        // files read by readFile
+	refs   map[Object]docRef // where each object is, for Report
 }
 
 // readFile reads a file a document refers to (a keys file, a JWKS file):
@@ -78,17 +78,6 @@ func (p *parser) readFile(path string) ([]byte, error) {
 	}
 	p.side = append(p.side, SideFile{Path: path, Digest: hashOf(data)})
 	return data, nil
-}
-
-// parsedDoc is one decoded, defaulted and individually validated object.
-type parsedDoc struct {
-	ref docRef
-	obj any // *v1.InferencePool, *Gateway, ..., or epcDoc
-}
-
-// epcDoc is an EndpointPickerConfig kept as written.
-type epcDoc struct {
-	raw []byte
 }
 
 // rawDoc is one document of the YAML stream before decoding.
@@ -142,47 +131,6 @@ func cutMarker(line []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// kindSpec describes one accepted kind.
-type kindSpec struct {
-	apiVersions []string
-	newObj      func() any // nil for kinds kept raw
-	named       bool       // metadata.name is required
-}
-
-// kinds is the table of accepted kinds. It is a function, not a package
-// variable, so that it cannot be modified.
-func kinds(kind string) (kindSpec, bool) {
-	switch kind {
-	case KindInferencePool:
-		return kindSpec{[]string{v1.GroupVersion.String()}, func() any { return new(v1.InferencePool) }, true}, true
-	case KindInferenceObjective:
-		return kindSpec{[]string{v1alpha2.GroupVersion.String()}, func() any { return new(v1alpha2.InferenceObjective) }, true}, true
-	case KindInferenceModelRewrite:
-		return kindSpec{[]string{v1alpha2.GroupVersion.String()}, func() any { return new(v1alpha2.InferenceModelRewrite) }, true}, true
-	case KindEndpointPickerConfig:
-		return kindSpec{[]string{EndpointPickerConfigAPIVersion, EndpointPickerConfigAltAPIVersion}, nil, false}, true
-	case KindGateway:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(Gateway) }, false}, true
-	case KindModelServer:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(ModelServer) }, true}, true
-	case KindRoute:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(Route) }, true}, true
-	case KindAPIKeys:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(APIKeys) }, true}, true
-	case KindAuthPolicy:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(AuthPolicy) }, false}, true
-	case KindRequestGuard:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(RequestGuard) }, true}, true
-	case KindQuotaPolicy:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(QuotaPolicy) }, true}, true
-	case KindQuotaStore:
-		return kindSpec{[]string{IGWAPIVersion}, func() any { return new(QuotaStore) }, false}, true
-	}
-	return kindSpec{}, false
-}
-
-const acceptedKinds = "InferencePool, InferenceObjective, InferenceModelRewrite, EndpointPickerConfig, Gateway, ModelServer, Route, APIKeys, AuthPolicy, RequestGuard, QuotaPolicy, QuotaStore"
-
 func (p *parser) parseDocument(raw rawDoc) {
 	js, yerr := yaml.YAMLToJSONStrict(raw.data)
 	if yerr == nil && bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
@@ -211,27 +159,28 @@ func (p *parser) parseDocument(raw rawDoc) {
 
 	switch {
 	case kind == "":
-		p.errs.addf(ref, "kind", "required; one of %s", acceptedKinds)
+		p.errs.addf(ref, "kind", "required; one of %s", p.schema.names)
 		return
 	case apiVersion == "":
 		p.errs.addf(ref, "apiVersion", "required")
 		return
 	}
-	spec, ok := kinds(kind)
-	if !ok {
-		p.errs.addf(ref, "kind", "unknown kind %q; want one of %s", kind, acceptedKinds)
+	k := p.schema.byName[kind]
+	if k == nil {
+		p.errs.addf(ref, "kind", "unknown kind %q; want one of %s", kind, p.schema.names)
 		return
 	}
-	if !contains(spec.apiVersions, apiVersion) {
-		p.errs.addf(ref, "apiVersion", "kind %s needs apiVersion %s, not %q", kind, strings.Join(spec.apiVersions, " or "), apiVersion)
+	if !slices.Contains(k.APIVersions, apiVersion) {
+		p.errs.addf(ref, "apiVersion", "kind %s needs apiVersion %s, not %q", kind, strings.Join(k.APIVersions, " or "), apiVersion)
 		return
 	}
-	if spec.newObj == nil {
-		p.docs = append(p.docs, parsedDoc{ref: ref, obj: &epcDoc{raw: bytes.TrimSpace(raw.data)}})
+	if k.New == nil {
+		src := (&Error{File: ref.file, Document: ref.index, Kind: ref.kind}).location()
+		p.docs = append(p.docs, &document{kind: kind, ref: ref, raw: &Raw{Data: bytes.TrimSpace(raw.data), Source: src}})
 		return
 	}
 
-	out := spec.newObj()
+	out := k.New()
 	var shapeErrs []shapeError
 	checkShape("", obj, reflect.TypeOf(out).Elem(), &shapeErrs)
 	for _, se := range shapeErrs {
@@ -244,43 +193,12 @@ func (p *parser) parseDocument(raw rawDoc) {
 		p.errs.add(ref, "", err)
 		return
 	}
-	v2 := validator{ref: ref, errs: &p.errs}
-	switch o := out.(type) {
-	case *v1.InferencePool:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.pool(o)
-	case *v1alpha2.InferenceObjective:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.objective(o)
-	case *v1alpha2.InferenceModelRewrite:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.rewrite(o)
-	case *Gateway:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.gateway(o)
-	case *ModelServer:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.modelServer(o)
-	case *Route:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.route(o)
-	case *APIKeys:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.apiKeys(o, p.readFile)
-	case *AuthPolicy:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.authPolicy(o, p.readFile)
-	case *RequestGuard:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.requestGuard(o)
-	case *QuotaPolicy:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.quotaPolicy(o)
-	case *QuotaStore:
-		v2.meta(&o.ObjectMeta, spec.named)
-		v2.quotaStore(o)
+	f := &Fields{ref: ref, p: p}
+	f.meta(out, k.Named)
+	if k.Validate != nil {
+		k.Validate(out, f)
 	}
-	p.docs = append(p.docs, parsedDoc{ref: ref, obj: out})
+	p.docs = append(p.docs, &document{kind: kind, ref: ref, obj: out})
 }
 
 // metaLabel renders the object's name for error messages: "name", or
@@ -298,82 +216,69 @@ func metaLabel(obj map[string]any) string {
 	return name
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // build assembles the Config from the decoded documents, reporting the
-// singletons that appear twice.
+// singletons that appear twice and adding the default objects of those
+// that do not appear.
 func (p *parser) build() *Config {
 	cfg := &Config{Source: p.file}
-	// first remembers the first document of each kind that may appear
-	// once; first(d) reports whether d is it, and otherwise names it in
-	// the error for d.
-	seen := map[string]*docRef{}
-	first := func(d *parsedDoc, kind string) bool {
-		if prev, ok := seen[kind]; ok {
-			p.errs.addf(d.ref, "", "only one %s is allowed; the first is document %d", kind, prev.index)
-			return false
+	first := map[string]docRef{} // the first document of each singleton kind
+	for _, d := range p.docs {
+		if p.schema.byName[d.kind].Singleton {
+			if prev, ok := first[d.kind]; ok {
+				p.errs.addf(d.ref, "", "only one %s is allowed; the first is document %d", d.kind, prev.index)
+				continue
+			}
+			first[d.kind] = d.ref
 		}
-		seen[kind] = &d.ref
-		return true
+		cfg.docs = append(cfg.docs, d)
 	}
-	for i := range p.docs {
-		d := &p.docs[i]
-		switch o := d.obj.(type) {
-		case *v1.InferencePool:
-			cfg.Pools = append(cfg.Pools, o)
-		case *v1alpha2.InferenceObjective:
-			cfg.Objectives = append(cfg.Objectives, o)
-		case *v1alpha2.InferenceModelRewrite:
-			cfg.Rewrites = append(cfg.Rewrites, o)
-		case *ModelServer:
-			cfg.ModelServers = append(cfg.ModelServers, o)
-		case *Route:
-			cfg.Routes = append(cfg.Routes, o)
-		case *APIKeys:
-			cfg.APIKeys = append(cfg.APIKeys, o)
-		case *RequestGuard:
-			cfg.Guards = append(cfg.Guards, o)
-		case *QuotaPolicy:
-			cfg.Quotas = append(cfg.Quotas, o)
-		case *AuthPolicy:
-			if first(d, KindAuthPolicy) {
-				cfg.AuthPolicy = o
-			}
-		case *QuotaStore:
-			if first(d, KindQuotaStore) {
-				cfg.QuotaStore = o
-			}
-		case *Gateway:
-			if first(d, KindGateway) {
-				cfg.Gateway = o
-			}
-		case *epcDoc:
-			if first(d, KindEndpointPickerConfig) {
-				cfg.EndpointPickerConfig = o.raw
-				cfg.EndpointPickerConfigSource = (&Error{File: d.ref.file, Document: d.ref.index, Kind: d.ref.kind}).location()
-			}
+	for i := range p.schema.kinds {
+		k := &p.schema.kinds[i]
+		if _, ok := first[k.Kind]; ok || k.Default == nil {
+			continue
 		}
-	}
-	if cfg.Gateway == nil {
-		gw := &Gateway{}
-		gw.APIVersion, gw.Kind = IGWAPIVersion, KindGateway
-		gw.Namespace = DefaultNamespace
-		defaultGateway(gw)
-		cfg.Gateway = gw
-	}
-	if cfg.QuotaStore == nil {
-		qs := &QuotaStore{}
-		qs.APIVersion, qs.Kind = IGWAPIVersion, KindQuotaStore
-		qs.Namespace = DefaultNamespace
-		defaultQuotaStore(&qs.Spec)
-		cfg.QuotaStore = qs
+		obj := k.Default()
+		if obj.GetNamespace() == "" {
+			obj.SetNamespace(DefaultNamespace)
+		}
+		cfg.docs = append(cfg.docs, &document{kind: k.Kind, ref: docRef{file: p.file, kind: k.Kind}, obj: obj})
 	}
 	return cfg
+}
+
+// crossValidate checks what no single document can: unique names, then
+// each kind's Check (references between documents, and the defaults that
+// depend on them).
+func (p *parser) crossValidate(cfg *Config) {
+	p.refs = make(map[Object]docRef, len(cfg.docs))
+	for _, d := range cfg.docs {
+		if d.obj != nil {
+			p.refs[d.obj] = d.ref
+		}
+	}
+	p.checkUnique(cfg)
+	r := &Report{p: p}
+	for i := range p.schema.kinds {
+		if check := p.schema.kinds[i].Check; check != nil {
+			check(cfg, r)
+		}
+	}
+}
+
+// checkUnique reports objects of the same kind with the same namespace and
+// name: in Kubernetes the second would overwrite the first, which in a file
+// is always a mistake.
+func (p *parser) checkUnique(cfg *Config) {
+	first := map[string]docRef{}
+	for _, d := range cfg.docs {
+		if d.obj == nil || !p.schema.byName[d.kind].Named {
+			continue
+		}
+		key := d.kind + "\x00" + d.obj.GetNamespace() + "\x00" + d.obj.GetName()
+		if prev, dup := first[key]; dup {
+			p.errs.addf(d.ref, "metadata.name", "duplicate %s %q in namespace %q (first defined in document %d)", d.kind, d.obj.GetName(), d.obj.GetNamespace(), prev.index)
+			continue
+		}
+		first[key] = d.ref
+	}
 }

@@ -44,6 +44,9 @@ type Watcher struct {
 	// Path is the file to watch.
 	Path string
 
+	// Schema parses it. Required.
+	Schema *Schema
+
 	// Initial is the Config already in use, loaded from Path. When nil,
 	// Run loads the file first, fails if it is invalid, and passes it to
 	// OnReload.
@@ -85,6 +88,9 @@ type fileState struct {
 func (w *Watcher) Run(ctx context.Context) error {
 	if w.OnReload == nil {
 		return errors.New("config watcher: OnReload is required")
+	}
+	if w.Schema == nil {
+		return errors.New("config watcher: Schema is required")
 	}
 	log := w.Logger
 	if log == nil {
@@ -256,7 +262,7 @@ func (w *Watcher) load() (*Config, []byte, os.FileInfo, error) {
 	if err != nil {
 		return nil, nil, fi, fmt.Errorf("reading configuration: %w", err)
 	}
-	cfg, err := Parse(w.Path, data)
+	cfg, err := w.Schema.Parse(w.Path, data)
 	return cfg, data, fi, err
 }
 

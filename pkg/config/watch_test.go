@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"context"
@@ -10,6 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/gateway"
+	"github.com/igw-dev/igw/pkg/policy/auth"
+)
+
+const (
+	hashA = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae" // "foo"
+	hashB = "sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9" // "bar"
 )
 
 // gatewayFile is a valid configuration whose API address is addr; configs
@@ -18,6 +27,9 @@ import (
 func gatewayFile(addr string) []byte {
 	return file(serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: Gateway\nspec: {address: \""+addr+"\"}\n")
 }
+
+// address is the API listener address of c.
+func address(c *config.Config) string { return gateway.Settings(c).Spec.Address }
 
 // writeAtomically replaces path the way editors and Kubernetes ConfigMap
 // volumes do: write a temporary file, then rename it over the original.
@@ -34,16 +46,16 @@ func writeAtomically(t *testing.T, path string, data []byte) {
 
 // watchHarness runs a Watcher and records what it reports.
 type watchHarness struct {
-	reloads chan *Config
+	reloads chan *config.Config
 	errs    chan error
 	done    chan error
 	cancel  context.CancelFunc
 }
 
-func startWatcher(t *testing.T, w *Watcher) *watchHarness {
+func startWatcher(t *testing.T, w *config.Watcher) *watchHarness {
 	t.Helper()
-	h := &watchHarness{reloads: make(chan *Config, 16), errs: make(chan error, 16), done: make(chan error, 1)}
-	w.OnReload = func(c *Config) { h.reloads <- c }
+	h := &watchHarness{reloads: make(chan *config.Config, 16), errs: make(chan error, 16), done: make(chan error, 1)}
+	w.OnReload = func(c *config.Config) { h.reloads <- c }
 	w.OnError = func(err error) { h.errs <- err }
 	w.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,7 +75,7 @@ func startWatcher(t *testing.T, w *Watcher) *watchHarness {
 	return h
 }
 
-func (h *watchHarness) nextReload(t *testing.T) *Config {
+func (h *watchHarness) nextReload(t *testing.T) *config.Config {
 	t.Helper()
 	select {
 	case c := <-h.reloads:
@@ -80,7 +92,7 @@ func (h *watchHarness) nextError(t *testing.T) error {
 	t.Helper()
 	select {
 	case c := <-h.reloads:
-		t.Fatalf("unexpected reload (address %s)", c.Gateway.Spec.Address)
+		t.Fatalf("unexpected reload (address %s)", address(c))
 	case err := <-h.errs:
 		return err
 	case <-time.After(5 * time.Second):
@@ -94,7 +106,7 @@ func (h *watchHarness) quiet(t *testing.T, d time.Duration) {
 	t.Helper()
 	select {
 	case c := <-h.reloads:
-		t.Fatalf("unexpected reload (address %s)", c.Gateway.Spec.Address)
+		t.Fatalf("unexpected reload (address %s)", address(c))
 	case err := <-h.errs:
 		t.Fatalf("unexpected error: %v", err)
 	case <-time.After(d):
@@ -104,10 +116,10 @@ func (h *watchHarness) quiet(t *testing.T, d time.Duration) {
 func TestWatcher_ReloadsChangedFileAndKeepsOldConfigOnBadEdit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "igw.yaml")
 	writeAtomically(t, path, gatewayFile(":8080"))
-	h := startWatcher(t, &Watcher{Path: path, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
+	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
 
-	if c := h.nextReload(t); c.Gateway.Spec.Address != ":8080" {
-		t.Fatalf("initial address = %s", c.Gateway.Spec.Address)
+	if c := h.nextReload(t); address(c) != ":8080" {
+		t.Fatalf("initial address = %s", address(c))
 	}
 
 	// Same size, rewritten in place right away: only the content hash
@@ -115,22 +127,22 @@ func TestWatcher_ReloadsChangedFileAndKeepsOldConfigOnBadEdit(t *testing.T) {
 	if err := os.WriteFile(path, gatewayFile(":8081"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if c := h.nextReload(t); c.Gateway.Spec.Address != ":8081" {
-		t.Fatalf("address after edit = %s", c.Gateway.Spec.Address)
+	if c := h.nextReload(t); address(c) != ":8081" {
+		t.Fatalf("address after edit = %s", address(c))
 	}
 
 	// A bad edit is reported once and not applied.
 	writeAtomically(t, path, append(gatewayFile(":8082"), "---\napiVersion: igw.dev/v1alpha1\nkind: Route\nmetadata: {name: r}\nspec: {backends: [{pool: llama}], bogus: true}\n"...))
 	err := h.nextError(t)
-	if !errors.Is(err, ErrUnknownField) || err.Error() != path+`: document 4 (Route "r"): spec.bogus: unknown field` {
+	if !errors.Is(err, config.ErrUnknownField) || err.Error() != path+`: document 4 (Route "r"): spec.bogus: unknown field` {
 		t.Fatalf("error = %v", err)
 	}
 	h.quiet(t, 100*time.Millisecond)
 
 	// Fixing the file applies it.
 	writeAtomically(t, path, gatewayFile(":8083"))
-	if c := h.nextReload(t); c.Gateway.Spec.Address != ":8083" {
-		t.Fatalf("address after fix = %s", c.Gateway.Spec.Address)
+	if c := h.nextReload(t); address(c) != ":8083" {
+		t.Fatalf("address after fix = %s", address(c))
 	}
 
 	// A deleted file is an error, and the config stays.
@@ -142,19 +154,19 @@ func TestWatcher_ReloadsChangedFileAndKeepsOldConfigOnBadEdit(t *testing.T) {
 	}
 	h.quiet(t, 100*time.Millisecond)
 	writeAtomically(t, path, gatewayFile(":8084"))
-	if c := h.nextReload(t); c.Gateway.Spec.Address != ":8084" {
-		t.Fatalf("address after re-creation = %s", c.Gateway.Spec.Address)
+	if c := h.nextReload(t); address(c) != ":8084" {
+		t.Fatalf("address after re-creation = %s", address(c))
 	}
 }
 
 func TestWatcher_TouchWithoutChangeDoesNotReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "igw.yaml")
 	writeAtomically(t, path, gatewayFile(":8080"))
-	initial, err := Load(path)
+	initial, err := schema.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := startWatcher(t, &Watcher{Path: path, Initial: initial, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
+	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Initial: initial, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
 	future := time.Now().Add(time.Hour)
 	if err := os.Chtimes(path, future, future); err != nil {
 		t.Fatal(err)
@@ -166,25 +178,25 @@ func TestWatcher_TouchWithoutChangeDoesNotReload(t *testing.T) {
 func TestWatcher_SignalForcesReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "igw.yaml")
 	writeAtomically(t, path, gatewayFile(":8080"))
-	initial, err := Load(path)
+	initial, err := schema.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sig := make(chan os.Signal, 1)
-	h := startWatcher(t, &Watcher{Path: path, Initial: initial, Interval: -1, Signals: sig})
+	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Initial: initial, Interval: -1, Signals: sig})
 
 	writeAtomically(t, path, gatewayFile(":9000"))
 	h.quiet(t, 100*time.Millisecond) // polling is off: only the signal reloads
 
 	sig <- os.Interrupt
-	if c := h.nextReload(t); c.Gateway.Spec.Address != ":9000" {
-		t.Fatalf("address = %s", c.Gateway.Spec.Address)
+	if c := h.nextReload(t); address(c) != ":9000" {
+		t.Fatalf("address = %s", address(c))
 	}
 	// A signal reloads unchanged content too, so an operator can always
 	// force a reload.
 	sig <- os.Interrupt
-	if c := h.nextReload(t); c.Gateway.Spec.Address != ":9000" {
-		t.Fatalf("address = %s", c.Gateway.Spec.Address)
+	if c := h.nextReload(t); address(c) != ":9000" {
+		t.Fatalf("address = %s", address(c))
 	}
 	// A signal with a bad file reports the error every time.
 	writeAtomically(t, path, []byte("kind: Nope\napiVersion: x/v1\n"))
@@ -197,12 +209,60 @@ func TestWatcher_SignalForcesReload(t *testing.T) {
 func TestWatcher_InitialLoadFailureIsReturned(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "igw.yaml")
 	writeAtomically(t, path, []byte("apiVersion: igw.dev/v1alpha1\nkind: Gateway\nspec: {nope: 1}\n"))
-	w := &Watcher{Path: path, OnReload: func(*Config) { t.Error("OnReload called with an invalid file") }, Signals: make(chan os.Signal)}
+	w := &config.Watcher{Path: path, Schema: schema, OnReload: func(*config.Config) { t.Error("OnReload called with an invalid file") }, Signals: make(chan os.Signal)}
 	err := w.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "spec.nope: unknown field") {
 		t.Fatalf("Run = %v", err)
 	}
-	if err := (&Watcher{Path: path}).Run(context.Background()); err == nil {
+	if err := (&config.Watcher{Path: path, Schema: schema}).Run(context.Background()); err == nil {
 		t.Fatal("Run without OnReload must fail")
+	}
+	if err := (&config.Watcher{Path: path, OnReload: func(*config.Config) {}}).Run(context.Background()); err == nil {
+		t.Fatal("Run without Schema must fail")
+	}
+}
+
+func TestWatcher_ReloadsWhenAKeysFileChanges(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "team.keys")
+	writeAtomically(t, keys, []byte(hashA+" first\n"))
+	path := filepath.Join(dir, "igw.yaml")
+	writeAtomically(t, path, file(serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: team}\nspec: {keysFile: team.keys}\n"))
+	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
+	keyIDs := func(c *config.Config) string {
+		var ids []string
+		for _, k := range auth.Keys(c)[0].FileKeys {
+			ids = append(ids, k.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	c := h.nextReload(t)
+	if got := keyIDs(c); got != "first" || len(c.SideFiles) != 1 || c.SideFiles[0].Path != keys {
+		t.Fatalf("initial keys %q, side files %+v", got, c.SideFiles)
+	}
+	h.quiet(t, 100*time.Millisecond) // an unchanged side file reloads nothing
+
+	// Only the keys file changes: the configuration is reloaded.
+	writeAtomically(t, keys, []byte(hashA+" first\n"+hashB+" second\n"))
+	if got := keyIDs(h.nextReload(t)); got != "first,second" {
+		t.Fatalf("keys after edit = %q", got)
+	}
+	// A broken keys file is reported once and the keys stay.
+	writeAtomically(t, keys, []byte("sha256:nothex\n"))
+	if err := h.nextError(t); !strings.Contains(err.Error(), "spec.keysFile") {
+		t.Fatalf("error = %v", err)
+	}
+	h.quiet(t, 100*time.Millisecond)
+	// Deleted: one error, not one per poll.
+	if err := os.Remove(keys); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.nextError(t); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("error = %v", err)
+	}
+	h.quiet(t, 100*time.Millisecond)
+	writeAtomically(t, keys, []byte(hashB+" only\n"))
+	if got := keyIDs(h.nextReload(t)); got != "only" {
+		t.Fatalf("keys after restore = %q", got)
 	}
 }

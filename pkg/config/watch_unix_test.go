@@ -1,6 +1,6 @@
 //go:build unix
 
-package config
+package config_test
 
 import (
 	"fmt"
@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/policy/auth"
 )
 
 // TestWatcher_ReloadsOnSIGHUP sends a real SIGHUP to the test process. The
@@ -24,11 +27,11 @@ func TestWatcher_ReloadsOnSIGHUP(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "igw.yaml")
 	writeAtomically(t, path, gatewayFile(":8080"))
-	initial, err := Load(path)
+	initial, err := schema.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := startWatcher(t, &Watcher{Path: path, Initial: initial, Interval: -1})
+	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Initial: initial, Interval: -1})
 	writeAtomically(t, path, gatewayFile(":7000"))
 
 	deadline := time.After(10 * time.Second)
@@ -38,8 +41,8 @@ func TestWatcher_ReloadsOnSIGHUP(t *testing.T) {
 		}
 		select {
 		case c := <-h.reloads:
-			if c.Gateway.Spec.Address != ":7000" {
-				t.Fatalf("address = %s", c.Gateway.Spec.Address)
+			if address(c) != ":7000" {
+				t.Fatalf("address = %s", address(c))
 			}
 			return
 		case err := <-h.errs:
@@ -86,10 +89,10 @@ func TestWatcher_KeysFileFromAMountedSecret(t *testing.T) {
 	}
 	path := filepath.Join(dir, "igw.yaml")
 	writeAtomically(t, path, file(serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: team}\nspec: {keysFile: secret/keys}\n"))
-	h := startWatcher(t, &Watcher{Path: path, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
-	ids := func(c *Config) string {
+	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
+	ids := func(c *config.Config) string {
 		var out []string
-		for _, k := range c.APIKeys[0].FileKeys {
+		for _, k := range auth.Keys(c)[0].FileKeys {
 			out = append(out, k.ID)
 		}
 		return strings.Join(out, ",")

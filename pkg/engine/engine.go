@@ -6,6 +6,12 @@
 // Director over them; Reload swaps a new configuration in. igw serve, igw
 // epp and igw bbr each build one engine and attach their wire adapter, so
 // the two data planes can never disagree on how a request is treated.
+//
+// As the composition root it is also where the configuration's kinds are
+// listed (Kinds, Schema): each is declared beside the module that consumes
+// it, and the engine owns the ones that are its own to compile, Route and
+// EndpointPickerConfig. The data planes see the engine and its Director
+// only, never a module's configuration kinds (imports_test.go keeps it so).
 package engine
 
 import (
@@ -23,6 +29,7 @@ import (
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/openai"
@@ -134,7 +141,8 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.scheduler, e.epc, e.flow, e.policy = sched, cfg.EndpointPickerConfig, flow, pol
+	epc, _ := endpointPickerConfig(cfg)
+	e.scheduler, e.epc, e.flow, e.policy = sched, epc, flow, pol
 	e.sat.Store(sat)
 	d, err := director.New(director.Options{Store: e.store, Scheduler: sched, Saturation: sat, MaxAge: e.maxAge,
 		Observer: e.metrics, FlowControl: flow, FlowObserver: e.metrics.Flow, Policy: pol})
@@ -167,23 +175,24 @@ func choosePool(cfg *config.Config, o Options) (*v1.InferencePool, error) {
 		return p, nil
 	}
 	if o.PoolName == "" {
-		if len(cfg.Pools) == 1 {
-			return cfg.Pools[0], nil
+		if pools := static.Pools(cfg); len(pools) == 1 {
+			return pools[0], nil
 		}
-		return nil, fmt.Errorf("%s: the file has %d InferencePools (%s); choose one with --pool-name", cfg.Source, len(cfg.Pools), poolList(cfg))
+		return nil, fmt.Errorf("%s: the file has %d InferencePools (%s); choose one with --pool-name", cfg.Source, len(static.Pools(cfg)), poolList(cfg))
 	}
-	if p := cfg.Pool(ns, o.PoolName); p != nil {
+	if p := static.Pool(cfg, ns, o.PoolName); p != nil {
 		return p, nil
 	}
 	return nil, fmt.Errorf("%s: no InferencePool %s (the file has: %s)", cfg.Source, config.NamespacedName(ns, o.PoolName), poolList(cfg))
 }
 
 func poolList(cfg *config.Config) string {
-	if len(cfg.Pools) == 0 {
+	pools := static.Pools(cfg)
+	if len(pools) == 0 {
 		return "none"
 	}
-	names := make([]string, len(cfg.Pools))
-	for i, p := range cfg.Pools {
+	names := make([]string, len(pools))
+	for i, p := range pools {
 		names[i] = config.NamespacedName(p.Namespace, p.Name)
 	}
 	return strings.Join(names, ", ")
@@ -193,9 +202,10 @@ func poolList(cfg *config.Config) string {
 // default profile without one), its errors prefixed with where it came
 // from.
 func buildScheduler(cfg *config.Config) (*scheduling.Scheduler, error) {
-	s, err := plugins.NewSchedulerFromYAML(cfg.EndpointPickerConfig)
+	epc, source := endpointPickerConfig(cfg)
+	s, err := plugins.NewSchedulerFromYAML(epc)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return s, nil
 }
@@ -205,13 +215,14 @@ func buildScheduler(cfg *config.Config) (*scheduling.Scheduler, error) {
 func (e *Engine) admissionSettings(cfg *config.Config) (*flowcontrol.SaturationDetector, flowcontrol.Config, error) {
 	base := flowcontrol.DefaultSaturationConfig()
 	base.MetricsStalenessThreshold = e.maxAge
-	satCfg, flow, err := scheduling.AdmissionFromYAML(cfg.EndpointPickerConfig, base)
+	epc, source := endpointPickerConfig(cfg)
+	satCfg, flow, err := scheduling.AdmissionFromYAML(epc, base)
 	if err != nil {
-		return nil, flow, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+		return nil, flow, fmt.Errorf("%s: %w", source, err)
 	}
 	sat, err := flowcontrol.NewSaturationDetector(satCfg)
 	if err != nil {
-		return nil, flow, fmt.Errorf("%s: %w", cfg.EndpointPickerConfigSource, err)
+		return nil, flow, fmt.Errorf("%s: %w", source, err)
 	}
 	return sat, flow, nil
 }
@@ -222,11 +233,11 @@ func (e *Engine) discover(cfg *config.Config) {
 	if e.external {
 		return
 	}
-	pools := cfg.Pools
+	pools := static.Pools(cfg)
 	if e.pool != "" {
-		pools = []*v1.InferencePool{cfg.Pool(e.ns, e.name)}
+		pools = []*v1.InferencePool{static.Pool(cfg, e.ns, e.name)}
 	}
-	cfg.Apply(e.store, pools)
+	static.Apply(cfg, e.store, pools)
 }
 
 // endpointsChanged keeps the scraper and the scheduler's per-endpoint state
@@ -246,11 +257,12 @@ func (e *Engine) endpointsChanged(all []*datastore.Endpoint) {
 func (e *Engine) Reload(cfg *config.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.pool != "" && !e.external && cfg.Pool(e.ns, e.name) == nil {
+	if e.pool != "" && !e.external && static.Pool(cfg, e.ns, e.name) == nil {
 		return fmt.Errorf("%s: no InferencePool %s any more; keeping the running configuration", cfg.Source, e.pool)
 	}
 	sched, sat := e.scheduler, e.sat.Load()
-	if !slices.Equal(e.epc, cfg.EndpointPickerConfig) {
+	epc, _ := endpointPickerConfig(cfg)
+	if !slices.Equal(e.epc, epc) {
 		var err error
 		if sched, err = buildScheduler(cfg); err != nil {
 			return err
@@ -273,14 +285,14 @@ func (e *Engine) Reload(cfg *config.Config) error {
 	if prev.Admission != nil && prev.Admission != pol.Admission {
 		defer closeAdmission(prev.Admission)
 	}
-	e.scheduler, e.epc, e.policy = sched, cfg.EndpointPickerConfig, pol
+	e.scheduler, e.epc, e.policy = sched, epc, pol
 	e.sat.Store(sat)
 	e.director.SetScheduler(sched)
 	e.director.SetSaturation(sat)
 	e.director.SetPolicy(pol)
 	e.cfg.Store(cfg)
 	e.discover(cfg)
-	e.log.Info("configuration applied", "source", cfg.Source, "digest", digest(cfg), "pools", len(cfg.Pools), "routes", len(cfg.Routes))
+	e.log.Info("configuration applied", "source", cfg.Source, "digest", digest(cfg), "pools", len(static.Pools(cfg)), "routes", len(Routes(cfg)))
 	return nil
 }
 

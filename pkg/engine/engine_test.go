@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/engine"
 )
@@ -13,7 +12,7 @@ import (
 // each model to its pool, and an unknown model to none (the Director then
 // answers 404).
 func TestEngine_RoutesOfTheStandaloneExample(t *testing.T) {
-	cfg, err := config.Load("../config/testdata/standalone.yaml")
+	cfg, err := schema.Load("testdata/standalone.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +37,7 @@ func TestEngine_RoutesOfTheStandaloneExample(t *testing.T) {
 // standalone file keeps the routes that send to it (they decide which
 // models it takes) with that pool as their only backend.
 func TestEngine_OnePoolKeepsItsRoutesOnly(t *testing.T) {
-	cfg, err := config.Load("../config/testdata/standalone.yaml")
+	cfg, err := schema.Load("testdata/standalone.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/policy/auth"
@@ -67,7 +66,7 @@ func BenchmarkPolicies_AuthGuard(b *testing.B) {
 		if !quotas {
 			doc = strings.Replace(doc, "  quotas: [team]\n", "", 1)
 		}
-		cfg, err := config.Parse("bench.yaml", []byte(doc))
+		cfg, err := schema.Parse("bench.yaml", []byte(doc))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	v1 "github.com/igw-dev/igw/api/v1"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
+	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/policy/auth"
 	"github.com/igw-dev/igw/pkg/policy/guard"
 )
@@ -51,22 +52,22 @@ const (
 // another data plane's business.
 func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*director.Policy, error) {
 	pol := &director.Policy{}
-	if cfg.Gateway != nil {
-		pol.MaxBodyBytes = cfg.Gateway.Spec.MaxRequestBodyBytes()
+	if b, ok := config.First[RequestBounds](cfg); ok {
+		pol.MaxBodyBytes = b.MaxRequestBodyBytes()
 	}
 	models := map[string]bool{}
-	for _, r := range cfg.Routes {
+	for _, r := range Routes(cfg) {
 		name := r.Namespace + "/" + r.Name
 		var backends []director.Backend
 		for i, b := range r.Spec.Backends {
-			w := int64(config.DefaultBackendWeight)
+			w := int64(DefaultBackendWeight)
 			if b.Weight != nil {
 				w = int64(*b.Weight)
 			}
 			be := director.Backend{Weight: w}
 			switch {
 			case b.Pool != "":
-				p := cfg.Pool(r.Namespace, b.Pool)
+				p := static.Pool(cfg, r.Namespace, b.Pool)
 				if p == nil && !e.external {
 					return nil, fmt.Errorf("route %s: backends[%d]: no InferencePool %q", name, i, b.Pool)
 				}
@@ -95,7 +96,7 @@ func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*dire
 		}
 		var g *guard.Guard
 		if r.Spec.Guard != "" {
-			gc := cfg.Guard(r.Namespace, r.Spec.Guard)
+			gc := guard.Find(cfg, r.Namespace, r.Spec.Guard)
 			if gc == nil {
 				return nil, fmt.Errorf("route %s: spec.guard: no RequestGuard %q", name, r.Spec.Guard)
 			}
@@ -108,7 +109,7 @@ func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*dire
 		if r.Spec.Timeout != nil {
 			timeout = r.Spec.Timeout.Duration
 		}
-		retries := config.DefaultRouteRetries
+		retries := DefaultRouteRetries
 		if r.Spec.Retries != nil {
 			retries = int(*r.Spec.Retries)
 		}
@@ -118,7 +119,7 @@ func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*dire
 		}
 		pol.Routes = append(pol.Routes, route)
 		for _, m := range r.Spec.Matches {
-			if m.Model != nil && (m.Model.Type == "" || m.Model.Type == config.ModelMatchExact) {
+			if m.Model != nil && (m.Model.Type == "" || m.Model.Type == ModelMatchExact) {
 				models[m.Model.Value] = true
 			}
 		}
@@ -142,15 +143,15 @@ func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*dire
 }
 
 // routeMatches copies a Route's matches into the Director's form.
-func routeMatches(ms []config.RouteMatch) []director.RouteMatch {
+func routeMatches(ms []RouteMatch) []director.RouteMatch {
 	out := make([]director.RouteMatch, 0, len(ms))
 	for _, m := range ms {
 		var dm director.RouteMatch
 		if m.Model != nil {
-			dm.Model, dm.ModelPrefix = m.Model.Value, m.Model.Type == config.ModelMatchPrefix
+			dm.Model, dm.ModelPrefix = m.Model.Value, m.Model.Type == ModelMatchPrefix
 		}
 		if m.Path != nil {
-			dm.Path, dm.PathExact = m.Path.Value, m.Path.Type == config.PathMatchExact
+			dm.Path, dm.PathExact = m.Path.Value, m.Path.Type == PathMatchExact
 		}
 		for _, h := range m.Headers {
 			dm.Headers = append(dm.Headers, director.HeaderMatch{Name: h.Name, Value: h.Value})

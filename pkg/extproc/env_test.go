@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
@@ -114,7 +113,7 @@ func newPickerEnv(tb testing.TB, o envOptions) *pickerEnv {
 		defer cancel()
 		_ = fleet.Close(ctx)
 	})
-	cfg, err := config.Parse("pool.yaml", []byte(configFor(fleet.Addrs())))
+	cfg, err := engine.Schema().Parse("pool.yaml", []byte(configFor(fleet.Addrs())))
 	if err != nil {
 		tb.Fatal(err)
 	}

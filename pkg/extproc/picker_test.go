@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
@@ -342,7 +341,7 @@ func TestPicker_ShedWhenSaturated(t *testing.T) {
 		_ = fleet.Close(c)
 		wg.Wait()
 	})
-	cfg, err := config.Parse("pool.yaml", []byte(configFor(fleet.Addrs())))
+	cfg, err := engine.Schema().Parse("pool.yaml", []byte(configFor(fleet.Addrs())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +550,7 @@ func TestPoolRuntime_Reload(t *testing.T) {
 	// Without the rewrite, "chat" reaches the servers unchanged.
 	text := configFor(e.addrs)
 	text = text[:strings.Index(text, "---\napiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceModelRewrite")]
-	cfg, err := config.Parse("pool.yaml", []byte(text))
+	cfg, err := engine.Schema().Parse("pool.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +566,7 @@ func TestPoolRuntime_Reload(t *testing.T) {
 		t.Errorf("body rewritten after the rewrite was removed: %s", res.Body)
 	}
 	// A file without the pool is refused.
-	other, err := config.Parse("other.yaml", []byte(strings.ReplaceAll(text, "name: llm", "name: other")))
+	other, err := engine.Schema().Parse("other.yaml", []byte(strings.ReplaceAll(text, "name: llm", "name: other")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -578,7 +577,7 @@ func TestPoolRuntime_Reload(t *testing.T) {
 
 func TestNewPoolRuntime_ChoosesPool(t *testing.T) {
 	text := configFor([]string{"127.0.0.1:1"})
-	cfg, err := config.Parse("pool.yaml", []byte(text))
+	cfg, err := engine.Schema().Parse("pool.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,4 +9,12 @@
 // headers (clients never choose the endpoint), flushing every chunk of a
 // stream, and the admin endpoints /metrics, /healthz and /readyz. Routing
 // decisions belong to the Director and its scheduler.
+//
+// The Gateway kind (kind.go) configures the listeners; the gateway hands
+// it to the engine's schema (engine.Schema(gateway.Kind())). Its body
+// limit and request timeout bound every request on either data plane, so
+// the engine reads them too, through engine.RequestBounds, without
+// importing this package. Everything else the gateway serves it gets from
+// the engine and its Director: the gateway never reads another module's
+// configuration.
 package gateway

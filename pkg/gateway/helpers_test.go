@@ -21,6 +21,7 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/modelserver"
 )
 
@@ -178,9 +179,12 @@ func routeYAML(name, spec string) string {
 	return "---\napiVersion: igw.dev/v1alpha1\nkind: Route\nmetadata: {name: " + name + "}\nspec:\n" + spec
 }
 
+// testSchema is igw serve's: the engine's kinds and the Gateway.
+var testSchema = engine.Schema(Kind())
+
 func parseConfig(t testing.TB, docs ...string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(gatewayYAML+strings.Join(docs, "")))
+	cfg, err := testSchema.Parse("test.yaml", []byte(gatewayYAML+strings.Join(docs, "")))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
 )
@@ -76,7 +75,7 @@ func truncatePath(p string) string {
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	limit := s.director.Policy().MaxBodyBytes
 	if limit <= 0 {
-		limit = config.DefaultMaxRequestBodySize
+		limit = DefaultMaxRequestBodySize
 	}
 	b, err := s.bodies.readBody(r.Body, r.ContentLength, limit)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/igw-dev/igw/internal/testredis"
+	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/policy/auth"
@@ -38,7 +39,11 @@ func admitOnce(t *testing.T, s *Server) (*director.Admitted, *director.Refusal) 
 	if rt.Admission == nil {
 		t.Fatal("no admission for a configuration with quotas")
 	}
-	id := &auth.Identity{Subject: "a", Tenant: "team-a", Quotas: s.Engine().Config().Quotas}
+	var quotas []config.Object
+	for _, q := range quota.Policies(s.Engine().Config()) {
+		quotas = append(quotas, q)
+	}
+	id := &auth.Identity{Subject: "a", Tenant: "team-a", Quotas: quotas}
 	parsed := &openai.Parsed{Kind: openai.KindChat, Model: "m", MaxTokens: 5}
 	a, rej := s.Director().Policy().Admission.Admit(context.Background(), &director.AdmissionRequest{Parsed: parsed, PromptTokens: 3, Identity: id})
 	if a != nil && a.Release != nil {

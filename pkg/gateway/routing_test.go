@@ -315,7 +315,7 @@ func TestGateway_RejectsOversizedBodies(t *testing.T) {
 		routeYAML("r", "  matches: [{model: {value: m}}]\n  backends: [{pool: p}]\n"),
 	)
 	q := resource.MustParse("1Ki")
-	cfg.Gateway.Spec.MaxRequestBodySize = &q
+	Settings(cfg).Spec.MaxRequestBodySize = &q
 	s := startGateway(t, cfg, Options{})
 	waitCandidates(t, s, "p", 1)
 	c := newClient(t)

@@ -113,7 +113,7 @@ spec:
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path)
+	cfg, err := testSchema.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

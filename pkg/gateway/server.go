@@ -115,9 +115,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// gatewaySpec is the listener configuration of cfg (config.Parse always
-// sets a Gateway, with defaults when the file has none).
-func gatewaySpec(cfg *config.Config) config.GatewaySpec { return cfg.Gateway.Spec }
+// gatewaySpec is the listener configuration of cfg (the defaults when
+// the file has no Gateway).
+func gatewaySpec(cfg *config.Config) GatewaySpec { return Settings(cfg).Spec }
 
 // Start binds the listeners and serves in the background until Shutdown.
 func (s *Server) Start(ctx context.Context) error {

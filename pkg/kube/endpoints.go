@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/igw-dev/igw/api/v1"
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 )
 
@@ -92,7 +91,7 @@ func PodEndpoints(pods []corev1.Pod, ports []v1.Port) []datastore.EndpointSpec {
 		if !Serving(p) {
 			continue
 		}
-		engine := datastore.Engine(config.EngineFromLabels(p.Labels))
+		engine := datastore.EngineFromLabels(p.Labels)
 		for _, tp := range ports {
 			port := strconv.Itoa(int(tp.Number))
 			out = append(out, datastore.EndpointSpec{

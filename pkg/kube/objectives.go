@@ -92,7 +92,7 @@ func (r *rewriteReconciler) Reconcile(ctx context.Context, _ reconcile.Request) 
 		if !ok || rw.DeletionTimestamp != nil {
 			continue
 		}
-		byPool[pool] = append(byPool[pool], config.RewriteRules(rw)...)
+		byPool[pool] = append(byPool[pool], datastore.RewriteRules(rw)...)
 	}
 	r.store.SetRewrites(byPool)
 	r.log.Debug("model rewrites", "namespace", r.namespace, "count", len(items))

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
@@ -28,7 +27,7 @@ import (
 // returns a connection to it and the runtime.
 func startEPP(t *testing.T, raw []byte) (*grpc.ClientConn, *engine.Engine) {
 	t.Helper()
-	cfg, err := config.Parse("e2e.yaml", raw)
+	cfg, err := schema.Parse("e2e.yaml", raw)
 	if err != nil {
 		t.Fatalf("configuration:\n%s\n%v", raw, err)
 	}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway"
 	"github.com/igw-dev/igw/pkg/sim"
 )
@@ -140,7 +139,7 @@ func containsMetric(page, name, pool string) bool {
 // never has a ready endpoint: it waits for readiness only.
 func startGatewayNoEndpoints(t *testing.T, raw []byte) (api string) {
 	t.Helper()
-	cfg, err := config.Parse("e2e.yaml", raw)
+	cfg, err := schema.Parse("e2e.yaml", raw)
 	if err != nil {
 		t.Fatalf("configuration:\n%s\n%v", raw, err)
 	}
@@ -293,7 +292,7 @@ func TestFlowControlReloadSwapsSaturationThresholds(t *testing.T) {
 	occupy(t, ctx, c, url, metrics, 2000)
 
 	reload := func(raw []byte) error {
-		cfg, err := config.Parse("e2e.yaml", raw)
+		cfg, err := schema.Parse("e2e.yaml", raw)
 		if err != nil {
 			t.Fatal(err)
 		}

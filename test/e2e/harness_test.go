@@ -22,6 +22,8 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/discovery/static"
+	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/gateway"
 	"github.com/igw-dev/igw/pkg/sim"
 )
@@ -193,13 +195,16 @@ schedulingProfiles:
 	return b.String()
 }
 
+// schema is igw serve's configuration schema.
+var schema = engine.Schema(gateway.Kind())
+
 // startGateway parses raw, starts a gateway.Server on loopback and waits
 // until it is ready and every endpoint of every pool is a scheduling
 // candidate. The server is shut down when the test ends; its log is shown
 // if the test failed.
 func startGateway(t *testing.T, raw []byte) *gateway.Server {
 	t.Helper()
-	cfg, err := config.Parse("e2e.yaml", raw)
+	cfg, err := schema.Parse("e2e.yaml", raw)
 	if err != nil {
 		t.Fatalf("configuration:\n%s\n%v", raw, err)
 	}
@@ -221,8 +226,8 @@ func startGateway(t *testing.T, raw []byte) *gateway.Server {
 		}
 	})
 	waitReady(t, gw.AdminAddr())
-	for _, p := range cfg.Pools {
-		waitCandidates(t, gw, config.NamespacedName(p.Namespace, p.Name), len(cfg.PoolEndpoints(p)))
+	for _, p := range static.Pools(cfg) {
+		waitCandidates(t, gw, config.NamespacedName(p.Namespace, p.Name), len(static.PoolEndpoints(cfg, p)))
 	}
 	return gw
 }

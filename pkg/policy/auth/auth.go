@@ -64,16 +64,16 @@ type keyEntry struct {
 // configuration turns authentication off (no APIKeys and no AuthPolicy).
 // Errors (an unreadable JWKS) fail the load.
 func New(cfg *config.Config) (*Authenticator, error) {
-	if !cfg.AuthEnabled() {
+	if !Enabled(cfg) {
 		return nil, nil
 	}
 	a := &Authenticator{keys: map[[sha256.Size]byte]*keyEntry{}, now: time.Now}
-	for _, doc := range cfg.APIKeys {
-		for _, list := range [][]config.APIKey{doc.Spec.Keys, doc.FileKeys} {
+	for _, doc := range Keys(cfg) {
+		for _, list := range [][]APIKey{doc.Spec.Keys, doc.FileKeys} {
 			for i := range list {
 				k := &list[i]
 				var e keyEntry
-				if n, err := hex.Decode(e.hash[:], []byte(strings.TrimPrefix(k.Hash, config.APIKeyHashPrefix))); err != nil || n != sha256.Size {
+				if n, err := hex.Decode(e.hash[:], []byte(strings.TrimPrefix(k.Hash, APIKeyHashPrefix))); err != nil || n != sha256.Size {
 					return nil, fmt.Errorf("APIKeys %q key %q: hash is not %d hex bytes", doc.Name, k.ID, sha256.Size)
 				}
 				quotas, err := resolveQuotas(cfg, doc.Namespace, k.Quotas)
@@ -89,7 +89,7 @@ func New(cfg *config.Config) (*Authenticator, error) {
 			}
 		}
 	}
-	if p := cfg.AuthPolicy; p != nil && p.Spec.JWT != nil {
+	if p := Policy(cfg); p != nil && p.Spec.JWT != nil {
 		quotas, err := resolveQuotas(cfg, p.Namespace, p.Spec.JWT.Grant.Quotas)
 		if err != nil {
 			return nil, fmt.Errorf("AuthPolicy: %w", err)
@@ -103,13 +103,15 @@ func New(cfg *config.Config) (*Authenticator, error) {
 	return a, nil
 }
 
-func resolveQuotas(cfg *config.Config, namespace string, names []string) ([]*config.QuotaPolicy, error) {
+// resolveQuotas finds the QuotaPolicies a grant names, by kind and name
+// (see QuotaPolicyKind).
+func resolveQuotas(cfg *config.Config, namespace string, names []string) ([]config.Object, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	out := make([]*config.QuotaPolicy, 0, len(names))
+	out := make([]config.Object, 0, len(names))
 	for _, n := range names {
-		q := cfg.QuotaPolicy(namespace, n)
+		q := cfg.Get(QuotaPolicyKind, namespace, n)
 		if q == nil {
 			return nil, fmt.Errorf("QuotaPolicy %q not found in namespace %q", n, namespace)
 		}
@@ -122,7 +124,7 @@ func resolveQuotas(cfg *config.Config, namespace string, names []string) ([]*con
 // SHA-256 of the key, what an APIKeys document lists.
 func HashKey(key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return fmt.Sprintf("%s%x", config.APIKeyHashPrefix, sum)
+	return fmt.Sprintf("%s%x", APIKeyHashPrefix, sum)
 }
 
 // Authenticate finds the identity of the credential in h and removes the

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/igw-dev/igw/pkg/config"
 )
 
 const testModelServer = `apiVersion: igw.dev/v1alpha1
@@ -53,7 +51,7 @@ func load(t testing.TB, side map[string][]byte, yaml string) *Authenticator {
 	if err := os.WriteFile(path, []byte(testModelServer+"---\n"+yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(path)
+	cfg, err := testSchema.Load(path)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -126,7 +124,7 @@ func TestAuthenticate_APIKeys(t *testing.T) {
 			if id.Tenant != tt.wantTenant || id.Subject != tt.wantID || id.Method != MethodAPIKey {
 				t.Errorf("identity = %+v", id)
 			}
-			if len(id.Quotas) != 1 || id.Quotas[0].Name != "gold" {
+			if len(id.Quotas) != 1 || id.Quotas[0].GetName() != "gold" {
 				t.Errorf("quotas not resolved: %+v", id.Quotas)
 			}
 		})
@@ -164,7 +162,7 @@ func TestAuthorize_ModelsAndObjectives(t *testing.T) {
 }
 
 func TestNew_AuthOffWithoutKeysOrPolicy(t *testing.T) {
-	cfg, err := config.Parse("x.yaml", []byte(testModelServer))
+	cfg, err := testSchema.Parse("x.yaml", []byte(testModelServer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +277,7 @@ func TestAuthenticate_JWT(t *testing.T) {
 		check      func(*Identity) bool
 	}{
 		{"RS256", ok, "", func(id *Identity) bool {
-			return id.Tenant == "acme" && id.Subject == "acme/u1" && id.Method == MethodJWT && id.Models[0] == "llama-3.1-8b" && id.Quotas[0].Name == "gold"
+			return id.Tenant == "acme" && id.Subject == "acme/u1" && id.Method == MethodJWT && id.Models[0] == "llama-3.1-8b" && id.Quotas[0].GetName() == "gold"
 		}},
 		{"PS256", ps.sign(t, nil, claims(nil)), "", nil},
 		{"ES256", es.sign(t, nil, claims(nil)), "", nil},
@@ -365,7 +363,7 @@ func TestNew_RejectsBadJWKS(t *testing.T) {
 			_ = os.WriteFile(filepath.Join(dir, "jwks.json"), []byte(jwks), 0o600)
 			path := filepath.Join(dir, "igw.yaml")
 			_ = os.WriteFile(path, []byte(testModelServer+"---\napiVersion: igw.dev/v1alpha1\nkind: AuthPolicy\nspec: {jwt: {jwksFile: jwks.json}}\n"), 0o600)
-			cfg, err := config.Load(path)
+			cfg, err := testSchema.Load(path)
 			if err != nil {
 				t.Fatal(err)
 			}

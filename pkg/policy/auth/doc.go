@@ -1,6 +1,6 @@
 // Package auth authenticates inference requests in the standalone gateway:
 // API keys and JSON Web Tokens, configured by the APIKeys and AuthPolicy
-// kinds of package config.
+// kinds it declares (kind.go).
 //
 // A client sends its credential as `Authorization: Bearer <credential>` or
 // `x-api-key: <key>`. An API key is looked up by its SHA-256: the gateway

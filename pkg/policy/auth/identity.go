@@ -15,15 +15,17 @@ type Identity struct {
 	// Tenant is the flow-control fairness id and the unit of tenant quotas.
 	Tenant string
 	// Models are the model patterns the credential may request (see
-	// config.ModelAllowed).
+	// ModelAllowed).
 	Models []string
 	// Objective is the InferenceObjective applied when the client names
 	// none; AllowedObjectives are the others it may name.
 	Objective         string
 	AllowedObjectives []string
 	// Quotas are the QuotaPolicies charged for the requests, resolved at
-	// load (never a dangling name).
-	Quotas []*config.QuotaPolicy
+	// load (never a dangling name). They are the configuration objects
+	// (*quota.QuotaPolicy): package quota builds on this one, so this one
+	// only carries them to it.
+	Quotas []config.Object
 }
 
 // Authentication methods, as reported in Identity.Method.
@@ -34,7 +36,7 @@ const (
 
 // AllowsModel reports whether the identity may request model.
 func (id *Identity) AllowsModel(model string) bool {
-	return config.ModelAllowed(id.Models, model)
+	return ModelAllowed(id.Models, model)
 }
 
 // AllowsObjective reports whether the client may select objective with

@@ -24,10 +24,10 @@ import (
 // of a JWKS file. Only asymmetric algorithms are accepted: the gateway
 // holds public keys and can verify tokens, never mint them.
 type jwtVerifier struct {
-	cfg    *config.JWTAuth
+	cfg    *JWTAuth
 	algs   []string
 	keys   []jwk
-	quotas []*config.QuotaPolicy
+	quotas []config.Object
 	cache  *tokenCache
 }
 
@@ -54,7 +54,7 @@ type jwksDoc struct {
 	} `json:"keys"`
 }
 
-func newJWTVerifier(c *config.JWTAuth, quotas []*config.QuotaPolicy) (*jwtVerifier, error) {
+func newJWTVerifier(c *JWTAuth, quotas []config.Object) (*jwtVerifier, error) {
 	var doc jwksDoc
 	if err := json.Unmarshal(c.JWKS, &doc); err != nil {
 		return nil, fmt.Errorf("not a JSON Web Key Set: %w", err)
@@ -213,11 +213,11 @@ func (v *jwtVerifier) checkSignature(hdr jwtHeader, signed, sig []byte) bool {
 func verifySignature(k *jwk, alg string, signed, sig []byte) bool {
 	var h crypto.Hash
 	switch alg {
-	case config.JWTAlgRS256, config.JWTAlgPS256, config.JWTAlgES256:
+	case JWTAlgRS256, JWTAlgPS256, JWTAlgES256:
 		h = crypto.SHA256
-	case config.JWTAlgRS384, config.JWTAlgES384:
+	case JWTAlgRS384, JWTAlgES384:
 		h = crypto.SHA384
-	case config.JWTAlgRS512:
+	case JWTAlgRS512:
 		h = crypto.SHA512
 	default:
 		return false
@@ -233,7 +233,7 @@ func verifySignature(k *jwk, alg string, signed, sig []byte) bool {
 			return false
 		}
 		size := (k.ec.Curve.Params().BitSize + 7) / 8
-		if (alg == config.JWTAlgES256) != (size == 32) || len(sig) != 2*size {
+		if (alg == JWTAlgES256) != (size == 32) || len(sig) != 2*size {
 			return false // the curve must be the algorithm's, and JWS signatures are r||s
 		}
 		r := new(big.Int).SetBytes(sig[:size])

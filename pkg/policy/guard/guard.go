@@ -1,8 +1,8 @@
 // Package guard is the request guard of the standalone gateway: per-route
 // limits on what a request may look like (size, shape, length, content),
-// configured by the RequestGuard kind of package config and evaluated
-// before authentication, quotas and the Director, so that a request that
-// breaks one never costs a key lookup, a quota reservation or GPU time.
+// configured by the RequestGuard kind (kind.go) and evaluated before
+// authentication, quotas and the Director, so that a request that breaks
+// one never costs a key lookup, a quota reservation or GPU time.
 //
 // Every limit is optional. The checks run cheapest first, reusing the
 // body as pkg/openai.ParseRequest parsed it (the prompt text, the message
@@ -41,7 +41,7 @@ import (
 // HeaderRule names the rule that rejected a request, on the response.
 const HeaderRule = "X-Gateway-Guard-Rule"
 
-// Built-in rule names (config.GuardRuleNames).
+// Built-in rule names (RuleNames); a deny rule may not take one.
 const (
 	RuleMaxHeaders      = "max-headers"
 	RuleMaxHeaderSize   = "max-header-size"
@@ -106,7 +106,7 @@ type Options struct {
 
 // New compiles a RequestGuard. Its configuration was validated at load;
 // an error here (a pattern that does not compile) still fails the load.
-func New(g *config.RequestGuard, o Options) (*Guard, error) {
+func New(g *RequestGuard, o Options) (*Guard, error) {
 	s := &g.Spec
 	out := &Guard{name: config.NamespacedName(g.Namespace, g.Name), obs: o.Observer, log: o.Logger}
 	if out.log == nil {
@@ -134,14 +134,14 @@ func New(g *config.RequestGuard, o Options) (*Guard, error) {
 		out.maxPromptTokens = int(*s.MaxPromptTokens)
 	}
 	if m := s.MaxTokens; m != nil {
-		out.maxTokens, out.clampMaxTokens = int(m.Limit), m.Action == config.MaxTokensClamp
+		out.maxTokens, out.clampMaxTokens = int(m.Limit), m.Action == MaxTokensClamp
 	}
 	for i, r := range s.DenyRules {
 		re, err := regexp.Compile(r.Pattern)
 		if err != nil {
 			return nil, fmt.Errorf("RequestGuard %s: spec.denyRules[%d].pattern: %w", out.name, i, err)
 		}
-		rule := denyRule{name: r.Name, re: re, log: r.Mode == config.DenyLog}
+		rule := denyRule{name: r.Name, re: re, log: r.Mode == DenyLog}
 		if tree, err := syntax.Parse(r.Pattern, syntax.Perl); err == nil {
 			if lit, ok := requiredLiteral(tree); ok {
 				rule.pre = &lit

@@ -27,7 +27,7 @@ func (h *hits) GuardHit(guard, rule, mode string) {
 // tests exercise the defaults an operator gets.
 func compile(t testing.TB, spec string, obs Observer) *Guard {
 	t.Helper()
-	cfg, err := config.Parse("g.yaml", []byte(`apiVersion: igw.dev/v1alpha1
+	cfg, err := config.NewSchema(Kind()).Parse("g.yaml", []byte(`apiVersion: igw.dev/v1alpha1
 kind: RequestGuard
 metadata: {name: g}
 spec:
@@ -35,7 +35,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(cfg.Guards[0], Options{Observer: obs})
+	g, err := New(Guards(cfg)[0], Options{Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ const (
 // the caller's credential names is charged, at admission with the estimate
 // and at release with the real usage.
 type admission struct {
-	policies map[*config.QuotaPolicy]*Policy
+	policies map[config.Object]*Policy
 	limiter  *Limiter
 	metrics  *Metrics
 	shared   *quotaStore
@@ -46,7 +46,7 @@ var (
 // configurations while the QuotaStore spec does not change, so counters
 // and connections survive reloads. It is closed when its last user is.
 type quotaStore struct {
-	spec  config.QuotaStoreSpec
+	spec  QuotaStoreSpec
 	store Store
 	close func() error
 
@@ -88,10 +88,11 @@ func NewAdmissions(reg prometheus.Registerer, log *slog.Logger) *Admissions {
 // is unchanged. A replaced Admission is closed with Close (io.Closer) by
 // whoever swapped it out; requests in flight may still Release on it.
 func (a *Admissions) Build(cfg *config.Config, prev director.Admission) (director.Admission, error) {
-	if len(cfg.Quotas) == 0 {
+	qs := Policies(cfg)
+	if len(qs) == 0 {
 		return nil, nil
 	}
-	policies, err := PoliciesFromConfig(cfg.Quotas)
+	policies, err := PoliciesFromConfig(qs)
 	if err != nil {
 		return nil, err
 	}
@@ -99,9 +100,9 @@ func (a *Admissions) Build(cfg *config.Config, prev director.Admission) (directo
 	if err != nil {
 		return nil, err
 	}
-	var spec config.QuotaStoreSpec
-	if cfg.QuotaStore != nil {
-		spec = cfg.QuotaStore.Spec
+	var spec QuotaStoreSpec
+	if qs := StoreConfig(cfg); qs != nil {
+		spec = qs.Spec
 	}
 	var shared *quotaStore
 	if p, ok := prev.(*admission); ok && reflect.DeepEqual(p.shared.spec, spec) {

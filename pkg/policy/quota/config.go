@@ -8,25 +8,25 @@ import (
 )
 
 // PoliciesFromConfig builds a Policy for every QuotaPolicy, keyed by the
-// configuration object (auth.Identity.Quotas points at them). Each window
+// configuration object (auth.Identity.Quotas holds them). Each window
 // of a policy becomes one Limit per metric it sets, named
 // "<namespace>/<policy>/<window>/<metric>" (e.g.
 // "default/team-a/1m/total_tokens"): the name is the counter's identity in
 // the stores, so counters survive reloads that keep it, and it is the
 // limit label of igw_quota_rejections_total.
-func PoliciesFromConfig(qs []*config.QuotaPolicy) (map[*config.QuotaPolicy]*Policy, error) {
-	out := make(map[*config.QuotaPolicy]*Policy, len(qs))
+func PoliciesFromConfig(qs []*QuotaPolicy) (map[config.Object]*Policy, error) {
+	out := make(map[config.Object]*Policy, len(qs))
 	for _, q := range qs {
 		s := &q.Spec
 		p := &Policy{Name: q.Namespace + "/" + q.Name, Models: s.Models}
 		if s.DefaultOutputTokens != nil {
 			p.DefaultOutputTokens = int64(*s.DefaultOutputTokens)
 		}
-		if s.Stream == config.QuotaStreamCut {
+		if s.Stream == QuotaStreamCut {
 			p.Stream = StreamCut
 		}
 		scope := PerTenant
-		if s.Scope == config.QuotaScopeKey {
+		if s.Scope == QuotaScopeKey {
 			scope = PerKey
 		}
 		if s.PerModel {
@@ -61,13 +61,13 @@ func PoliciesFromConfig(qs []*config.QuotaPolicy) (map[*config.QuotaPolicy]*Poli
 // StoreFromConfig opens the store a QuotaStore describes: a MemoryStore,
 // or a RedisStore behind a Failover with the configured failure mode. The
 // returned close function releases it (nil for memory).
-func StoreFromConfig(spec *config.QuotaStoreSpec, log *slog.Logger, m *Metrics) (Store, func() error, error) {
-	if spec == nil || spec.Type != config.QuotaStoreRedis {
+func StoreFromConfig(spec *QuotaStoreSpec, log *slog.Logger, m *Metrics) (Store, func() error, error) {
+	if spec == nil || spec.Type != QuotaStoreRedis {
 		return NewMemoryStore(), nil, nil
 	}
 	r := spec.Redis
 	if r == nil {
-		return nil, nil, fmt.Errorf("quota: QuotaStore of type %s without spec.redis", config.QuotaStoreRedis)
+		return nil, nil, fmt.Errorf("quota: QuotaStore of type %s without spec.redis", QuotaStoreRedis)
 	}
 	o := RedisOptions{Addr: r.Address, KeyPrefix: r.KeyPrefix, DB: int(r.DB), Metrics: m}
 	if r.Timeout != nil {
@@ -78,7 +78,7 @@ func StoreFromConfig(spec *config.QuotaStoreSpec, log *slog.Logger, m *Metrics) 
 		return nil, nil, err
 	}
 	mode := FailOpen
-	if spec.FailureMode == config.QuotaFailClose {
+	if spec.FailureMode == QuotaFailClose {
 		mode = FailClosed
 	}
 	f, err := NewFailover(rs, FailoverOptions{Mode: mode, Logger: log, Metrics: m})

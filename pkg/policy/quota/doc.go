@@ -66,6 +66,14 @@
 // (100 ms doubling to 5 s); the first PING answered switches back. What
 // was counted locally during an outage is not carried into Redis.
 //
+// # Configuration
+//
+// The QuotaPolicy and QuotaStore kinds (kind.go) configure quotas. API
+// keys and JWT grants name the policies they are charged to; package auth,
+// below this one, resolves those names to the QuotaPolicy objects that
+// Identity.Quotas carries here, where PoliciesFromConfig turned each into
+// a Policy.
+//
 // # Metrics
 //
 // igw_quota_rejections_total{limit,metric,window},

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/policy/auth"
 )
 
 // typicalCharges is how many limits a request is usually counted against
@@ -38,7 +38,7 @@ const DefaultOutputTokens = 256
 // Policies are built once per configuration and shared by every request.
 type Policy struct {
 	Name string
-	// Models are the model patterns (config.ModelAllowed) the policy
+	// Models are the model patterns (auth.ModelAllowed) the policy
 	// counts; empty counts every model.
 	Models []string
 	Limits []*Limit
@@ -120,7 +120,7 @@ func (p *Policy) Validate() error {
 }
 
 func (p *Policy) appliesTo(model string) bool {
-	return len(p.Models) == 0 || config.ModelAllowed(p.Models, model)
+	return len(p.Models) == 0 || auth.ModelAllowed(p.Models, model)
 }
 
 func (p *Policy) defaultOutput() int64 {

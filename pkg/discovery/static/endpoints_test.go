@@ -1,4 +1,4 @@
-package config
+package static
 
 import (
 	"reflect"
@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/igw-dev/igw/api/v1"
+	"github.com/igw-dev/igw/pkg/datastore"
 )
 
 func server(ns, name, addr string, labels map[string]string, ports ...v1.PortNumber) *ModelServer {
@@ -85,12 +86,12 @@ func TestResolveEndpoints_ServerPortsLimitTargetPorts(t *testing.T) {
 }
 
 func TestResolveEndpoints_EndpointFields(t *testing.T) {
-	labels := map[string]string{"app": "llama", EngineTypeLabel: "sglang"}
+	labels := map[string]string{"app": "llama", datastore.EngineTypeLabel: "sglang"}
 	s := server("ml", "gpu-0", "fd00::1", labels)
 	eps := ResolveEndpoints(pool("ml", "llama", map[string]string{"app": "llama"}, 8000), []*ModelServer{s})
 	want := Endpoint{
 		Name: "gpu-0:8000", Address: "[fd00::1]:8000", Pool: "ml/llama", Server: "gpu-0",
-		Port: 8000, Labels: labels, Engine: EngineSGLang,
+		Port: 8000, Labels: labels, Engine: datastore.EngineSGLang,
 	}
 	if len(eps) != 1 || !reflect.DeepEqual(eps[0], want) {
 		t.Fatalf("endpoints = %+v, want [%+v]", eps, want)
@@ -99,8 +100,8 @@ func TestResolveEndpoints_EndpointFields(t *testing.T) {
 	if s.Labels["app"] != "llama" {
 		t.Error("endpoint labels alias the server's labels")
 	}
-	s.Spec.Engine = EngineTRTLLMServe
-	if got := ResolveEndpoints(pool("ml", "llama", map[string]string{"app": "llama"}, 8000), []*ModelServer{s})[0].Engine; got != EngineTRTLLMServe {
+	s.Spec.Engine = datastore.EngineTRTLLMServe
+	if got := ResolveEndpoints(pool("ml", "llama", map[string]string{"app": "llama"}, 8000), []*ModelServer{s})[0].Engine; got != datastore.EngineTRTLLMServe {
 		t.Errorf("spec.engine must win over the label, got %s", got)
 	}
 }

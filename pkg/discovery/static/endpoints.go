@@ -1,4 +1,4 @@
-package config
+package static
 
 import (
 	"maps"
@@ -6,12 +6,13 @@ import (
 	"strconv"
 
 	v1 "github.com/igw-dev/igw/api/v1"
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/datastore"
 )
 
 // Endpoint is one address a pool schedules onto: a selected ModelServer on
 // one of the pool's target ports. Its fields map one to one onto
-// datastore.NewEndpoint(Name, Address, Pool, datastore.Engine(Engine),
-// Labels).
+// datastore.NewEndpoint(Name, Address, Pool, Engine, Labels).
 type Endpoint struct {
 	// Name identifies the endpoint within its pool: "<server>:<port>",
 	// like "<pod>:<port>" in Kubernetes.
@@ -28,7 +29,7 @@ type Endpoint struct {
 	// Labels are a copy of the ModelServer's labels, for label filters.
 	Labels map[string]string
 	// Engine is the server's engine.
-	Engine Engine
+	Engine datastore.Engine
 }
 
 // ResolveEndpoints returns pool's endpoints among servers, selected as
@@ -44,7 +45,7 @@ func ResolveEndpoints(pool *v1.InferencePool, servers []*ModelServer) []Endpoint
 		return nil
 	}
 	ns := orDefaultNamespace(pool.Namespace)
-	poolName := NamespacedName(ns, pool.Name)
+	poolName := config.NamespacedName(ns, pool.Name)
 	var out []Endpoint
 	for _, s := range servers {
 		if orDefaultNamespace(s.Namespace) != ns || !selects(pool.Spec.Selector.MatchLabels, s.Labels) {
@@ -52,7 +53,7 @@ func ResolveEndpoints(pool *v1.InferencePool, servers []*ModelServer) []Endpoint
 		}
 		engine := s.Spec.Engine
 		if engine == "" {
-			engine = EngineFromLabels(s.Labels)
+			engine = datastore.EngineFromLabels(s.Labels)
 		}
 		for _, tp := range pool.Spec.TargetPorts {
 			if !s.listensOn(tp.Number) {
@@ -84,26 +85,9 @@ func selects(selector, labels map[string]string) bool {
 	return true
 }
 
-// listensOn reports whether the server serves port: always when it lists
-// no ports, as a pod serves any target port.
-func (s *ModelServer) listensOn(port v1.PortNumber) bool {
-	if len(s.Spec.Ports) == 0 {
-		return true
+func orDefaultNamespace(ns string) string {
+	if ns == "" {
+		return config.DefaultNamespace
 	}
-	for _, p := range s.Spec.Ports {
-		if p.Number == port {
-			return true
-		}
-	}
-	return false
-}
-
-// EngineFromLabels is the engine a model server's labels name in
-// EngineTypeLabel, vllm when they name none: ModelServers in a file and
-// pods in a cluster are read the same way.
-func EngineFromLabels(labels map[string]string) Engine {
-	if e, ok := labels[EngineTypeLabel]; ok && e != "" {
-		return Engine(e)
-	}
-	return EngineVLLM
+	return ns
 }

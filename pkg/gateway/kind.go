@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/engine"
+)
+
+// KindGateway is the kind of the Gateway document.
+const KindGateway = "Gateway"
+
+// Defaults of the Gateway kind. They are constants, not variables, so that
+// no caller can change another caller's defaults.
+const (
+	DefaultAddress            = ":8080"
+	DefaultAdminAddress       = ":9090"
+	DefaultMaxRequestBodySize = 10 << 20 // 10 MiB
+	DefaultReadHeaderTimeout  = 10 * time.Second
+	DefaultRequestTimeout     = 10 * time.Minute
+	DefaultIdleTimeout        = 2 * time.Minute
+)
+
+// Kind declares the Gateway kind for the configuration loader: the
+// standalone data plane's listeners. igw serve hands it to the engine's
+// schema (engine.Schema), which places it among the engine's kinds. It is
+// a function, not a package variable, so that no caller can change
+// another's.
+func Kind() config.Kind {
+	return config.Kind{
+		Kind: KindGateway, APIVersions: []string{config.IGWAPIVersion}, Singleton: true,
+		New:      func() config.Object { return new(Gateway) },
+		Default:  func() config.Object { return defaultGatewayObject() },
+		Validate: func(o config.Object, f *config.Fields) { validate(o.(*Gateway), f) },
+	}
+}
+
+// Settings is the Gateway of cfg: the file's, or the defaults when it has
+// none (or was parsed without the Gateway kind).
+func Settings(cfg *config.Config) *Gateway {
+	if g, ok := config.First[*Gateway](cfg); ok {
+		return g
+	}
+	return defaultGatewayObject()
+}
+
+func defaultGatewayObject() *Gateway {
+	g := &Gateway{}
+	g.APIVersion, g.Kind = config.IGWAPIVersion, KindGateway
+	g.Namespace = config.DefaultNamespace
+	defaultGateway(g)
+	return g
+}
+
+// The Gateway's body limit and request timeout bound every request, on
+// either data plane; the engine reads them through engine.RequestBounds.
+var _ engine.RequestBounds = (*Gateway)(nil)
+
+// MaxRequestBodyBytes is the largest request body accepted.
+func (g *Gateway) MaxRequestBodyBytes() int64 { return g.Spec.MaxRequestBodyBytes() }
+
+// RequestTimeout bounds a request whose Route sets no timeout (0: none).
+func (g *Gateway) RequestTimeout() time.Duration {
+	if g.Spec.Timeouts.Request == nil {
+		return DefaultRequestTimeout
+	}
+	return g.Spec.Timeouts.Request.Duration
+}
+
+// Gateway (kind Gateway, igw.dev/v1alpha1) configures igw's own HTTP
+// listeners: where the OpenAI-compatible API and the admin endpoints
+// listen, how large a request body may be and how long a client may take.
+// A file has at most one; without one, every field takes its default.
+//
+//	apiVersion: igw.dev/v1alpha1
+//	kind: Gateway
+//	metadata:
+//	  name: igw
+//	spec:
+//	  address: ":8080"            # the OpenAI-compatible API
+//	  adminAddress: ":9090"       # /metrics, /healthz, /readyz
+//	  maxRequestBodySize: 10Mi
+//	  timeouts:
+//	    readHeader: 10s
+//	    request: 10m
+//	    idle: 2m
+type Gateway struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the listener configuration.
+	Spec GatewaySpec `json:"spec,omitempty"`
+}
+
+// GatewaySpec is the listener configuration of a Gateway. After Parse every
+// pointer is non-nil.
+type GatewaySpec struct {
+	// Address is the host:port the OpenAI-compatible API listens on
+	// (default ":8080"). Port 0 picks a free port, which tests use.
+	Address string `json:"address,omitempty"`
+
+	// AdminAddress is the host:port serving /metrics, /healthz and /readyz
+	// (default ":9090"). It is separate from Address so that scraping and
+	// probes keep working when the API listener is saturated, and so that
+	// they can be bound to a private interface.
+	AdminAddress string `json:"adminAddress,omitempty"`
+
+	// MaxRequestBodySize bounds a request body (default 10Mi); larger
+	// requests get 413 before any of the body is parsed. A Kubernetes
+	// quantity: 10485760, 10Mi and 10M are all accepted.
+	MaxRequestBodySize *resource.Quantity `json:"maxRequestBodySize,omitempty"`
+
+	// Timeouts bound how long clients may take.
+	Timeouts GatewayTimeouts `json:"timeouts,omitempty"`
+}
+
+// MaxRequestBodyBytes is MaxRequestBodySize in bytes, or the default when
+// it is unset.
+func (s *GatewaySpec) MaxRequestBodyBytes() int64 {
+	if s.MaxRequestBodySize == nil {
+		return DefaultMaxRequestBodySize
+	}
+	return s.MaxRequestBodySize.Value()
+}
+
+// GatewayTimeouts are the listener's timeouts, as Go duration strings
+// ("30s", "10m"). After Parse every field is non-nil.
+type GatewayTimeouts struct {
+	// ReadHeader bounds the time to read a request's headers (default 10s).
+	// It must be positive: without it a slow client can hold a connection
+	// open forever.
+	ReadHeader *metav1.Duration `json:"readHeader,omitempty"`
+
+	// Request bounds a whole request, from its first byte to the end of the
+	// (possibly streamed) response (default 10m, long enough for a long
+	// generation). "0s" means no limit. A Route's timeout overrides it.
+	Request *metav1.Duration `json:"request,omitempty"`
+
+	// Idle bounds how long a keep-alive connection may wait for its next
+	// request (default 2m). It must be positive.
+	Idle *metav1.Duration `json:"idle,omitempty"`
+}
+
+// defaultGateway fills in every unset Gateway field.
+func defaultGateway(g *Gateway) {
+	s := &g.Spec
+	if s.Address == "" {
+		s.Address = DefaultAddress
+	}
+	if s.AdminAddress == "" {
+		s.AdminAddress = DefaultAdminAddress
+	}
+	if s.MaxRequestBodySize == nil {
+		s.MaxRequestBodySize = resource.NewQuantity(DefaultMaxRequestBodySize, resource.BinarySI)
+	}
+	t := &s.Timeouts
+	if t.ReadHeader == nil {
+		t.ReadHeader = &metav1.Duration{Duration: DefaultReadHeaderTimeout}
+	}
+	if t.Request == nil {
+		t.Request = &metav1.Duration{Duration: DefaultRequestTimeout}
+	}
+	if t.Idle == nil {
+		t.Idle = &metav1.Duration{Duration: DefaultIdleTimeout}
+	}
+}
+
+func validate(g *Gateway, f *config.Fields) {
+	defaultGateway(g)
+	s := &g.Spec
+	f.HostPort("spec.address", s.Address)
+	f.HostPort("spec.adminAddress", s.AdminAddress)
+	if s.AdminAddress == s.Address && !strings.HasSuffix(s.Address, ":0") {
+		f.Errorf("spec.adminAddress", "must differ from spec.address (%s)", s.Address)
+	}
+	if s.MaxRequestBodySize.Sign() <= 0 {
+		f.Errorf("spec.maxRequestBodySize", "must be positive, not %s", s.MaxRequestBodySize)
+	}
+	t := s.Timeouts
+	f.PositiveDuration("spec.timeouts.readHeader", t.ReadHeader.Duration)
+	f.PositiveDuration("spec.timeouts.idle", t.Idle.Duration)
+	f.NonNegativeDuration("spec.timeouts.request", t.Request.Duration)
+}

@@ -1,0 +1,86 @@
+package gateway_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/engine"
+	"github.com/igw-dev/igw/pkg/gateway"
+)
+
+// The Gateway kind, parsed as igw serve parses it.
+
+// schema is igw's configuration schema: a kind's documents refer to
+// other modules' kinds (a route to a pool, a key to a quota), so the
+// tests parse with all of them.
+var schema = engine.Schema(gateway.Kind())
+
+// Building blocks for test files: a pool "llama" with one server.
+const (
+	serverDoc = `apiVersion: igw.dev/v1alpha1
+kind: ModelServer
+metadata: {name: llama-0, labels: {app: llama}}
+spec: {address: 127.0.0.1}
+`
+	poolDoc = `apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: llama}
+spec:
+  selector: {matchLabels: {app: llama}}
+  targetPorts: [{number: 8000}]
+`
+)
+
+// file joins documents into one YAML stream.
+func file(docs ...string) []byte {
+	return []byte(strings.Join(docs, "---\n"))
+}
+
+// TestParse_InvalidValues checks each kind's validation: the whole error
+// message names the file, the document and the field.
+func TestParse_InvalidValues(t *testing.T) {
+	const gw = "apiVersion: igw.dev/v1alpha1\nkind: Gateway\nspec:\n"
+
+	tests := []struct {
+		name string
+		doc  string // the document under test; it is document 3
+		want string // one line of the error, after "bad.yaml: document 3 "
+	}{
+		{"gateway address", gw + "  address: 8080\n",
+			`(Gateway): spec.address: must be a string, not the number 8080 (quote it)`},
+		{"gateway address without port", gw + "  address: localhost\n",
+			`(Gateway): spec.address: must be host:port such as ":8080" or "127.0.0.1:8080", not "localhost"`},
+		{"gateway same admin address", gw + "  address: \":80\"\n  adminAddress: \":80\"\n",
+			`(Gateway): spec.adminAddress: must differ from spec.address (:80)`},
+		{"gateway body size", gw + "  maxRequestBodySize: 0\n",
+			`(Gateway): spec.maxRequestBodySize: must be positive, not 0`},
+		{"gateway body size syntax", gw + "  maxRequestBodySize: lots\n",
+			`(Gateway): spec.maxRequestBodySize: invalid quantity (such as 10Mi or 10485760):`},
+		{"gateway zero read header", gw + "  timeouts: {readHeader: 0s}\n",
+			`(Gateway): spec.timeouts.readHeader: must be positive, not 0s`},
+		{"gateway negative request", gw + "  timeouts: {request: -1s}\n",
+			`(Gateway): spec.timeouts.request: must not be negative, not -1s (0s means no limit)`},
+		{"gateway duration without unit", gw + "  timeouts: {idle: 30}\n",
+			`(Gateway): spec.timeouts.idle: must be a duration string with a unit such as "30s" or "5m", not the number 30`},
+		{"gateway bad duration", gw + "  timeouts: {idle: soon}\n",
+			`(Gateway): spec.timeouts.idle: invalid duration (a string such as "30s" or "5m"): time: invalid duration "soon"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := schema.Parse("bad.yaml", file(serverDoc, poolDoc, tc.doc))
+			if err == nil {
+				t.Fatal("Parse accepted the invalid document")
+			}
+			want := "bad.yaml: document 3 " + tc.want
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error:\n%v\nwant a line starting with:\n%s", err, want)
+			}
+			var e *config.Error
+			if !errors.As(err, &e) || e.File != "bad.yaml" || e.Document != 3 {
+				t.Errorf("errors.As(*Error) = %+v", e)
+			}
+		})
+	}
+}
