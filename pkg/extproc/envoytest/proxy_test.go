@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,14 @@ func streamed(request bool, body []byte, eos bool) *extprocv3.ProcessingResponse
 // loopback HTTP; everything stops when the test ends.
 func startProxy(t *testing.T) (*fakePicker, string) {
 	t.Helper()
+	fp, url, stop := runProxy(t)
+	t.Cleanup(stop)
+	return fp, url
+}
+
+// runProxy is startProxy with the stop function returned.
+func runProxy(t *testing.T) (*fakePicker, string, func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -150,13 +159,12 @@ func startProxy(t *testing.T) (*fakePicker, string) {
 	p := NewProxy(conn)
 	p.Timeout = 20 * time.Second
 	front := httptest.NewServer(p)
-	t.Cleanup(func() {
+	return fp, front.URL, func() {
 		front.Close()
 		p.Close()
 		conn.Close()
 		srv.Stop()
-	})
-	return fp, front.URL
+	}
 }
 
 // upstream is a model server stand-in that records what it received.
@@ -252,8 +260,8 @@ func TestProxyForwardsTheMutatedRequestAndResponse(t *testing.T) {
 	})
 	outsider := startUpstream(t, func(w http.ResponseWriter, r *http.Request) { t.Error("the client's own destination was used") })
 	resp, body := send(t, front+"/v1/chat/completions?x=1", `{"model":"client-model"}`, map[string]string{
-		"x-test-destination": up.addr(),
-		HeaderDestination:    outsider.addr(), // a client must not choose
+		"x-test-destination":  up.addr(),
+		HeaderDestination:     outsider.addr(), // a client must not choose
 		"Proxy-Authorization": "secret",
 		"X-Custom":            "kept",
 	})
@@ -339,5 +347,34 @@ func TestProxyStreamsChunkByChunk(t *testing.T) {
 	}
 	if want := "\ndata: {\"model\":\"client-model\",\"n\":2}\n\ndata: [DONE]\n\n"; string(rest) != want {
 		t.Errorf("rest %q, want %q", rest, want)
+	}
+}
+
+// TestProxyLeavesNoGoroutines: after a rejected, a forwarded, a failed-over
+// and a streamed exchange, closing the proxy, its connection and the
+// servers leaves no goroutine of the proxy behind.
+func TestProxyLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	_, front, stop := runProxy(t)
+	up := startUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: {}\n\n")
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	})
+	send(t, front+"/", `{}`, map[string]string{"x-test-reject": "1"})
+	send(t, front+"/", `{}`, map[string]string{"x-test-destination": deadAddr(t) + "," + up.addr()})
+	send(t, front+"/", `{"stream":true}`, map[string]string{"x-test-destination": up.addr()})
+	send(t, front+"/", strings.Repeat("x", 4*DefaultProxyChunkSize), map[string]string{"x-test-limit": "n"})
+	up.Close()
+	stop()
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
