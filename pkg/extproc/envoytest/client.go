@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -176,6 +177,9 @@ type Stream struct {
 	res    *Result
 	recv   chan recvd
 	sent   bool
+	// logMu guards res.log: RespondStream sends body chunks from one
+	// goroutine while another reads the processor's answers.
+	logMu sync.Mutex
 }
 
 // Start opens a Process stream on conn and plays req's request phase. On
@@ -205,6 +209,139 @@ func (e *Stream) Result() *Result { return e.res }
 
 // Respond plays the upstream response through the processor.
 func (e *Stream) Respond(resp *Response) error { return e.responsePhase(resp) }
+
+// StreamedResponse is an upstream response whose body is still arriving.
+// Response takes the body up front, which cannot show what a client of a
+// streamed (SSE) answer sees: Envoy forwards each piece as the model server
+// produces it, and so must a test that plays Envoy.
+type StreamedResponse struct {
+	// Status and Headers are the model server's (":status" is added).
+	Status  int
+	Headers map[string]string
+	// Metadata is the response-phase metadata_context (see Served).
+	Metadata *corev3.Metadata
+	// Body is read until io.EOF; each Read's bytes go to the processor as
+	// one response_body message, and the end as an empty message with
+	// end_of_stream, as Envoy sends a body whose end it learns only when
+	// the upstream finishes. Nil means a header-only response.
+	Body io.Reader
+}
+
+// streamReadSize is how much of a streamed response body RespondStream
+// reads at once: one SSE event is far smaller, so every event the model
+// server flushes goes to the processor on its own.
+const streamReadSize = 32 << 10
+
+// RespondStream plays resp through the processor while its body is still
+// arriving. onHeaders gets the response headers Envoy forwards downstream
+// (after the processor's mutation, ":status" included) before any body;
+// onChunk gets each body chunk the processor sends back, in order, as soon
+// as it arrives. An error from either, or from reading Body, ends the
+// exchange. RespondStream owns Body: it closes it (if it is an io.Closer)
+// before it returns, which also stops a read that would block. Result()
+// then has ResponseHeaders but not ResponseBody: a stream can be long.
+//
+// In BUFFERED mode the processor sees the whole body at once, as with
+// Respond, so the callbacks run once the body has ended.
+func (e *Stream) RespondStream(resp *StreamedResponse, onHeaders func(map[string]string) error, onChunk func([]byte) error) error {
+	if c, ok := resp.Body.(io.Closer); ok {
+		defer c.Close()
+	}
+	if e.req.Mode == Buffered || resp.Body == nil {
+		r := &Response{Status: resp.Status, Headers: resp.Headers, Metadata: resp.Metadata}
+		if resp.Body != nil {
+			all, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return fmt.Errorf("envoytest: reading the response body: %w", err)
+			}
+			r.Chunks = [][]byte{all}
+		}
+		if err := e.responsePhase(r); err != nil {
+			return err
+		}
+		if err := onHeaders(e.res.ResponseHeaders); err != nil {
+			return err
+		}
+		if len(e.res.ResponseBody) > 0 {
+			return onChunk(e.res.ResponseBody)
+		}
+		return nil
+	}
+
+	res := e.res
+	res.ResponseHeaders = lower(resp.Headers)
+	res.ResponseHeaders[":status"] = strconv.Itoa(resp.Status)
+	if err := e.send(&extprocv3.ProcessingRequest{
+		Request:         &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(res.ResponseHeaders)}},
+		MetadataContext: resp.Metadata,
+	}); err != nil {
+		return err
+	}
+	m, err := e.next()
+	if err != nil {
+		return err
+	}
+	if m.GetResponseHeaders() == nil {
+		return fmt.Errorf("envoytest: expected a response headers response, got %s", describe(m))
+	}
+	applyMutation(res.ResponseHeaders, m.GetResponseHeaders().GetResponse().GetHeaderMutation(), nil)
+	if err := onHeaders(res.ResponseHeaders); err != nil {
+		return err
+	}
+
+	// The body goes out from its own goroutine while this one relays the
+	// answers: a processor may answer a chunk only once it has the next
+	// (a pattern cut in two), and neither side may wait for the other.
+	pumped := make(chan error, 1)
+	go func() { pumped <- e.pump(resp.Body) }()
+	stop := func(err error) error {
+		e.cancel() // unblocks a send held by gRPC flow control
+		if c, ok := resp.Body.(io.Closer); ok {
+			_ = c.Close() // unblocks a read from the upstream
+		}
+		<-pumped
+		return err
+	}
+	for {
+		m, err := e.next()
+		if err != nil {
+			return stop(err)
+		}
+		sb := m.GetResponseBody().GetResponse().GetBodyMutation().GetStreamedResponse()
+		if sb == nil {
+			return stop(fmt.Errorf("envoytest: expected a streamed response body chunk, got %s", describe(m)))
+		}
+		if len(sb.GetBody()) > 0 {
+			if err := onChunk(sb.GetBody()); err != nil {
+				return stop(err)
+			}
+		}
+		if sb.GetEndOfStream() {
+			return <-pumped
+		}
+	}
+}
+
+// pump sends body to the processor as it is read, then the end of stream.
+func (e *Stream) pump(body io.Reader) error {
+	buf := make([]byte, streamReadSize)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			// A copy: the transcript keeps the message.
+			chunk := append([]byte(nil), buf[:n]...)
+			if err := e.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{Body: chunk}}}); err != nil {
+				return err
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return e.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{ResponseBody: &extprocv3.HttpBody{EndOfStream: true}}})
+		}
+		if err != nil {
+			return fmt.Errorf("envoytest: reading the response body: %w", err)
+		}
+	}
+}
 
 // Close half-closes the stream, as Envoy does when the HTTP stream is done,
 // and waits for the processor to end it; a message it still sends is an
@@ -251,11 +388,42 @@ func (e *Stream) send(m *extprocv3.ProcessingRequest) error {
 			m.ProtocolConfig = &extprocv3.ProtocolConfiguration{RequestBodyMode: e.req.Mode, ResponseBodyMode: e.req.Mode}
 		}
 	}
-	e.res.log = append(e.res.log, m)
+	e.record(m)
 	if err := e.stream.Send(m); err != nil {
 		return fmt.Errorf("envoytest: send: %w", err)
 	}
 	return nil
+}
+
+// record appends m to the transcript.
+func (e *Stream) record(m any) {
+	e.logMu.Lock()
+	e.res.log = append(e.res.log, m)
+	e.logMu.Unlock()
+}
+
+// endedEarly handles a request-phase send that failed: when the processor
+// had already ended the stream (gRPC reports io.EOF on send) because it
+// answered before the whole request was sent — an ImmediateResponse such
+// as a 413 while the body was still arriving — that answer is the result,
+// as Envoy would play it, and endedEarly returns nil with
+// Result().Immediate set. Any other failure is returned as it is.
+func (e *Stream) endedEarly(sendErr error) error {
+	if !errors.Is(sendErr, io.EOF) {
+		return sendErr
+	}
+	for {
+		_, err := e.next()
+		if e.res.Immediate != nil {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return sendErr
+			}
+			return fmt.Errorf("%w (the processor ended the stream: %w)", sendErr, err)
+		}
+	}
 }
 
 // next is the processor's next message; io.EOF if it ended the stream.
@@ -267,7 +435,7 @@ func (e *Stream) next() (*extprocv3.ProcessingResponse, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	e.res.log = append(e.res.log, r.msg)
+	e.record(r.msg)
 	if im := r.msg.GetImmediateResponse(); im != nil {
 		e.res.Immediate = im
 	}
@@ -288,7 +456,7 @@ func (e *Stream) requestPhase() error {
 		}},
 		MetadataContext: req.Metadata,
 	}); err != nil {
-		return err
+		return e.endedEarly(err)
 	}
 	if req.Mode == Buffered || headerOnly {
 		// Envoy waits for the headers answer before it sends a buffered body.
@@ -333,14 +501,14 @@ func (e *Stream) requestPhase() error {
 		if err := e.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{
 			Body: c, EndOfStream: i == len(chunks)-1 && len(req.Trailers) == 0,
 		}}}); err != nil {
-			return err
+			return e.endedEarly(err)
 		}
 	}
 	if len(req.Trailers) > 0 {
 		if err := e.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{RequestTrailers: &extprocv3.HttpTrailers{
 			Trailers: headerMap(req.Trailers),
 		}}}); err != nil {
-			return err
+			return e.endedEarly(err)
 		}
 	}
 	m, err := e.next()
