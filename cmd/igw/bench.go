@@ -32,10 +32,13 @@ latency, end-to-end latency, throughput and errors, per load stage.
                      results.json, report.md, charts and index.html
   igw bench report   write a comparison's report again from its results.json
   igw bench picker   an Endpoint Picker (ext_proc) alone: decisions per second,
-                     round-trip latency and CPU per decision`,
+                     round-trip latency, CPU and allocation per decision
+  igw bench overhead what a gateway adds: the same requests through it and
+                     straight to the model server (added TTFB, its CPU and
+                     allocation per request)`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchRunCommand(), newBenchCompareCommand(), newBenchReportCommand(), newBenchPickerCommand())
+	cmd.AddCommand(newBenchRunCommand(), newBenchCompareCommand(), newBenchReportCommand(), newBenchPickerCommand(), newBenchOverheadCommand())
 	return cmd
 }
 

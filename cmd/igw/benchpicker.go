@@ -31,6 +31,8 @@ type benchPickerFlags struct {
 	rate                float64
 	duration, warmup    time.Duration
 	pickerPID           int
+	pickerMetrics       string
+	idle                time.Duration
 }
 
 func newBenchPickerCommand() *cobra.Command {
@@ -49,9 +51,16 @@ Without --rate it runs a closed loop of --concurrency streams (throughput:
 decisions per second). With --rate it starts that many requests per second
 whatever the picker's pace (an open loop: latency from each request's
 scheduled start). With --picker-pid (a process on this machine) it also
-reports the picker's own CPU time per decision, read from /proc.`,
+reports the picker's own CPU time per decision, read from /proc. With
+--picker-metrics (the picker's Prometheus /metrics, which must carry the Go
+collector, as igw epp's does) it reports the bytes the picker allocated per
+decision, read from go_memstats_alloc_bytes_total before and after the run;
+the picker's allocation while idle (its own scrapes of the model servers,
+the /metrics reads) is measured for --idle first and reported beside it,
+with a net figure that leaves it out.`,
 		Example: `  igw bench picker --target 127.0.0.1:9002 --tls --model meta-llama/Llama-3.1-8B-Instruct
-  igw bench picker --target 127.0.0.1:9002 --rate 1000 --duration 10s --picker-pid $(pgrep -f 'igw epp')`,
+  igw bench picker --target 127.0.0.1:9002 --rate 1000 --duration 10s --picker-pid $(pgrep -f 'igw epp')
+  igw bench picker --target 127.0.0.1:9002 --tls --model m --picker-metrics http://127.0.0.1:9090/metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBenchPicker(cmd.Context(), cmd.OutOrStdout(), f)
@@ -70,6 +79,8 @@ reports the picker's own CPU time per decision, read from /proc.`,
 	fl.DurationVar(&f.duration, "duration", 10*time.Second, "how long the measured run lasts")
 	fl.DurationVar(&f.warmup, "warmup", 2*time.Second, "unmeasured run before it (connections, caches, the picker's first scrapes)")
 	fl.IntVar(&f.pickerPID, "picker-pid", 0, "the picker's process id, to report its CPU time per decision (Linux)")
+	fl.StringVar(&f.pickerMetrics, "picker-metrics", "", "the picker's Prometheus /metrics URL, to report bytes it allocated per decision")
+	fl.DurationVar(&f.idle, "idle", time.Second, "with --picker-metrics: how long to measure the picker's allocation with no load, before the run")
 	_ = cmd.MarkFlagRequired("target")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
@@ -89,7 +100,15 @@ type pickerReport struct {
 	// when unknown.
 	PickerCPUPerDecision float64 `json:"pickerCPUMicrosPerDecision,omitempty"`
 	LoadCPUPerDecision   float64 `json:"loadCPUMicrosPerDecision,omitempty"`
-	FirstError           string  `json:"firstError,omitempty"`
+	// PickerBytesPerDecision is the picker's heap allocation over the run
+	// divided by the decisions; PickerIdleBytesPerSecond its allocation
+	// rate with no load (background work), and PickerNetBytesPerDecision
+	// the first with that rate times the run's length taken off. 0 when
+	// unknown.
+	PickerBytesPerDecision    float64 `json:"pickerBytesPerDecision,omitempty"`
+	PickerIdleBytesPerSecond  float64 `json:"pickerIdleBytesPerSecond,omitempty"`
+	PickerNetBytesPerDecision float64 `json:"pickerNetBytesPerDecision,omitempty"`
+	FirstError                string  `json:"firstError,omitempty"`
 }
 
 func runBenchPicker(ctx context.Context, stdout io.Writer, f benchPickerFlags) error {
@@ -136,12 +155,24 @@ func runBenchPicker(ctx context.Context, stdout io.Writer, f benchPickerFlags) e
 			return fmt.Errorf("warm-up: no decisions (%d rejected, %d failed; %v)", w.Rejected, w.Failed, w.FirstError)
 		}
 	}
+	var alloc *allocMeter
+	if f.pickerMetrics != "" {
+		if alloc, err = newAllocMeter(ctx, f.pickerMetrics, f.idle); err != nil {
+			return fmt.Errorf("--picker-metrics: %w", err)
+		}
+	}
 	load.Duration = f.duration
 	pickerCPU0, pickerOK := processCPU(f.pickerPID)
 	selfCPU0, selfOK := processCPU(os.Getpid())
 	res := load.Run(ctx)
 	pickerCPU1, _ := processCPU(f.pickerPID)
 	selfCPU1, _ := processCPU(os.Getpid())
+	var allocated float64
+	if alloc != nil {
+		if allocated, err = alloc.stop(ctx); err != nil {
+			return fmt.Errorf("--picker-metrics: %w", err)
+		}
+	}
 
 	rep := pickerReport{Mode: "closed loop, " + strconv.Itoa(f.concurrency) + " streams", PromptBytes: f.promptBytes,
 		Decided: res.Decided, Rejected: res.Rejected, Failed: res.Failed, Dropped: res.Dropped,
@@ -161,6 +192,11 @@ func runBenchPicker(ctx context.Context, stdout io.Writer, f benchPickerFlags) e
 		if selfOK {
 			rep.LoadCPUPerDecision = float64((selfCPU1 - selfCPU0).Microseconds()) / float64(res.Decided)
 		}
+		if alloc != nil {
+			rep.PickerBytesPerDecision = allocated / float64(res.Decided)
+			rep.PickerIdleBytesPerSecond = alloc.idleRate
+			rep.PickerNetBytesPerDecision = max(0, allocated-alloc.idleRate*res.Elapsed.Seconds()) / float64(res.Decided)
+		}
 	}
 	if res.FirstError != nil {
 		rep.FirstError = res.FirstError.Error()
@@ -175,6 +211,10 @@ func runBenchPicker(ctx context.Context, stdout io.Writer, f benchPickerFlags) e
 	}
 	if rep.LoadCPUPerDecision > 0 {
 		fmt.Fprintf(stdout, "  load CPU      %.0f µs per decision (this Envoy stand-in)\n", rep.LoadCPUPerDecision)
+	}
+	if rep.PickerBytesPerDecision > 0 {
+		fmt.Fprintf(stdout, "  picker alloc  %s per decision (%s net of %s/s allocated idle)\n",
+			kb(rep.PickerBytesPerDecision), kb(rep.PickerNetBytesPerDecision), kb(rep.PickerIdleBytesPerSecond))
 	}
 	if rep.FirstError != "" {
 		fmt.Fprintf(stdout, "  first error   %s\n", rep.FirstError)

@@ -23,6 +23,7 @@ func TestBenchPicker_MeasuresARealPicker(t *testing.T) {
 		f.target, f.tls, f.model, f.mode = l.grpc, true, demoModel, "FULL_DUPLEX_STREAMED"
 		f.promptBytes, f.distinct, f.chunkBytes = 4096, 5, 1000
 		f.warmup, f.pickerPID = 100*time.Millisecond, os.Getpid()
+		f.pickerMetrics, f.idle = "http://"+l.metrics+"/metrics", 100*time.Millisecond
 		var out bytes.Buffer
 		if err := runBenchPicker(context.Background(), &out, f); err != nil {
 			t.Fatalf("%v\n%s", err, out.String())
@@ -45,6 +46,11 @@ func TestBenchPicker_MeasuresARealPicker(t *testing.T) {
 	}
 	if closed.PickerCPUPerDecision <= 0 {
 		t.Errorf("picker CPU not measured: %+v", closed)
+	}
+	// The picker runs in this process, so its counter also counts the load
+	// generator's allocations: at least a 4 KB body per decision.
+	if closed.PickerBytesPerDecision < 4096 || closed.PickerNetBytesPerDecision <= 0 || closed.PickerNetBytesPerDecision > closed.PickerBytesPerDecision {
+		t.Errorf("picker allocation: %+v", closed)
 	}
 
 	// 100 requests at 200/s: every one is started on schedule and decided.

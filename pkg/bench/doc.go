@@ -41,6 +41,15 @@
 // The key figures are taken at the decisive stage (DecisiveStage): the
 // highest load the baseline (round-robin) served without an error.
 //
+// # Gateway overhead
+//
+// MeasureOverhead (igw bench overhead) sends the same streaming chat
+// requests to a gateway and straight to the model server behind it, in
+// alternating closed-loop phases, and reports the added time to the first
+// response byte at p50/p90/p99; with a probe of the gateway process (CPU
+// from /proc, heap allocation from its /metrics via ScrapeAllocBytes) also
+// its CPU and bytes per request, with its idle rate measured and left out.
+//
 // # Measurements
 //
 // Per request: TTFT is the time from sending to the first SSE event that

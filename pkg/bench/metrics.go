@@ -231,3 +231,53 @@ func AggregateReplicas(rs []ReplicaStats) FleetCache {
 	}
 	return c
 }
+
+// AllocCounterNames are the names, in order of preference, under which
+// client_golang's Go collector exposes the Go runtime's cumulative count
+// of bytes allocated on the heap (runtime/metrics /gc/heap/allocs:bytes):
+// the MemStats-compatible name it exports by default, then the
+// runtime/metrics name it exports when asked to.
+var AllocCounterNames = []string{"go_memstats_alloc_bytes_total", "go_gc_heap_allocs_bytes_total"}
+
+// ScrapeAllocBytes reads a Go process's cumulative heap allocation, in
+// bytes, from its Prometheus /metrics at url. The difference of two reads
+// is what the process allocated in between: a benchmark reads it before and
+// after a run to report bytes allocated per request, which CPU time alone
+// hides (allocation is paid again by the garbage collector). Small objects
+// are counted when the runtime retires a span from a P's cache, so a read
+// can lag by a few spans (tens of KB); over a run of megabytes that is
+// noise. The scrape itself allocates in the process too (one gathering of
+// its registry), which a caller that measures an idle window accounts for.
+func ScrapeAllocBytes(ctx context.Context, client *http.Client, url string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return ParseAllocBytes(io.LimitReader(resp.Body, 16<<20))
+}
+
+// ParseAllocBytes finds the first of AllocCounterNames in a Prometheus text
+// exposition. It is an error if none is there: the process does not
+// register the Go collector, and a silent 0 would read as "allocates
+// nothing".
+func ParseAllocBytes(r io.Reader) (float64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	for _, name := range AllocCounterNames {
+		if _, ok := lookupFamily(fams, name); ok {
+			return sumFamily(fams, name), nil
+		}
+	}
+	return 0, fmt.Errorf("metrics: none of %s (the Go collector is not registered)", strings.Join(AllocCounterNames, ", "))
+}

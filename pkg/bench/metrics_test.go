@@ -3,9 +3,15 @@ package bench
 import (
 	"context"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/igw-dev/igw/pkg/sim"
 )
@@ -137,5 +143,53 @@ func TestScrapeReplicas_SimulatorCountersAndShares(t *testing.T) {
 	}
 	if _, err := ScrapeReplicas(context.Background(), []string{"127.0.0.1:1"}); err == nil {
 		t.Fatal("scraping a closed port succeeded")
+	}
+}
+
+func TestParseAllocBytes(t *testing.T) {
+	for _, tc := range []struct{ name, text string }{
+		{"memstats", "# TYPE go_memstats_alloc_bytes_total counter\ngo_memstats_alloc_bytes_total 1.2345e+08\n"},
+		{"runtime/metrics", "# TYPE go_gc_heap_allocs_bytes_total counter\ngo_gc_heap_allocs_bytes_total 1.2345e+08\n"},
+		{"both, memstats first", "# TYPE go_gc_heap_allocs_bytes_total counter\ngo_gc_heap_allocs_bytes_total 1\n" +
+			"# TYPE go_memstats_alloc_bytes_total counter\ngo_memstats_alloc_bytes_total 1.2345e+08\n"},
+	} {
+		got, err := ParseAllocBytes(strings.NewReader(tc.text))
+		if err != nil || got != 1.2345e8 {
+			t.Errorf("%s: %v, %v", tc.name, got, err)
+		}
+	}
+	if _, err := ParseAllocBytes(strings.NewReader(vllmMetrics)); err == nil || !strings.Contains(err.Error(), "Go collector") {
+		t.Errorf("no Go collector: err %v", err)
+	}
+}
+
+// TestScrapeAllocBytes_RealRegistry reads the counter from a registry with
+// the Go collector, as igw's own (pkg/telemetry) registers it, and sees it
+// grow by at least what was allocated in between.
+func TestScrapeAllocBytes_RealRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	ctx := context.Background()
+	a0, err := ScrapeAllocBytes(ctx, srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep [][]byte
+	for range 64 {
+		keep = append(keep, make([]byte, 64<<10)) // large objects: counted at once
+	}
+	a1, err := ScrapeAllocBytes(ctx, srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := a1 - a0; d < float64(len(keep)*64<<10) {
+		t.Errorf("allocated %.0f bytes between scrapes, want ≥ %d", d, len(keep)*64<<10)
+	}
+	missing := httptest.NewServer(http.NotFoundHandler())
+	defer missing.Close()
+	if _, err := ScrapeAllocBytes(ctx, missing.Client(), missing.URL); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("404: err %v", err)
 	}
 }
