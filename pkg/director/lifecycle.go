@@ -89,14 +89,15 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	}
 	if pol.MaxBodyBytes > 0 && int64(len(in.Body)) > pol.MaxBodyBytes {
 		return nil, x.refuse(openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest,
-			fmt.Sprintf("the request body of %d bytes is over the limit of %d bytes", len(in.Body), pol.MaxBodyBytes)), "", nil)
+			fmt.Sprintf("the request body is over the limit of %d bytes", pol.MaxBodyBytes)), "", nil)
 	}
 	kind := openai.KindForPath(in.Path)
 	var parsed *openai.Parsed
 	switch {
 	case kind == 0 && in.Path == "/v1/models" && len(pol.Routes) > 0:
 		return nil, x.models()
-	case kind == 0 && in.Pool == "":
+	case kind == 0 && (in.Pool == "" || len(pol.Routes) > 0):
+		// With routes, only the routed APIs exist, whichever plane asks.
 		return nil, x.refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
 			fmt.Sprintf("no API at %s %s", in.Method, truncate(in.Path))), "", nil)
 	case kind == 0:

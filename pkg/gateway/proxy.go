@@ -81,10 +81,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *errBodyTooLarge
 		if errors.As(err, &tooBig) {
+			// The same words as igw epp's, which cannot know the size.
 			msg := fmt.Sprintf("the request body is over the limit of %d bytes", limit)
-			if r.ContentLength > limit {
-				msg = fmt.Sprintf("the request body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)
-			}
 			writeReply(w, s.director.Refuse(openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest, msg)))
 			return
 		}
