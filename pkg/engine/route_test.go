@@ -62,12 +62,6 @@ func writeConfig(t *testing.T, side map[string]string, docs ...string) (*config.
 // TestParse_InvalidValues checks each kind's validation: the whole error
 // message names the file, the document and the field.
 func TestParse_InvalidValues(t *testing.T) {
-	const pool = `apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: llama}
-spec:
-  selector: {matchLabels: {app: llama}}
-`
 	const route = `apiVersion: igw.dev/v1alpha1
 kind: Route
 metadata: {name: r}
