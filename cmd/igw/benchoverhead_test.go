@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 // paths answered, the proxy's CPU and allocation per request are there,
 // and the allocation is at least what forwarding a body takes.
 func TestBenchOverhead_ThroughAProxy(t *testing.T) {
-	var bodyBytes int
+	var bodyBytes atomic.Int64 // written by concurrent handlers
 	direct := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var req struct {
@@ -36,7 +37,7 @@ func TestBenchOverhead_ThroughAProxy(t *testing.T) {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
 		}
-		bodyBytes = len(b)
+		bodyBytes.Store(int64(len(b)))
 		w.Header().Set("Content-Type", "text/event-stream")
 		fmt.Fprint(w, "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\ndata: [DONE]\n\n")
 	}))
@@ -73,8 +74,8 @@ func TestBenchOverhead_ThroughAProxy(t *testing.T) {
 	if r.Gateway.OK != 40 || r.Direct.OK != 40 || r.Phases != 8 || r.Gateway.TTFB.Count != 40 {
 		t.Errorf("counts: %+v", r)
 	}
-	if rep.BodyBytes != bodyBytes || bodyBytes < 16<<10 {
-		t.Errorf("body %d bytes, server saw %d", rep.BodyBytes, bodyBytes)
+	if seen := int(bodyBytes.Load()); rep.BodyBytes != seen || seen < 16<<10 {
+		t.Errorf("body %d bytes, server saw %d", rep.BodyBytes, seen)
 	}
 	if !r.HasCPU || !r.HasAlloc {
 		t.Errorf("CPU or allocation not measured: %+v", r)
@@ -82,8 +83,8 @@ func TestBenchOverhead_ThroughAProxy(t *testing.T) {
 	// The "gateway" shares this process with the load generator, which
 	// writes each body and reads it again as the server: well over a body
 	// per request.
-	if rep.GatewayBytesPerRequest < float64(bodyBytes) || rep.GatewayNetBytesPerRequest > rep.GatewayBytesPerRequest {
-		t.Errorf("bytes per request %.0f (net %.0f), body %d", rep.GatewayBytesPerRequest, rep.GatewayNetBytesPerRequest, bodyBytes)
+	if rep.GatewayBytesPerRequest < float64(bodyBytes.Load()) || rep.GatewayNetBytesPerRequest > rep.GatewayBytesPerRequest {
+		t.Errorf("bytes per request %.0f (net %.0f), body %d", rep.GatewayBytesPerRequest, rep.GatewayNetBytesPerRequest, bodyBytes.Load())
 	}
 	for _, want := range []string{"added TTFB", "gateway CPU", "gateway alloc", "× the body"} {
 		if !strings.Contains(out.String(), want) {
