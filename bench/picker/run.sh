@@ -18,7 +18,7 @@ trap 'kill $SIM $EPP 2>/dev/null; wait' EXIT
 echo "sim pid $SIM, epp pid $EPP"
 sleep 3
 M="--picker-pid $EPP --picker-metrics http://127.0.0.1:19090/metrics"
-for round in 1 2 3; do
+for round in ${ROUNDS:-1 2 3}; do
   echo "=== round $round $(date -u +%H:%M:%S) loadavg $(cat /proc/loadavg)"
   timeout 60 "$IGW" bench picker --tls --target 127.0.0.1:19002 --model m --duration 8s $M
   echo "--- loadavg $(cat /proc/loadavg)"
