@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/gateway"
@@ -18,29 +19,8 @@ import (
 // schema is igw's configuration schema, as igw serve parses files.
 var schema = engine.Schema(gateway.Kind())
 
-// Building blocks for test files: a pool "llama" with one server.
-const (
-	serverDoc = `apiVersion: igw.dev/v1alpha1
-kind: ModelServer
-metadata: {name: llama-0, labels: {app: llama}}
-spec: {address: 127.0.0.1}
-`
-	poolDoc = `apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: llama}
-spec:
-  selector: {matchLabels: {app: llama}}
-  targetPorts: [{number: 8000}]
-`
-)
-
-// file joins documents into one YAML stream.
-func file(docs ...string) []byte {
-	return []byte(strings.Join(docs, "---\n"))
-}
-
 func TestParse_UnknownFieldsNameFileDocumentAndField(t *testing.T) {
-	data := file(serverDoc, `apiVersion: inference.networking.k8s.io/v1
+	data := configtest.File(configtest.ServerDoc, `apiVersion: inference.networking.k8s.io/v1
 kind: InferencePool
 metadata: {name: llama, lables: {a: b}}
 spec:
@@ -122,7 +102,7 @@ func TestParse_KindsAndAPIVersions(t *testing.T) {
 }
 
 func TestParse_DocumentNumberingSkipsEmptyDocuments(t *testing.T) {
-	data := []byte("# header comment\n---\n" + serverDoc + "---\n# only a comment\n---\n\n---\n" + poolDoc +
+	data := []byte("# header comment\n---\n" + configtest.ServerDoc + "---\n# only a comment\n---\n\n---\n" + configtest.PoolDoc +
 		"...\n--- \napiVersion: igw.dev/v1alpha1\nkind: Route\nmetadata: {name: r}\nspec: {backends: [{pool: missing}]}\n")
 	_, err := schema.Parse("n.yaml", data)
 	var e *config.Error
@@ -138,7 +118,7 @@ func TestParse_DocumentNumberingSkipsEmptyDocuments(t *testing.T) {
 }
 
 func TestParse_CollectsErrorsFromEveryDocument(t *testing.T) {
-	data := file(
+	data := configtest.File(
 		"apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: a}\nspec: {address: \"h:1\", engine: x}\n",
 		"apiVersion: igw.dev/v1alpha1\nkind: Gateway\nspec: {bogus: 1}\n",
 		"apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\nmetadata: {name: p}\nspec: {selector: {matchLabels: {a: b}}, targetPorts: [{number: 0}]}\n",
@@ -177,19 +157,19 @@ func TestParse_UniqueNamesAndSingletons(t *testing.T) {
 		docs []string
 		want []string
 	}{
-		{"duplicate names", []string{serverDoc, poolDoc, serverDoc, poolDoc},
+		{"duplicate names", []string{configtest.ServerDoc, configtest.PoolDoc, configtest.ServerDoc, configtest.PoolDoc},
 			[]string{
 				`x.yaml: document 4 (InferencePool "llama"): metadata.name: duplicate InferencePool "llama" in namespace "default" (first defined in document 2)`,
 				`x.yaml: document 3 (ModelServer "llama-0"): metadata.name: duplicate ModelServer "llama-0" in namespace "default" (first defined in document 1)`,
 			}},
-		{"two gateways", []string{serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: Gateway\n", "apiVersion: igw.dev/v1alpha1\nkind: Gateway\n"},
+		{"two gateways", []string{configtest.ServerDoc, configtest.PoolDoc, "apiVersion: igw.dev/v1alpha1\nkind: Gateway\n", "apiVersion: igw.dev/v1alpha1\nkind: Gateway\n"},
 			[]string{`x.yaml: document 4 (Gateway): only one Gateway is allowed; the first is document 3`}},
-		{"two picker configs", []string{serverDoc, poolDoc, "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n", "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"},
+		{"two picker configs", []string{configtest.ServerDoc, configtest.PoolDoc, "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n", "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n"},
 			[]string{`x.yaml: document 4 (EndpointPickerConfig): only one EndpointPickerConfig is allowed; the first is document 3`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := schema.Parse("x.yaml", file(tc.docs...))
+			_, err := schema.Parse("x.yaml", configtest.File(tc.docs...))
 			if err == nil {
 				t.Fatal("accepted")
 			}

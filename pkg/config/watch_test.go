@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway"
 	"github.com/igw-dev/igw/pkg/policy/auth"
@@ -25,7 +26,7 @@ const (
 // with addresses of equal length have equal size, which exercises change
 // detection when the size does not change.
 func gatewayFile(addr string) []byte {
-	return file(serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: Gateway\nspec: {address: \""+addr+"\"}\n")
+	return configtest.File(configtest.ServerDoc, configtest.PoolDoc, "apiVersion: igw.dev/v1alpha1\nkind: Gateway\nspec: {address: \""+addr+"\"}\n")
 }
 
 // address is the API listener address of c.
@@ -227,7 +228,7 @@ func TestWatcher_ReloadsWhenAKeysFileChanges(t *testing.T) {
 	keys := filepath.Join(dir, "team.keys")
 	writeAtomically(t, keys, []byte(hashA+" first\n"))
 	path := filepath.Join(dir, "igw.yaml")
-	writeAtomically(t, path, file(serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: team}\nspec: {keysFile: team.keys}\n"))
+	writeAtomically(t, path, configtest.File(configtest.ServerDoc, configtest.PoolDoc, "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: team}\nspec: {keysFile: team.keys}\n"))
 	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
 	keyIDs := func(c *config.Config) string {
 		var ids []string

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/policy/auth"
 )
@@ -88,7 +89,7 @@ func TestWatcher_KeysFileFromAMountedSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "igw.yaml")
-	writeAtomically(t, path, file(serverDoc, poolDoc, "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: team}\nspec: {keysFile: secret/keys}\n"))
+	writeAtomically(t, path, configtest.File(configtest.ServerDoc, configtest.PoolDoc, "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: team}\nspec: {keysFile: secret/keys}\n"))
 	h := startWatcher(t, &config.Watcher{Path: path, Schema: schema, Interval: 10 * time.Millisecond, Signals: make(chan os.Signal)})
 	ids := func(c *config.Config) string {
 		var out []string

@@ -2,11 +2,10 @@ package engine_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/gateway"
@@ -19,45 +18,6 @@ import (
 // other modules' kinds (a route to a pool, a key to a quota), so the
 // tests parse with all of them.
 var schema = engine.Schema(gateway.Kind())
-
-// Building blocks for test files: a pool "llama" with one server.
-const (
-	serverDoc = `apiVersion: igw.dev/v1alpha1
-kind: ModelServer
-metadata: {name: llama-0, labels: {app: llama}}
-spec: {address: 127.0.0.1}
-`
-	poolDoc = `apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: llama}
-spec:
-  selector: {matchLabels: {app: llama}}
-  targetPorts: [{number: 8000}]
-`
-)
-
-// file joins documents into one YAML stream.
-func file(docs ...string) []byte {
-	return []byte(strings.Join(docs, "---\n"))
-}
-
-// writeConfig writes docs (and side files) into a temporary directory and
-// loads the configuration from there, so relative paths resolve as they
-// would for an operator's file.
-func writeConfig(t *testing.T, side map[string]string, docs ...string) (*config.Config, error) {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range side {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "igw.yaml")
-	if err := os.WriteFile(path, file(docs...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return schema.Load(path)
-}
 
 // TestParse_InvalidValues checks each kind's validation: the whole error
 // message names the file, the document and the field.
@@ -108,7 +68,7 @@ spec:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := schema.Parse("bad.yaml", file(serverDoc, poolDoc, tc.doc))
+			_, err := schema.Parse("bad.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, tc.doc))
 			if err == nil {
 				t.Fatal("Parse accepted the invalid document")
 			}
@@ -133,21 +93,21 @@ func TestParse_CrossReferences(t *testing.T) {
 		docs []string
 		want []string
 	}{
-		{"route to missing pool", []string{serverDoc, poolDoc, route("r", "{backends: [{pool: llama}, {pool: qwen}]}")},
+		{"route to missing pool", []string{configtest.ServerDoc, configtest.PoolDoc, route("r", "{backends: [{pool: llama}, {pool: qwen}]}")},
 			[]string{`x.yaml: document 3 (Route "r"): spec.backends[1].pool: InferencePool "qwen" not found in namespace "default"`}},
-		{"route to pool in other namespace", []string{serverDoc, poolDoc,
+		{"route to pool in other namespace", []string{configtest.ServerDoc, configtest.PoolDoc,
 			"apiVersion: igw.dev/v1alpha1\nkind: Route\nmetadata: {name: r, namespace: prod}\nspec: {backends: [{pool: llama}]}\n"},
 			[]string{`x.yaml: document 3 (Route "prod/r"): spec.backends[0].pool: InferencePool "llama" not found in namespace "prod"`}},
-		{"routes matching the same requests", []string{serverDoc, poolDoc,
+		{"routes matching the same requests", []string{configtest.ServerDoc, configtest.PoolDoc,
 			route("a", "{matches: [{model: {value: m}, headers: [{name: X-T, value: a}, {name: x-u, value: b}]}], backends: [{pool: llama}]}"),
 			route("b", "{matches: [{model: {value: other}}, {model: {type: Exact, value: m}, headers: [{name: x-u, value: b}, {name: x-t, value: a}]}], backends: [{pool: llama}]}")},
 			[]string{`x.yaml: document 4 (Route "b"): spec.matches[1]: matches exactly the same requests as Route "a" spec.matches[0]`}},
-		{"two catch-all routes", []string{serverDoc, poolDoc, route("a", "{backends: [{pool: llama}]}"), route("b", "{backends: [{pool: llama}]}")},
+		{"two catch-all routes", []string{configtest.ServerDoc, configtest.PoolDoc, route("a", "{backends: [{pool: llama}]}"), route("b", "{backends: [{pool: llama}]}")},
 			[]string{`x.yaml: document 4 (Route "b"): spec.matches: matches exactly the same requests as Route "a" spec.matches`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := schema.Parse("x.yaml", file(tc.docs...))
+			_, err := schema.Parse("x.yaml", configtest.File(tc.docs...))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -169,7 +129,7 @@ func TestParse_SecurityInvalidValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := writeConfig(t, map[string]string{"x.json": `{"keys":[]}`}, serverDoc, poolDoc, tt.doc)
+			_, err := configtest.Load(t, schema, map[string]string{"x.json": `{"keys":[]}`}, configtest.ServerDoc, configtest.PoolDoc, tt.doc)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -186,14 +146,14 @@ func TestParse_SecurityInvalidValues(t *testing.T) {
 
 func TestParse_AcceptsLLMDEndpointPickerConfig(t *testing.T) {
 	epc := "apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins: [{type: random-picker}]\n"
-	cfg, err := schema.Parse("e.yaml", file(serverDoc, poolDoc, epc))
+	cfg, err := schema.Parse("e.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, epc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if raw := cfg.Raw("EndpointPickerConfig"); raw == nil || string(raw.Data) != strings.TrimSpace(epc) {
 		t.Errorf("raw = %+v", raw)
 	}
-	cfg, err = schema.Parse("e.yaml", file(serverDoc, poolDoc))
+	cfg, err = schema.Parse("e.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc))
 	if err != nil || cfg.Raw("EndpointPickerConfig") != nil {
 		t.Errorf("without an EndpointPickerConfig: %v, %+v", err, cfg.Raw("EndpointPickerConfig"))
 	}

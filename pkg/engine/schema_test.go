@@ -6,6 +6,7 @@ import (
 	"time"
 
 	v1 "github.com/igw-dev/igw/api/v1"
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/discovery/static"
@@ -72,7 +73,7 @@ func TestParse_FullExampleLoads(t *testing.T) {
 }
 
 func TestParse_AppliesDefaults(t *testing.T) {
-	pool := poolDoc + "  endpointPickerRef: {name: epp, port: {number: 9002}}\n"
+	pool := configtest.PoolDoc + "  endpointPickerRef: {name: epp, port: {number: 9002}}\n"
 	route := `apiVersion: igw.dev/v1alpha1
 kind: Route
 metadata: {name: r}
@@ -80,7 +81,7 @@ spec:
   matches: [{model: {value: m}, path: {value: /v1}, headers: [{name: X-A, value: b}]}]
   backends: [{pool: llama}]
 `
-	cfg, err := schema.Parse("d.yaml", file(serverDoc, pool, route))
+	cfg, err := schema.Parse("d.yaml", configtest.File(configtest.ServerDoc, pool, route))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +109,10 @@ spec:
 }
 
 func TestParse_SecurityKindsLoadWithDefaults(t *testing.T) {
-	cfg, err := writeConfig(t, map[string]string{
+	cfg, err := configtest.Load(t, schema, map[string]string{
 		"team-b.keys": "# rotated 2026-11\n" + hashB + " b-ci\n",
 		"jwks.json":   `{"keys":[]}`,
-	}, serverDoc, poolDoc,
+	}, configtest.ServerDoc, configtest.PoolDoc,
 		`apiVersion: igw.dev/v1alpha1
 kind: Route
 metadata: {name: r}
@@ -196,12 +197,12 @@ func TestEngine_RequestBoundsComeFromTheDataPlanesKind(t *testing.T) {
 		body    int64
 		timeout time.Duration // of the parsed route; 0: none set
 	}{
-		{"file's Gateway", engine.Schema(gateway.Kind()), []string{serverDoc, poolDoc, route, gw}, 1024, 90 * time.Second},
-		{"default Gateway", engine.Schema(gateway.Kind()), []string{serverDoc, poolDoc, route}, gateway.DefaultMaxRequestBodySize, gateway.DefaultRequestTimeout},
-		{"no Gateway kind", engine.Schema(), []string{serverDoc, poolDoc, route}, 0, 0},
+		{"file's Gateway", engine.Schema(gateway.Kind()), []string{configtest.ServerDoc, configtest.PoolDoc, route, gw}, 1024, 90 * time.Second},
+		{"default Gateway", engine.Schema(gateway.Kind()), []string{configtest.ServerDoc, configtest.PoolDoc, route}, gateway.DefaultMaxRequestBodySize, gateway.DefaultRequestTimeout},
+		{"no Gateway kind", engine.Schema(), []string{configtest.ServerDoc, configtest.PoolDoc, route}, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := tc.schema.Parse("b.yaml", file(tc.docs...))
+			cfg, err := tc.schema.Parse("b.yaml", configtest.File(tc.docs...))
 			if err != nil {
 				t.Fatal(err)
 			}

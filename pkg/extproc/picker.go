@@ -107,7 +107,8 @@ func (k *pick) request(ctx context.Context, r *httpRequest) (*verdict, *rejectio
 		return nil, replyRejection(reply)
 	}
 	k.x = x
-	dest := strings.Join(x.Endpoints(), ",")
+	eps := x.Endpoints()
+	dest := strings.Join(eps, ",")
 	v := &verdict{metadata: lbMetadata(dest)}
 	v.edits.setHeader(HeaderDestinationEndpoint, dest)
 	set, remove := x.HeaderEdits()
@@ -125,7 +126,7 @@ func (k *pick) request(ctx context.Context, r *httpRequest) (*verdict, *rejectio
 	if !r.headerOnly && !sameBytes(x.Body, r.body) {
 		v.body, v.bodyChanged = x.Body, true
 	}
-	if eps := x.Endpoints(); len(eps) > 0 {
+	if len(eps) > 0 {
 		x.Try(ctx, eps[0])
 	}
 	return v, nil

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/gateway"
@@ -16,27 +17,6 @@ import (
 // other modules' kinds (a route to a pool, a key to a quota), so the
 // tests parse with all of them.
 var schema = engine.Schema(gateway.Kind())
-
-// Building blocks for test files: a pool "llama" with one server.
-const (
-	serverDoc = `apiVersion: igw.dev/v1alpha1
-kind: ModelServer
-metadata: {name: llama-0, labels: {app: llama}}
-spec: {address: 127.0.0.1}
-`
-	poolDoc = `apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: llama}
-spec:
-  selector: {matchLabels: {app: llama}}
-  targetPorts: [{number: 8000}]
-`
-)
-
-// file joins documents into one YAML stream.
-func file(docs ...string) []byte {
-	return []byte(strings.Join(docs, "---\n"))
-}
 
 // TestParse_InvalidValues checks each kind's validation: the whole error
 // message names the file, the document and the field.
@@ -69,7 +49,7 @@ func TestParse_InvalidValues(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := schema.Parse("bad.yaml", file(serverDoc, poolDoc, tc.doc))
+			_, err := schema.Parse("bad.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, tc.doc))
 			if err == nil {
 				t.Fatal("Parse accepted the invalid document")
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/igw-dev/igw/api/v1alpha2"
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/engine"
@@ -17,27 +18,6 @@ import (
 // other modules' kinds (a route to a pool, a key to a quota), so the
 // tests parse with all of them.
 var schema = engine.Schema()
-
-// Building blocks for test files: a pool "llama" with one server.
-const (
-	serverDoc = `apiVersion: igw.dev/v1alpha1
-kind: ModelServer
-metadata: {name: llama-0, labels: {app: llama}}
-spec: {address: 127.0.0.1}
-`
-	poolDoc = `apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: llama}
-spec:
-  selector: {matchLabels: {app: llama}}
-  targetPorts: [{number: 8000}]
-`
-)
-
-// file joins documents into one YAML stream.
-func file(docs ...string) []byte {
-	return []byte(strings.Join(docs, "---\n"))
-}
 
 func TestParse_DefaultsKubernetesReferences(t *testing.T) {
 	obj := `apiVersion: inference.networking.x-k8s.io/v1alpha2
@@ -52,7 +32,7 @@ spec:
   poolRef: {name: llama}
   rules: [{targets: [{modelRewrite: a}, {modelRewrite: b}]}, {matches: [{model: {value: x}}], targets: [{modelRewrite: z}]}]
 `
-	cfg, err := schema.Parse("k.yaml", file(serverDoc, poolDoc, obj, rw))
+	cfg, err := schema.Parse("k.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, obj, rw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +133,7 @@ spec:
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := schema.Parse("bad.yaml", file(serverDoc, poolDoc, tc.doc))
+			_, err := schema.Parse("bad.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, tc.doc))
 			if err == nil {
 				t.Fatal("Parse accepted the invalid document")
 			}
@@ -176,27 +156,27 @@ func TestParse_CrossReferences(t *testing.T) {
 		docs []string
 		want []string
 	}{
-		{"objective to missing pool", []string{serverDoc, poolDoc,
+		{"objective to missing pool", []string{configtest.ServerDoc, configtest.PoolDoc,
 			"apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceObjective\nmetadata: {name: o}\nspec: {poolRef: {name: nope}}\n"},
 			[]string{`x.yaml: document 3 (InferenceObjective "o"): spec.poolRef.name: InferencePool "nope" not found in namespace "default"`}},
-		{"rewrite to missing pool", []string{serverDoc, poolDoc,
+		{"rewrite to missing pool", []string{configtest.ServerDoc, configtest.PoolDoc,
 			"apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceModelRewrite\nmetadata: {name: w}\nspec: {poolRef: {name: nope}, rules: [{targets: [{modelRewrite: a}]}]}\n"},
 			[]string{`x.yaml: document 3 (InferenceModelRewrite "w"): spec.poolRef.name: InferencePool "nope" not found in namespace "default"`}},
-		{"pool selects nothing", []string{qwenServer, poolDoc},
+		{"pool selects nothing", []string{qwenServer, configtest.PoolDoc},
 			[]string{`x.yaml: document 2 (InferencePool "llama"): spec.selector.matchLabels: selects no ModelServer in namespace "default" (want labels app=llama)`}},
 		{"pool selects servers of another namespace only", []string{
-			"apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: s, namespace: prod, labels: {app: llama}}\nspec: {address: h}\n", poolDoc},
+			"apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: s, namespace: prod, labels: {app: llama}}\nspec: {address: h}\n", configtest.PoolDoc},
 			[]string{`x.yaml: document 2 (InferencePool "llama"): spec.selector.matchLabels: selects no ModelServer in namespace "default"`}},
 		{"servers serve none of the target ports", []string{
-			"apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: s, labels: {app: llama}}\nspec: {address: h, ports: [{number: 9000}]}\n", poolDoc},
+			"apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: s, labels: {app: llama}}\nspec: {address: h, ports: [{number: 9000}]}\n", configtest.PoolDoc},
 			[]string{`x.yaml: document 2 (InferencePool "llama"): spec.targetPorts: none of the 1 selected ModelServers lists any of these ports in spec.ports`}},
-		{"two servers, one address", []string{serverDoc,
-			"apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: llama-1, labels: {app: llama}}\nspec: {address: 127.0.0.1}\n", poolDoc},
+		{"two servers, one address", []string{configtest.ServerDoc,
+			"apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: llama-1, labels: {app: llama}}\nspec: {address: 127.0.0.1}\n", configtest.PoolDoc},
 			[]string{`x.yaml: document 3 (InferencePool "llama"): spec.selector.matchLabels: endpoint 127.0.0.1:8000 is provided by both ModelServer "llama-0" and "llama-1"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := schema.Parse("x.yaml", file(tc.docs...))
+			_, err := schema.Parse("x.yaml", configtest.File(tc.docs...))
 			if err == nil {
 				t.Fatal("accepted")
 			}

@@ -2,11 +2,10 @@ package auth_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/policy/auth"
@@ -18,45 +17,6 @@ import (
 // other modules' kinds (a route to a pool, a key to a quota), so the
 // tests parse with all of them.
 var schema = engine.Schema()
-
-// Building blocks for test files: a pool "llama" with one server.
-const (
-	serverDoc = `apiVersion: igw.dev/v1alpha1
-kind: ModelServer
-metadata: {name: llama-0, labels: {app: llama}}
-spec: {address: 127.0.0.1}
-`
-	poolDoc = `apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: llama}
-spec:
-  selector: {matchLabels: {app: llama}}
-  targetPorts: [{number: 8000}]
-`
-)
-
-// file joins documents into one YAML stream.
-func file(docs ...string) []byte {
-	return []byte(strings.Join(docs, "---\n"))
-}
-
-// writeConfig writes docs (and side files) into a temporary directory and
-// loads the configuration from there, so relative paths resolve as they
-// would for an operator's file.
-func writeConfig(t *testing.T, side map[string]string, docs ...string) (*config.Config, error) {
-	t.Helper()
-	dir := t.TempDir()
-	for name, content := range side {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "igw.yaml")
-	if err := os.WriteFile(path, file(docs...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return schema.Load(path)
-}
 
 const (
 	hashA = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae" // "foo"
@@ -92,7 +52,7 @@ func TestParse_SecurityInvalidValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := writeConfig(t, map[string]string{"x.json": `{"keys":[]}`}, serverDoc, poolDoc, tt.doc)
+			_, err := configtest.Load(t, schema, map[string]string{"x.json": `{"keys":[]}`}, configtest.ServerDoc, configtest.PoolDoc, tt.doc)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -109,14 +69,14 @@ func TestParse_SecurityInvalidValues(t *testing.T) {
 
 func TestParse_KeysFileYAMLIsStrict(t *testing.T) {
 	keysDoc := "apiVersion: igw.dev/v1alpha1\nkind: APIKeys\nmetadata: {name: t}\nspec: {keysFile: k.yaml}\n"
-	cfg, err := writeConfig(t, map[string]string{"k.yaml": "keys:\n- {id: one, hash: " + hashA + ", tenant: x}\n"}, keysDoc)
+	cfg, err := configtest.Load(t, schema, map[string]string{"k.yaml": "keys:\n- {id: one, hash: " + hashA + ", tenant: x}\n"}, keysDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k := auth.Keys(cfg)[0].FileKeys; len(k) != 1 || k[0].Tenant != "x" {
 		t.Errorf("keys = %+v", k)
 	}
-	_, err = writeConfig(t, map[string]string{"k.yaml": "keys:\n- {id: one, hash: " + hashA + ", tenat: x}\n"}, keysDoc)
+	_, err = configtest.Load(t, schema, map[string]string{"k.yaml": "keys:\n- {id: one, hash: " + hashA + ", tenat: x}\n"}, keysDoc)
 	if err == nil || !strings.Contains(err.Error(), `document 1 (APIKeys "t"): spec.keysFile: k.yaml: keys[0].tenat: unknown field`) {
 		t.Errorf("err = %v", err)
 	}
