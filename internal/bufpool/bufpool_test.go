@@ -28,3 +28,20 @@ func BenchmarkPool_220KB(b *testing.B) {
 		p.Put(buf)
 	}
 }
+
+func TestGRPC_GetHasLengthAndReuses(t *testing.T) {
+	var g GRPC
+	for _, n := range []int{5, 4096, 16 << 10, 220 << 10, 32 << 20} {
+		b := g.Get(n)
+		if len(*b) != n {
+			t.Fatalf("Get(%d): len %d", n, len(*b))
+		}
+		(*b)[n-1] = 1
+		g.Put(b)
+	}
+	b := g.Get(16 << 10)
+	c := g.Get(16 << 10)
+	if &(*b)[0] == &(*c)[0] {
+		t.Fatal("two live buffers share memory")
+	}
+}

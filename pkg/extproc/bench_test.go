@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/extproc/envoytest"
 )
 
@@ -25,6 +28,20 @@ import (
 // endpoint going stale would measure the scraper, not the picker.
 func benchmarkEPP(b *testing.B, promptBytes int, full bool) {
 	e := newPickerEnv(b, envOptions{maxAge: 2 * time.Second})
+	benchmarkStream(b, e.conn, promptBytes, full)
+}
+
+// benchmarkTransport is benchmarkEPP against a processor that runs the same
+// gRPC server and stream driver but decides nothing (every request goes to
+// one address): the floor under the picker. The difference between the two
+// is what the Director adds per request; the rest is gRPC, protobuf and the
+// goroutine hand-offs of a stream.
+func benchmarkTransport(b *testing.B, promptBytes int) {
+	conn := serveGRPC(b, extproc.NewGRPCServer(extproc.NewFixedProcessor("127.0.0.1:8000"), 0, nil))
+	benchmarkStream(b, conn, promptBytes, false)
+}
+
+func benchmarkStream(b *testing.B, conn *grpc.ClientConn, promptBytes int, full bool) {
 	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", promptBytes/45+1)[:promptBytes]
 	// Distinct prompts (a different first word), so the prefix index does
 	// real work, with shared tails as real traffic has.
@@ -49,7 +66,7 @@ func benchmarkEPP(b *testing.B, promptBytes int, full bool) {
 		i := 0
 		for pb.Next() {
 			i++
-			res, err := envoytest.Exchange(ctx, e.conn, &envoytest.Request{Headers: chatHeaders(), Body: bodies[i%len(bodies)], ChunkSize: 16 << 10}, resp)
+			res, err := envoytest.Exchange(ctx, conn, &envoytest.Request{Headers: chatHeaders(), Body: bodies[i%len(bodies)], ChunkSize: 16 << 10}, resp)
 			if err != nil {
 				b.Error(err)
 				return
@@ -71,6 +88,9 @@ func benchmarkEPP(b *testing.B, promptBytes int, full bool) {
 
 func BenchmarkEPP_Decision4KB(b *testing.B)   { benchmarkEPP(b, 4<<10, false) }
 func BenchmarkEPP_Decision200KB(b *testing.B) { benchmarkEPP(b, 200<<10, false) }
+
+func BenchmarkTransport_Decision4KB(b *testing.B)   { benchmarkTransport(b, 4<<10) }
+func BenchmarkTransport_Decision200KB(b *testing.B) { benchmarkTransport(b, 200<<10) }
 
 // BenchmarkEPP_Exchange4KB adds the response phase: Envoy's whole message
 // sequence for a non-streamed request.

@@ -18,9 +18,12 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/igw-dev/igw/internal/bufpool"
 )
 
 // Health service names an ext_proc server reports, besides ServiceName and
@@ -47,6 +50,7 @@ func NewGRPCServer(p extprocv3.ExternalProcessorServer, maxBody int, tlsCfg *tls
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
+	buffers := &bufpool.GRPC{}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxBody + 1<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -61,6 +65,11 @@ func NewGRPCServer(p extprocv3.ExternalProcessorServer, maxBody int, tlsCfg *tls
 		// decision by 30% (docs/performance.md).
 		grpc.InitialWindowSize(StreamWindowBytes),
 		grpc.InitialConnWindowSize(ConnWindowBytes),
+		// Frames, assembled messages and encoded answers go in pooled
+		// buffers that gRPC's defaults zero before every use, although every
+		// byte is then overwritten (see codec).
+		experimental.BufferPool(buffers),
+		grpc.ForceServerCodecV2(codec{pool: buffers}),
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
