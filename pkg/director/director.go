@@ -129,6 +129,11 @@ type Observer interface {
 	// on their way to a model server.
 	Retried(pool string)
 	InFlight(pool string, delta float64)
+	// AttemptTimedOut counts an attempt abandoned in phase "connect" or
+	// "first_byte"; ResponseBroken a response the model server's side cut
+	// before its end.
+	AttemptTimedOut(pool, phase string)
+	ResponseBroken(pool string)
 }
 
 // nopObserver is the Observer of a Director built without one.
@@ -142,6 +147,8 @@ func (nopObserver) TokenUsage(string, string, string, int, int)                 
 func (nopObserver) AuthRejected(string)                                           {}
 func (nopObserver) Retried(string)                                                {}
 func (nopObserver) InFlight(string, float64)                                      {}
+func (nopObserver) AttemptTimedOut(string, string)                                {}
+func (nopObserver) ResponseBroken(string)                                         {}
 
 // Options configures a Director.
 type Options struct {

@@ -58,6 +58,7 @@ type Exchange struct {
 	ttft     time.Duration
 	obs      *openai.UsageObserver
 	restore  *openai.ModelRestorer
+	stream   bool // the response is an event stream (SSE)
 	finished bool
 }
 
@@ -173,6 +174,7 @@ func (x *Exchange) endpoint(addr string) *datastore.Endpoint {
 // Content-Length.
 func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody bool) {
 	x.status = status
+	x.stream = openai.IsEventStream(contentType)
 	x.obs = openai.NewUsageObserver(contentType)
 	if t := x.TargetModel(); x.Model != "" && t != x.Model {
 		x.restore = openai.NewModelRestorer(t, x.Model)
@@ -196,6 +198,38 @@ func (x *Exchange) ResponseBody(chunk []byte, final bool) []byte {
 	}
 	return chunk
 }
+
+// ResponseBroken handles a response the model server's side cut before
+// its end (the connection broke, the route's timeout passed) after part of
+// it reached the client. It is counted, and for a streamed response it
+// returns the bytes to send last: an error event in the API's shape
+// (openai.StreamErrorEvent), so no client mistakes the cut for a complete
+// answer. It returns nil for a response that is not a stream; the plane
+// must then break the transfer (close the connection without ending the
+// body) so the client sees an error rather than a short body.
+func (x *Exchange) ResponseBroken(err error) []byte {
+	x.d.obs.ResponseBroken(x.Pool())
+	if !x.stream {
+		return nil
+	}
+	msg := "the model server's response broke off before its end"
+	if errors.Is(err, context.DeadlineExceeded) {
+		msg = "the request timed out before the model server's response ended"
+	}
+	kind := openai.KindChat
+	if x.Parsed != nil {
+		kind = x.Parsed.Kind
+	}
+	out := openai.StreamErrorEvent(kind, openai.NewError(http.StatusBadGateway, openai.ErrTypeServer, msg))
+	if x.restore != nil { // whatever the restorer held back goes first
+		out = append(x.restore.Write(nil, true), out...)
+	}
+	return out
+}
+
+// AttemptTimedOut records that the current attempt was abandoned in phase
+// ("connect" or "first_byte"); the plane then Retries or Fails as usual.
+func (x *Exchange) AttemptTimedOut(phase string) { x.d.obs.AttemptTimedOut(x.Pool(), phase) }
 
 // WrapResponseBody lets the admission policy meter a response body read by
 // the plane (a streamed response over its token budget ends with an error

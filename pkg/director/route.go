@@ -25,6 +25,8 @@ type Route struct {
 	// plane that proxies itself (Envoy has its own).
 	Timeout time.Duration
 	Retries int
+	// Attempt bounds each attempt on one endpoint.
+	Attempt AttemptPolicy
 	// Backends and the sum of their weights.
 	Backends []Backend
 	Total    int64

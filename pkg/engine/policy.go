@@ -114,6 +114,7 @@ func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*dire
 			retries = int(*r.Spec.Retries)
 		}
 		route := director.NewRoute(name, routeMatches(r.Spec.Matches), g, timeout, retries, backends)
+		route.Attempt = attemptPolicy(r.Spec.Attempt)
 		if route.Total <= 0 {
 			return nil, fmt.Errorf("route %s: every backend has weight 0", name)
 		}
@@ -204,4 +205,18 @@ func closeAdmission(a director.Admission) {
 	if c, ok := a.(io.Closer); ok {
 		_ = c.Close()
 	}
+}
+
+// attemptPolicy compiles a route's attempt bounds (unset: the Director's
+// defaults).
+func attemptPolicy(a RouteAttempt) director.AttemptPolicy {
+	var p director.AttemptPolicy
+	if a.ConnectTimeout != nil {
+		p.Connect = a.ConnectTimeout.Duration
+	}
+	if a.FirstByteTimeout != nil {
+		p.FirstByte = a.FirstByteTimeout.Duration
+	}
+	p.NoRetryAfterSend = a.RetryAfterSend != nil && !*a.RetryAfterSend
+	return p
 }

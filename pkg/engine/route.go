@@ -71,6 +71,10 @@ func Routes(cfg *config.Config) []*Route { return config.All[*Route](cfg) }
 //	    weight: 5
 //	  timeout: 5m                             # default: the Gateway's request timeout
 //	  retries: 2                              # default 2
+//	  attempt:                                # optional, per endpoint tried
+//	    connectTimeout: 2s                    # default 2s
+//	    firstByteTimeout: 30s                 # default: derived from the request
+//	    retryAfterSend: true                  # default true
 type Route struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -101,10 +105,37 @@ type RouteSpec struct {
 	// of the answer.
 	Retries *int32 `json:"retries,omitempty"`
 
+	// Attempt bounds each attempt on one endpoint, so a model server that
+	// accepted a request and answers nothing costs the client one bounded
+	// wait before the request moves on (see RouteAttempt).
+	Attempt RouteAttempt `json:"attempt,omitempty"`
+
 	// Guard names a RequestGuard of the route's namespace whose limits
 	// and rules every request of this route must pass before anything
 	// else is done with it.
 	Guard string `json:"guard,omitempty"`
+}
+
+// RouteAttempt bounds one attempt of a request on one endpoint. A timed-out
+// attempt is tried on the next endpoint (within the route's retries)
+// while nothing has reached the client.
+type RouteAttempt struct {
+	// ConnectTimeout bounds opening a connection (default 2s).
+	ConnectTimeout *metav1.Duration `json:"connectTimeout,omitempty"`
+
+	// FirstByteTimeout bounds the wait from the request sent to the
+	// response headers. Default: derived from the request — 10s, plus
+	// 0.5ms per prompt token, plus, for a response that is not streamed,
+	// 100ms per token of max_tokens (no bound without max_tokens).
+	FirstByteTimeout *metav1.Duration `json:"firstByteTimeout,omitempty"`
+
+	// RetryAfterSend allows trying another endpoint after the request was
+	// sent and no answer came (the connection broke, or the first-byte
+	// timeout passed); default true. The first server may have started
+	// on the request, so it may run twice: set false for requests with
+	// side effects. Failures the server answered (5xx) are retried either
+	// way; a response that started is never retried.
+	RetryAfterSend *bool `json:"retryAfterSend,omitempty"`
 }
 
 // RouteMatch is one condition of a route; all of its parts must hold.
@@ -238,6 +269,12 @@ func validateRoute(r *Route, f *config.Fields) {
 
 	if s.Timeout != nil {
 		f.NonNegativeDuration("spec.timeout", s.Timeout.Duration)
+	}
+	if d := s.Attempt.ConnectTimeout; d != nil && d.Duration <= 0 {
+		f.Errorf("spec.attempt.connectTimeout", "must be positive, not %s", d.Duration)
+	}
+	if d := s.Attempt.FirstByteTimeout; d != nil && d.Duration <= 0 {
+		f.Errorf("spec.attempt.firstByteTimeout", "must be positive, not %s", d.Duration)
 	}
 	if s.Retries == nil {
 		n := int32(DefaultRouteRetries)

@@ -113,19 +113,42 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	attempts := min(len(t.hosts), x.Retries()+1)
 	for i, host := range t.hosts[:attempts] {
 		x.Try(ctx, host)
-		resp, err := s.send(ctx, r, x, t.scheme, host, t.basePath, b)
-		last := i == attempts-1 || ctx.Err() != nil
-		if retryable(resp, err) && !last {
+		a := newAttempt(ctx, x.ConnectTimeout(), x.FirstByteTimeout())
+		resp, err := s.send(a.ctx, r, x, t.scheme, host, t.basePath, b)
+		phase, limit, sent := a.outcome()
+		if phase != "" && ctx.Err() == nil {
+			// The attempt's own timeout cut it, not the client or the
+			// route: the endpoint did not connect or answer in time.
 			drain(resp)
+			resp, err = nil, &errAttemptTimeout{phase: phase, limit: limit}
+			x.AttemptTimedOut(phase)
+		}
+		last := i == attempts-1 || ctx.Err() != nil
+		// A request that was sent and got no answer may be running on that
+		// endpoint: trying it elsewhere may run it twice, which the route
+		// may forbid. An answered failure (5xx) did not run.
+		mayRetry := err == nil || !sent || x.RetryAfterSend()
+		if retryable(resp, err) && mayRetry && !last {
+			drain(resp)
+			a.end()
 			x.Retry(ctx, statusOf(resp), errOr(err, resp))
 			s.log.Debug("retrying on another endpoint", "endpoint", host, "err", errOr(err, resp))
 			continue
 		}
 		if err != nil {
+			a.end()
+			s.log.Info("model server failed", "endpoint", host, "attempt", i+1, "sent", sent, "err", err)
 			writeReply(w, x.Fail(ctx, err))
 			return
 		}
-		s.relay(ctx, w, resp, x, t.picker)
+		broken := s.relay(ctx, w, resp, x, t.picker)
+		a.end()
+		if broken {
+			// Headers are out and the body cannot say it is incomplete:
+			// break the transfer, so the client sees an error instead of
+			// a short answer.
+			panic(http.ErrAbortHandler)
+		}
 		return
 	}
 }
@@ -193,14 +216,18 @@ func (s *Server) send(ctx context.Context, in *http.Request, x *director.Exchang
 		out.Header[k] = v
 	}
 	removeHopHeaders(out.Header)
+	noReplay(out.Header)
 	out.Header.Del("Accept-Encoding") // streams and usage must come back uncompressed
 	out.Header.Set("Content-Length", strconv.Itoa(len(data)))
 	return s.transport.RoundTrip(out)
 }
 
 // relay streams resp to the client through the Director's observer,
-// flushing every chunk as it arrives, and completes the exchange.
-func (s *Server) relay(ctx context.Context, w http.ResponseWriter, resp *http.Response, x *director.Exchange, picker pickerExchange) {
+// flushing every chunk as it arrives, and completes the exchange. When the
+// model server's side cuts the response, a streamed response ends with the
+// Director's error event; for any other it returns broken, and the caller
+// must break the transfer.
+func (s *Server) relay(ctx context.Context, w http.ResponseWriter, resp *http.Response, x *director.Exchange, picker pickerExchange) (broken bool) {
 	if picker != nil {
 		h := make(map[string]string, len(resp.Header))
 		for k, v := range resp.Header {
@@ -248,17 +275,33 @@ func (s *Server) relay(ctx context.Context, w http.ResponseWriter, resp *http.Re
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				cause = err
+				// Unless the client left (then nobody reads anything more),
+				// the model server broke off or the route's timeout passed.
+				if !errors.Is(ctx.Err(), context.Canceled) {
+					s.log.Info("model server's response broke off", "endpoint", x.Served(), "err", err)
+					if tail := x.ResponseBroken(err); tail != nil {
+						_, _ = w.Write(tail)
+						_ = rc.Flush()
+					} else {
+						broken = true
+					}
+				}
 			}
 			break
 		}
 	}
 	x.Finish(ctx, cause)
+	return broken
 }
 
 // retryable: the request failed before any response byte (a transport
 // error, e.g. connection refused), or the server said it cannot take it
 // now (502, 503, 504). The client has seen nothing yet either way.
 func retryable(resp *http.Response, err error) bool {
+	var timedOut *errAttemptTimeout
+	if errors.As(err, &timedOut) {
+		return true // the endpoint's timeout, not the client's or the route's
+	}
 	if err != nil {
 		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 	}

@@ -83,14 +83,15 @@ func NewWithEngine(e *engine.Engine, o Options) *Server {
 }
 
 // NewTransport is the transport to model servers: many idle connections
-// per server (every replica receives a steady stream), no compression
-// (streams and usage pass through as the server wrote them), and a dial
-// timeout so a dead server fails fast and the request moves on to a
-// fallback.
+// per server (every replica receives a steady stream) and no compression
+// (streams and usage pass through as the server wrote them). Its dial
+// timeout is only an outer bound: each attempt bounds its own connect and
+// first-byte waits (the route's attempt settings), so a dead or hung
+// server fails fast and the request moves on to a fallback.
 func NewTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,

@@ -3,13 +3,29 @@ package openai
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // SSEDone is the payload of the event that ends an OpenAI stream.
 const SSEDone = "[DONE]"
+
+// eventStream is the media type of server-sent events.
+const eventStream = "text/event-stream"
+
+// IsEventStream reports whether a Content-Type header is server-sent
+// events (a streamed response).
+func IsEventStream(contentType string) bool { return mediaType(contentType) == eventStream }
+
+// mediaType is a Content-Type's media type, lower-case, without
+// parameters.
+func mediaType(contentType string) string {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
 
 // SSEWriter writes OpenAI server-sent events, flushing each one so a client
 // sees every token as soon as it exists.
@@ -21,7 +37,7 @@ type SSEWriter struct {
 // NewSSEWriter sets the event-stream headers and sends them.
 func NewSSEWriter(w http.ResponseWriter) *SSEWriter {
 	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
+	h.Set("Content-Type", eventStream)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
@@ -115,4 +131,33 @@ func (s *SSEReader) Next() ([]byte, error) {
 			return nil, io.EOF
 		}
 	}
+}
+
+// StreamErrorEvent is how a stream of API kind ends when it cannot go on:
+// the last events a client reads, so a cut stream is never mistaken for a
+// complete one. For the Responses API it is an `error` event (the SDKs
+// raise it); for chat and completions OpenAI's in-stream error,
+// `data: {"error": {...}}` (the SDKs raise it as an APIError), followed by
+// `data: [DONE]` as vLLM sends after a stream error, so clients that wait
+// for it end cleanly.
+func StreamErrorEvent(kind Kind, e *Error) []byte {
+	var b bytes.Buffer
+	if kind == KindResponses {
+		b.WriteString("event: error\ndata: ")
+		body, _ := json.Marshal(struct {
+			Type    string `json:"type"`
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Param   any    `json:"param"`
+		}{"error", e.Type, e.Message, nil})
+		b.Write(body)
+		b.WriteString("\n\n")
+		return b.Bytes()
+	}
+	b.WriteString("data: ")
+	b.Write(e.JSON())
+	b.WriteString("\n\ndata: ")
+	b.WriteString(SSEDone)
+	b.WriteString("\n\n")
+	return b.Bytes()
 }

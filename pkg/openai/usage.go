@@ -86,11 +86,10 @@ var _ io.Writer = (*UsageObserver)(nil)
 // since it cannot carry OpenAI usage. The caller need not special-case
 // error or non-OpenAI responses.
 func NewUsageObserver(contentType string) *UsageObserver {
-	mt, _, _ := strings.Cut(contentType, ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
+	mt := mediaType(contentType)
 	o := &UsageObserver{}
 	switch {
-	case mt == "text/event-stream":
+	case mt == eventStream:
 		o.mode = modeSSE
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 		o.mode = modeJSON

@@ -176,13 +176,7 @@ func (b *StreamBody) cutHere() {
 	b.buf = b.buf[:b.fwd]
 	e := openai.NewError(http.StatusTooManyRequests, openai.ErrTypeRateLimit,
 		fmt.Sprintf("Rate limit reached: the response was cut after %d output tokens because the token quota has no room for more.", b.output))
-	var t bytes.Buffer
-	t.WriteString("data: ")
-	t.Write(e.JSON())
-	t.WriteString("\n\ndata: ")
-	t.WriteString(openai.SSEDone)
-	t.WriteString("\n\n")
-	b.tail = t.Bytes()
+	b.tail = openai.StreamErrorEvent(openai.KindChat, e)
 	_ = b.src.Close() // stops the generation
 	b.metrics.StreamCut()
 }
