@@ -66,10 +66,9 @@ func (r *Reply) Error() *openai.Error {
 
 // Reasons of refusals the Director makes before scheduling.
 const (
-	ReasonGuard              = "rejected-guard"
-	ReasonAuth               = "rejected-unauthenticated"
-	ReasonPickerUnavailable  = "endpoint-picker-unavailable"
-	maxEchoedModelNameLength = 256
+	ReasonGuard             = "rejected-guard"
+	ReasonAuth              = "rejected-unauthenticated"
+	ReasonPickerUnavailable = "endpoint-picker-unavailable"
 )
 
 // Begin runs a request's lifecycle up to its decision: body bound, one
@@ -99,7 +98,7 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	case kind == 0 && (in.Pool == "" || len(pol.Routes) > 0):
 		// With routes, only the routed APIs exist, whichever plane asks.
 		return nil, x.refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
-			fmt.Sprintf("no API at %s %s", in.Method, truncate(in.Path))), "", nil)
+			fmt.Sprintf("no API at %s %s", in.Method, openai.Echo(in.Path))), "", nil)
 	case kind == 0:
 		// Not an inference API call (GET /v1/models of a pool without
 		// routes, a health probe through the gateway): balanced over the
@@ -137,7 +136,7 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	x.Parsed, x.Model, x.Body = parsed, parsed.Model, in.Body
 	if kind != 0 && len(pol.Routes) > 0 {
 		if x.Route = SelectRoute(pol.Routes, parsed.Model, in.Path, in.Header); x.Route == nil {
-			e := openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, fmt.Sprintf("The model `%s` does not exist.", truncate(parsed.Model)))
+			e := openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, fmt.Sprintf("The model `%s` does not exist.", openai.Echo(parsed.Model)))
 			e.Param = "model"
 			// Not labelled with the model: a client could otherwise create
 			// a metric series per made-up model name, without bound.
@@ -310,19 +309,6 @@ func (x *Exchange) refuse(e *openai.Error, reason string, extra http.Header) *Re
 	x.status = e.Status()
 	x.finish(context.Background(), nil)
 	return &Reply{Status: e.Status(), Header: h, Body: body, Reason: reason}
-}
-
-// truncate bounds a client-supplied value echoed in an error message, so a
-// 9 MiB model name does not come back as a 9 MiB error.
-func truncate(s string) string {
-	if len(s) <= maxEchoedModelNameLength {
-		return s
-	}
-	cut := maxEchoedModelNameLength
-	for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
-		cut--
-	}
-	return s[:cut] + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // releasePrompt hands the prompt buffer back once the decision is made:

@@ -66,3 +66,20 @@ func WriteError(w http.ResponseWriter, e *Error) {
 	w.WriteHeader(e.Status())
 	_, _ = w.Write(body)
 }
+
+// maxEcho bounds a client's value quoted in an error message.
+const maxEcho = 256
+
+// Echo is a client's value as an error message may quote it: at most 256
+// bytes (cut on a UTF-8 boundary, with the full length noted), so a 9 MiB
+// model name or header does not come back as a 9 MiB error.
+func Echo(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	cut := maxEcho
+	for cut > 0 && s[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		cut--
+	}
+	return s[:cut] + "… (" + strconv.Itoa(len(s)) + " bytes)"
+}

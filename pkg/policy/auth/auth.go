@@ -187,7 +187,7 @@ func Authorize(id *Identity, model, objective string) (string, *Failure) {
 	}
 	if !id.AllowsObjective(objective) {
 		return "", &Failure{Reason: ReasonObjectiveNotAllowed, Err: openai.NewError(http.StatusForbidden, openai.ErrTypeInvalidRequest,
-			fmt.Sprintf("this credential may not select the objective %q", objective))}
+			fmt.Sprintf("this credential may not select the objective %q", openai.Echo(objective)))}
 	}
 	return objective, nil
 }
