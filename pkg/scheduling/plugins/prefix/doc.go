@@ -36,7 +36,11 @@
 // of its traffic to one endpoint while the others idle (the queue scorer's
 // min–max normalization caps its counterweight). Below the imbalance the
 // prefix score is untouched, so affinity holds until an endpoint really
-// queues.
+// queues. When every holder of the prefix is over the bound and no endpoint
+// within it holds any of it, the prefix spills to one endpoint chosen by
+// rendezvous hashing on the prefix among those within the bound (it gets
+// the holders' score), so a hot group grows onto a stable second replica
+// whose cache warms, and different groups spill to different replicas.
 //
 // Memory: one shared index for all endpoints (see index.go): 24 bytes per
 // tracked (block, endpoint) pair plus 16–32 bytes per distinct block hash,

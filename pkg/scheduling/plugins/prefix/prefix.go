@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/scheduling"
 )
@@ -182,27 +184,76 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	s.index.score(hashes, cands, scores, sc)
 	s.scratch.Put(sc)
 	if s.params.MaxQueueImbalance >= 0 {
-		dropOverloaded(cands, scores, s.params.MaxQueueImbalance)
+		boundLoad(hashes, cands, scores, s.params.MaxQueueImbalance)
 	}
 }
 
-// dropOverloaded zeroes the prefix score of every candidate whose
-// estimated waiting queue exceeds the shortest one by more than limit.
-// Without it a hot shared prefix sends every request to the one endpoint
-// that holds it, however long its queue grows, while others idle: the
-// prefix hit saves one prefill, the queue costs every request behind it.
-func dropOverloaded(cands []scheduling.Candidate, scores []float64, limit int) {
+// boundLoad zeroes the prefix score of every candidate whose estimated
+// waiting queue exceeds the shortest one by more than limit, and spills
+// consistently. Without the bound a hot shared prefix sends every request
+// to the one endpoint that holds it, however long its queue grows, while
+// others idle: the hit saves one prefill, the queue costs every request
+// behind it.
+//
+// The spill. When every endpoint holding the prefix is over the bound and
+// no endpoint within it holds any of it, the prefix goes to one endpoint
+// chosen by rendezvous hashing on the prefix among those within the bound,
+// which gets the holders' best score. A hot group so grows onto a stable
+// second replica, whose cache warms (from then on it holds the prefix and
+// scores on its own), instead of onto whichever replica is idle this
+// millisecond: spread that way, every replica ends up needing every hot
+// prefix, hits fall and the fleet stays overloaded (docs/performance.md,
+// "Where igw still loses").
+func boundLoad(hashes []uint64, cands []scheduling.Candidate, scores []float64, limit int) {
 	shortest := -1
 	for i := range cands {
 		if q := cands[i].Metrics.EstimatedQueue(cands[i].InFlight); shortest < 0 || q < shortest {
 			shortest = q
 		}
 	}
+	over := func(i int) bool { return cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit }
+	dropped, keptHolds := 0.0, false
 	for i := range cands {
-		if cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit {
+		if over(i) {
+			dropped = max(dropped, scores[i])
 			scores[i] = 0
+		} else if scores[i] > 0 {
+			keptHolds = true
 		}
 	}
+	if dropped == 0 || keptHolds {
+		return
+	}
+	// The key is the deepest block the holders have: the shared part of
+	// the prompt, so every request of a group spills the same way.
+	matched := max(1, min(len(hashes), int(dropped*float64(len(hashes))+0.5)))
+	key := hashes[matched-1]
+	spill, best := -1, uint64(0)
+	for i := range cands {
+		if over(i) {
+			continue
+		}
+		if w := rendezvous(key, cands[i].Endpoint.Address); spill < 0 || w > best {
+			spill, best = i, w
+		}
+	}
+	if spill >= 0 {
+		scores[spill] = dropped
+	}
+}
+
+// rendezvous is the highest-random-weight hash of a prefix key and an
+// endpoint: each key ranks the endpoints in its own stable order, and an
+// endpoint leaving the pool moves only the keys it was first for.
+func rendezvous(key uint64, address string) uint64 {
+	h := xxhash.Sum64String(address) ^ key
+	// A 64-bit finalizer (splitmix64), so nearby keys rank differently.
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
 }
 
 // PreRequest implements scheduling.PreRequest: it records that target now

@@ -476,3 +476,77 @@ func TestPrefixScorer_OverloadedHolderLosesAffinity(t *testing.T) {
 		})
 	}
 }
+
+// When the holder of a prefix is over the load bound, the prefix spills to
+// one stable endpoint (the same for every request of the group), and
+// different prefixes spill to different endpoints; an endpoint within the
+// bound that holds the prefix already takes it without a spill.
+func TestPrefixScorer_SpillsConsistently(t *testing.T) {
+	eps := schedtest.Fleet(6, 1)
+	s := New(Type, DefaultParameters())
+	ctx := context.Background()
+	groups := 12
+	prompt := func(g, q int) []byte {
+		return []byte(fmt.Sprintf("system prompt of group %02d. ", g) + strings.Repeat("shared context words ", 30) + fmt.Sprintf("question %d", q))
+	}
+	for g := range groups {
+		s.PreRequest(ctx, &scheduling.Request{TargetModel: "m", Prompt: prompt(g, 0)}, nil, eps[0])
+	}
+	cands := func() []scheduling.Candidate {
+		cs := schedtest.Candidates(eps...)
+		for i := range cs {
+			m := *cs[i].Metrics
+			m.WaitingQueueSize, m.RunningRequests = 0, 0
+			if i == 0 {
+				m.WaitingQueueSize = DefaultMaxQueueImbalance + 3 // the holder is overloaded
+			}
+			cs[i].Metrics, cs[i].InFlight = &m, 0
+		}
+		return cs
+	}
+	spillOf := func(g, q int) int {
+		cs := cands()
+		scores := make([]float64, len(cs))
+		s.Score(ctx, &scheduling.Request{TargetModel: "m", Prompt: prompt(g, q)}, cs, scores)
+		if scores[0] != 0 {
+			t.Fatalf("group %d: the overloaded holder kept score %v", g, scores[0])
+		}
+		top, n := -1, 0
+		for i, v := range scores {
+			if v > 0 {
+				top, n = i, n+1
+			}
+		}
+		if n != 1 || scores[top] < 0.5 {
+			t.Fatalf("group %d question %d: scores %v, want one spill target with the holder's score", g, q, scores)
+		}
+		return top
+	}
+	targets := map[int]bool{}
+	for g := range groups {
+		first := spillOf(g, 1)
+		for q := 2; q < 6; q++ {
+			if got := spillOf(g, q); got != first {
+				t.Fatalf("group %d spills to endpoint %d, then %d: not stable", g, first, got)
+			}
+		}
+		targets[first] = true
+	}
+	if len(targets) < 3 {
+		t.Errorf("%d groups spill to only %d endpoints: the spill does not spread", groups, len(targets))
+	}
+
+	// Once the spill target holds the prefix, it scores on its own and no
+	// other endpoint is chosen.
+	g := 0
+	target := spillOf(g, 1)
+	s.PreRequest(ctx, &scheduling.Request{TargetModel: "m", Prompt: prompt(g, 1)}, nil, eps[target])
+	cs := cands()
+	scores := make([]float64, len(cs))
+	s.Score(ctx, &scheduling.Request{TargetModel: "m", Prompt: prompt(g, 7)}, cs, scores)
+	for i, v := range scores {
+		if (i == target) != (v > 0) {
+			t.Fatalf("after warming endpoint %d: scores %v", target, scores)
+		}
+	}
+}
