@@ -1,8 +1,9 @@
 #!/bin/bash
 # The soak of docs/reliability.md: igw serve with API keys, a request guard
 # and per-key token quotas (bench/soak/igw.yaml) in front of four igw sim
-# replicas, under a constant ShareGPT-like load (bench/soak/workload.yaml,
-# 20 req/s for 10 minutes), sampling the gateway's resident memory,
+# replicas of 12 sequences each, under a constant ShareGPT-like load
+# (bench/soak/workload.yaml, 20 req/s for 10 minutes: about 70% of the
+# fleet's sequences busy), sampling the gateway's resident memory,
 # goroutines and heap every 15 s. Everything on loopback; about 11 minutes.
 #
 #   IGW=bin/igw bench/soak/run.sh            # DURATION=3m for a shorter run
@@ -12,7 +13,7 @@ OUT=${OUT:-/tmp/igw-soak}
 DURATION=${DURATION:-10m}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/../.."
-"$IGW" sim --replicas 4 --port 18101 --model meta-llama/Llama-3.1-8B-Instruct >"$OUT/sim.log" 2>&1 &
+"$IGW" sim --replicas 4 --port 18101 --model meta-llama/Llama-3.1-8B-Instruct --max-num-seqs 12 >"$OUT/sim.log" 2>&1 &
 SIM=$!
 "$IGW" serve --config bench/soak/igw.yaml >"$OUT/serve.log" 2>&1 &
 GW=$!
