@@ -115,7 +115,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		x.Try(ctx, host)
 		resp, err := s.send(ctx, r, x, t.scheme, host, t.basePath, b)
 		last := i == attempts-1 || ctx.Err() != nil
-		if retryable(resp, err) && !last {
+		if retryable(resp, err) && !last && x.MayRetry() {
 			drain(resp)
 			x.Retry(ctx, statusOf(resp), errOr(err, resp))
 			s.log.Debug("retrying on another endpoint", "endpoint", host, "err", errOr(err, resp))
@@ -256,14 +256,16 @@ func (s *Server) relay(ctx context.Context, w http.ResponseWriter, resp *http.Re
 }
 
 // retryable: the request failed before any response byte (a transport
-// error, e.g. connection refused), or the server said it cannot take it
-// now (502, 503, 504). The client has seen nothing yet either way.
+// error, e.g. connection refused), or the server failed it (500) or said
+// it cannot take it now (502, 503, 504). The client has seen nothing yet
+// either way; the pool's retry budget (Exchange.MayRetry) decides whether
+// it is retried.
 func retryable(resp *http.Response, err error) bool {
 	if err != nil {
 		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 	}
 	switch resp.StatusCode {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
 	return false

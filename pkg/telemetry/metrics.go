@@ -33,6 +33,7 @@ type Metrics struct {
 	flow          *flowVecs
 	picker        *pickerVecs
 	security      *securityVecs
+	resilience    *resilienceVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -71,6 +72,7 @@ func NewMetrics() *Metrics {
 	m.flow = newFlowVecs(reg)
 	m.picker = newPickerVecs(reg)
 	m.security = newSecurityVecs(reg)
+	m.resilience = newResilienceVecs(reg)
 	return m
 }
 
