@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/igw-dev/igw/internal/bufpool"
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/director/outlier"
 	"github.com/igw-dev/igw/pkg/flowcontrol"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/scheduling"
@@ -90,6 +92,8 @@ type Director struct {
 	policy     atomic.Pointer[Policy]
 	maxAge     time.Duration
 	obs        Observer
+	log        *slog.Logger
+	now        func() time.Time
 	started    time.Time
 	requestIDs atomic.Uint64
 	prompts    bufpool.Pool // prompt buffers, see Begin
@@ -101,6 +105,9 @@ type Director struct {
 	flowObserver func(pool string) flowcontrol.Observer
 	flowMu       sync.Mutex
 	flows        map[string]*flowcontrol.Controller // by pool
+
+	poolsMu sync.Mutex
+	pools   map[string]*poolState // outlier detection and retry budget, by pool
 }
 
 // staleFallbackAge bounds how old metrics may be when no endpoint of a
@@ -134,6 +141,10 @@ type Observer interface {
 	// before its end.
 	AttemptTimedOut(pool, phase string)
 	ResponseBroken(pool string)
+	// RetryDenied counts a retry the pool's retry budget refused.
+	RetryDenied(pool string)
+	// Ejected and EjectedEndpoints report outlier detection.
+	outlier.Observer
 }
 
 // nopObserver is the Observer of a Director built without one.
@@ -149,6 +160,9 @@ func (nopObserver) Retried(string)                                              
 func (nopObserver) InFlight(string, float64)                                      {}
 func (nopObserver) AttemptTimedOut(string, string)                                {}
 func (nopObserver) ResponseBroken(string)                                         {}
+func (nopObserver) RetryDenied(string)                                            {}
+func (nopObserver) Ejected(string, string)                                        {}
+func (nopObserver) EjectedEndpoints(string, int)                                  {}
 
 // Options configures a Director.
 type Options struct {
@@ -167,6 +181,9 @@ type Options struct {
 	// Policy is the request policies Begin applies (nil: no routes, no
 	// authentication, no admission policy); SetPolicy replaces it.
 	Policy *Policy
+	// Logger receives outlier detection's ejections and returns (nil: no
+	// logs).
+	Logger *slog.Logger
 }
 
 // New builds a Director.
@@ -196,9 +213,12 @@ func New(o Options) (*Director, error) {
 	if o.Policy == nil {
 		o.Policy = &Policy{}
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, started: time.Now(),
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, log: o.Logger, now: time.Now, started: time.Now(),
 		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
-		known: map[string]bool{}}
+		known: map[string]bool{}, pools: map[string]*poolState{}}
 	d.scheduler.Store(o.Scheduler)
 	d.saturation.Store(o.Saturation)
 	d.policy.Store(o.Policy)
@@ -206,8 +226,12 @@ func New(o Options) (*Director, error) {
 }
 
 // SetPolicy swaps the request policies (a new configuration). Requests
-// already begun finish under the Policy they started with.
-func (d *Director) SetPolicy(p *Policy) { d.policy.Store(p) }
+// already begun finish under the Policy they started with; outlier
+// detection takes the new pool settings at once, keeping what it knows.
+func (d *Director) SetPolicy(p *Policy) {
+	d.policy.Store(p)
+	d.resilienceChanged(p)
+}
 
 // Policy is the request policies in force.
 func (d *Director) Policy() *Policy { return d.policy.Load() }
@@ -221,8 +245,10 @@ func (d *Director) SetSaturation(s *flowcontrol.SaturationDetector) { d.saturati
 
 // EndpointsChanged takes the store's whole endpoint set after a change
 // (wire it into the store's change callback) and drops the scheduler's
-// state (e.g. prefix-cache index entries) for endpoints that left.
+// and outlier detection's state (e.g. prefix-cache index entries) for
+// endpoints that left.
 func (d *Director) EndpointsChanged(all []*datastore.Endpoint) {
+	d.poolsChanged(all)
 	d.knownMu.Lock()
 	defer d.knownMu.Unlock()
 	now := make(map[string]bool, len(all))
@@ -259,6 +285,7 @@ type Decision struct {
 	res     *scheduling.Result
 	sched   *scheduling.Scheduler
 	flow    *flowcontrol.Controller
+	det     *outlier.Detector
 	started sync.Once // tells flow control the request is in flight
 }
 
@@ -300,7 +327,8 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 			Message: fmt.Sprintf("no InferencePool %q", req.Pool)})
 	}
 	now := time.Now()
-	candidates := d.candidates(pool, req.Subset, target, now)
+	det := d.poolState(req.Pool).det
+	candidates := healthy(det, d.candidates(pool, req.Subset, target, now))
 	if len(candidates) == 0 {
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
 			Message: fmt.Sprintf("no ready model server in pool %q", req.Pool)})
@@ -335,8 +363,8 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 	handedOver = true
 	return &Decision{
-		Endpoints: res.Endpoints(), Model: model, TargetModel: target, Body: body,
-		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched, flow: flow,
+		Endpoints: distinct(res.Endpoints()), Model: model, TargetModel: target, Body: body,
+		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched, flow: flow, det: det,
 	}, nil
 }
 
@@ -488,9 +516,11 @@ func adapterOf(model string, eps []*datastore.Endpoint) string {
 
 // Attempt is one try of a Decision on one endpoint.
 type Attempt struct {
-	dec  *Decision
-	ep   *datastore.Endpoint
-	done atomic.Bool
+	dec      *Decision
+	ep       *datastore.Endpoint
+	probe    bool // the half-open endpoint's probe (outlier detection)
+	reported atomic.Bool
+	done     atomic.Bool
 }
 
 // Start begins sending the request to ep (the primary or a fallback): the
@@ -502,7 +532,21 @@ func (dec *Decision) Start(ctx context.Context, ep *datastore.Endpoint) *Attempt
 		dec.started.Do(dec.flow.Started)
 	}
 	dec.sched.PreRequest(ctx, dec.sreq, dec.res, ep)
-	return &Attempt{dec: dec, ep: ep}
+	a := &Attempt{dec: dec, ep: ep}
+	if dec.det != nil {
+		a.probe = dec.det.Start(ep.Address)
+	}
+	return a
+}
+
+// Report tells outlier detection what the attempt showed about its
+// endpoint; only the first report counts. Finish reports an attempt not
+// reported before as Abandoned.
+func (a *Attempt) Report(o outlier.Outcome) {
+	if a.dec.det == nil || !a.reported.CompareAndSwap(false, true) {
+		return
+	}
+	a.dec.det.Done(a.ep.Address, o, a.probe)
 }
 
 // Endpoint is where the attempt went.
@@ -514,6 +558,7 @@ func (a *Attempt) Finish(ctx context.Context, resp scheduling.Response) {
 		return
 	}
 	a.ep.AddInFlight(-1)
+	a.Report(outlier.Abandoned)
 	a.dec.sched.ResponseComplete(ctx, a.dec.sreq, &resp, a.ep)
 	if a.dec.flow != nil {
 		a.dec.flow.Kick() // a slot may have opened for a queued request

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/igw-dev/igw/pkg/datastore"
+	"github.com/igw-dev/igw/pkg/director/outlier"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/policy/auth"
 	"github.com/igw-dev/igw/pkg/policy/guard"
@@ -51,7 +52,9 @@ type Exchange struct {
 	admitted     *Admitted
 	promptTokens int
 
-	att      *Attempt // the current attempt on a scheduled endpoint
+	att      *Attempt   // the current attempt on a scheduled endpoint
+	ps       *poolState // the pool's retry budget, from the first Try
+	retrying bool       // holds a place in the retry budget
 	inFlight bool
 	served   string
 	status   int
@@ -116,12 +119,16 @@ func (x *Exchange) Endpoints() []string {
 
 // Try starts an attempt on addr (a scheduled endpoint, a fallback, a URL's
 // host or a remote picker's choice). For a scheduled pool the endpoint's
-// in-flight count rises and the scheduler's pre-request hooks run; a
-// previous attempt still open is finished as not served.
+// in-flight count rises and the scheduler's pre-request hooks run. A
+// previous attempt still open on another endpoint is finished as not
+// served and counted as that endpoint's failure: a plane only moves on
+// without Retry when something else (Envoy) failed over.
 func (x *Exchange) Try(ctx context.Context, addr string) {
 	if !x.inFlight {
 		x.inFlight = true
 		x.d.obs.InFlight(x.Pool(), 1)
+		x.ps = x.d.poolState(x.Pool())
+		x.ps.active.Add(1)
 	}
 	x.served = addr
 	if x.Decision == nil {
@@ -131,6 +138,7 @@ func (x *Exchange) Try(ctx context.Context, addr string) {
 		if x.att.ep.Address == addr {
 			return
 		}
+		x.att.Report(outlier.Failure)
 		x.att.Finish(ctx, scheduling.Response{Err: errNotServed})
 	}
 	ep := x.endpoint(addr)
@@ -148,11 +156,33 @@ func (x *Exchange) Served() string { return x.served }
 // on (the data plane moved to a fallback).
 var errNotServed = errors.New("director: the request was served from another endpoint")
 
+// MayRetry asks the pool's retry budget whether the request may be
+// retried on another endpoint (a proxying plane asks before Retry). The
+// first retry of a request takes a place in the budget, held until the
+// request finishes; a request already holding one may go on retrying
+// within Retries. When it says no, the plane answers with the failure it
+// has (Fail, or the response as it is).
+func (x *Exchange) MayRetry() bool {
+	if x.retrying {
+		return true
+	}
+	if x.ps == nil {
+		x.ps = x.d.poolState(x.Pool())
+	}
+	if !x.ps.acquireRetry(x.pol.resilience(x.Pool()).RetryBudget) {
+		x.d.obs.RetryDenied(x.Pool())
+		return false
+	}
+	x.retrying = true
+	return true
+}
+
 // Retry ends the current attempt as failed before any response byte (a
-// transport error or a retryable status); the plane then Tries the next
-// endpoint.
+// transport error or a retryable status), which outlier detection counts
+// against the endpoint; the plane then Tries the next endpoint.
 func (x *Exchange) Retry(ctx context.Context, status int, err error) {
 	if x.att != nil {
+		x.att.Report(outcomeOf(status, err))
 		x.att.Finish(ctx, scheduling.Response{StatusCode: status, Err: err})
 		x.att = nil
 	}
@@ -175,6 +205,9 @@ func (x *Exchange) endpoint(addr string) *datastore.Endpoint {
 func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody bool) {
 	x.status = status
 	x.stream = openai.IsEventStream(contentType)
+	if x.att != nil {
+		x.att.Report(outcomeOf(status, nil))
+	}
 	x.obs = openai.NewUsageObserver(contentType)
 	if t := x.TargetModel(); x.Model != "" && t != x.Model {
 		x.restore = openai.NewModelRestorer(t, x.Model)
@@ -251,6 +284,7 @@ func (x *Exchange) Fail(ctx context.Context, err error) *Reply {
 		return x.refuse(e, ReasonPickerUnavailable, nil)
 	}
 	if x.att != nil {
+		x.att.Report(outcomeOf(0, err))
 		x.att.Finish(ctx, scheduling.Response{Err: err})
 		x.att = nil
 	}
@@ -318,6 +352,10 @@ func (x *Exchange) finish(ctx context.Context, err error) {
 	}
 	if x.inFlight {
 		x.d.obs.InFlight(x.Pool(), -1)
+		x.ps.active.Add(-1)
+	}
+	if x.retrying {
+		x.ps.retrying.Add(-1)
 	}
 	pool := x.Pool()
 	x.d.obs.RequestDone(x.Model, pool, x.status, time.Since(x.start), x.ttft)

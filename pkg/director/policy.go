@@ -27,6 +27,10 @@ type Policy struct {
 	// MaxBodyBytes bounds a request body (0: no bound besides the data
 	// plane's own).
 	MaxBodyBytes int64
+	// Resilience is each pool's outlier detection and retry budget, by
+	// pool (namespace/name) or URL backend host; one not listed gets
+	// DefaultResilience.
+	Resilience map[string]Resilience
 }
 
 // Admission is the extension point between authentication and scheduling:

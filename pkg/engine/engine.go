@@ -145,7 +145,7 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	e.scheduler, e.epc, e.flow, e.policy = sched, epc, flow, pol
 	e.sat.Store(sat)
 	d, err := director.New(director.Options{Store: e.store, Scheduler: sched, Saturation: sat, MaxAge: e.maxAge,
-		Observer: e.metrics, FlowControl: flow, FlowObserver: e.metrics.Flow, Policy: pol})
+		Observer: e.metrics, FlowControl: flow, FlowObserver: e.metrics.Flow, Policy: pol, Logger: e.log})
 	if err != nil {
 		closeAdmission(pol.Admission)
 		return nil, fmt.Errorf("engine: %w", err)

@@ -44,6 +44,31 @@ const (
 	DefaultPickerTimeout = 500 * time.Millisecond
 )
 
+// Annotations of an InferencePool that tune how the Director treats its
+// failing endpoints (outlier detection and the retry budget; see
+// director.Resilience and package outlier). Each is optional; an absent
+// one keeps its default.
+const (
+	// AnnotationOutlierConsecutiveFailures ejects an endpoint after this
+	// many failed attempts in a row (5xx, connection error, timeout);
+	// "0" turns outlier detection off (default 5).
+	AnnotationOutlierConsecutiveFailures = "igw.dev/outlier-consecutive-failures"
+	// AnnotationOutlierBaseEjectionTime is the first ejection's length, a
+	// Go duration doubled per ejection in a row (default 10s).
+	AnnotationOutlierBaseEjectionTime = "igw.dev/outlier-base-ejection-time"
+	// AnnotationOutlierMaxEjectionTime caps the doubling (default 5m).
+	AnnotationOutlierMaxEjectionTime = "igw.dev/outlier-max-ejection-time"
+	// AnnotationOutlierMaxEjectionPercent bounds the share of the pool's
+	// endpoints ejected at once, 0..100 (default 50).
+	AnnotationOutlierMaxEjectionPercent = "igw.dev/outlier-max-ejection-percent"
+	// AnnotationRetryBudgetPercent is the share of the pool's active
+	// requests that may be retrying at once, 0..100 (default 20).
+	AnnotationRetryBudgetPercent = "igw.dev/retry-budget-percent"
+	// AnnotationRetryBudgetMinRetries is how many requests may be
+	// retrying at once whatever the traffic (default 3).
+	AnnotationRetryBudgetMinRetries = "igw.dev/retry-budget-min-retries"
+)
+
 // compilePolicy builds the request policies of cfg: routes with their
 // guards and backends resolved, authentication and the admission policy,
 // so a bad configuration fails at load and never on a request. An engine
@@ -125,6 +150,19 @@ func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*dire
 			}
 		}
 	}
+	for _, p := range static.Pools(cfg) {
+		if e.pool != "" && config.NamespacedName(p.Namespace, p.Name) != e.pool {
+			continue
+		}
+		r, err := resilienceOf(p)
+		if err != nil {
+			return nil, err
+		}
+		if pol.Resilience == nil {
+			pol.Resilience = map[string]director.Resilience{}
+		}
+		pol.Resilience[config.NamespacedName(p.Namespace, p.Name)] = r
+	}
 	for m := range models {
 		pol.Models = append(pol.Models, m)
 	}
@@ -197,6 +235,61 @@ func remotePickerOf(p *v1.InferencePool) (*director.RemotePicker, error) {
 		rp.Timeout = d
 	}
 	return rp, nil
+}
+
+// resilienceOf reads a pool's outlier detection and retry budget
+// annotations over the defaults; a bad value is an error naming the
+// annotation.
+func resilienceOf(p *v1.InferencePool) (director.Resilience, error) {
+	r := director.DefaultResilience()
+	bad := func(key, want, v string) error {
+		return fmt.Errorf("inferencepool %s/%s: annotation %s must be %s, not %q", p.Namespace, p.Name, key, want, v)
+	}
+	ints := []struct {
+		key      string
+		dst      *int
+		min, max int
+	}{
+		{AnnotationOutlierConsecutiveFailures, &r.Outlier.ConsecutiveFailures, 0, 1 << 20},
+		{AnnotationOutlierMaxEjectionPercent, &r.Outlier.MaxEjectionPercent, 0, 100},
+		{AnnotationRetryBudgetPercent, &r.RetryBudget.Percent, 0, 100},
+		{AnnotationRetryBudgetMinRetries, &r.RetryBudget.MinRetries, 0, 1 << 20},
+	}
+	for _, a := range ints {
+		v, ok := p.Annotations[a.key]
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < a.min || n > a.max {
+			return r, bad(a.key, fmt.Sprintf("an integer %d..%d", a.min, a.max), v)
+		}
+		*a.dst = n
+	}
+	for _, a := range []struct {
+		key string
+		dst *time.Duration
+	}{
+		{AnnotationOutlierBaseEjectionTime, &r.Outlier.BaseEjectionTime},
+		{AnnotationOutlierMaxEjectionTime, &r.Outlier.MaxEjectionTime},
+	} {
+		v, ok := p.Annotations[a.key]
+		if !ok {
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return r, bad(a.key, "a positive duration", v)
+		}
+		*a.dst = d
+	}
+	if _, ok := p.Annotations[AnnotationOutlierMaxEjectionTime]; !ok && r.Outlier.MaxEjectionTime < r.Outlier.BaseEjectionTime {
+		r.Outlier.MaxEjectionTime = r.Outlier.BaseEjectionTime // a long base with the default cap
+	}
+	if err := r.Validate(); err != nil {
+		return r, fmt.Errorf("inferencepool %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	return r, nil
 }
 
 // closeAdmission closes a replaced or stopped admission policy that holds

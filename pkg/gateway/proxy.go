@@ -128,7 +128,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		// endpoint: trying it elsewhere may run it twice, which the route
 		// may forbid. An answered failure (5xx) did not run.
 		mayRetry := err == nil || !sent || x.RetryAfterSend()
-		if retryable(resp, err) && mayRetry && !last {
+		if retryable(resp, err) && mayRetry && !last && x.MayRetry() {
 			drain(resp)
 			a.end()
 			x.Retry(ctx, statusOf(resp), errOr(err, resp))
@@ -295,8 +295,10 @@ func (s *Server) relay(ctx context.Context, w http.ResponseWriter, resp *http.Re
 }
 
 // retryable: the request failed before any response byte (a transport
-// error, e.g. connection refused), or the server said it cannot take it
-// now (502, 503, 504). The client has seen nothing yet either way.
+// error, e.g. connection refused), or the server failed it (500) or said
+// it cannot take it now (502, 503, 504). The client has seen nothing yet
+// either way; the pool's retry budget (Exchange.MayRetry) decides whether
+// it is retried.
 func retryable(resp *http.Response, err error) bool {
 	var timedOut *errAttemptTimeout
 	if errors.As(err, &timedOut) {
@@ -306,7 +308,7 @@ func retryable(resp *http.Response, err error) bool {
 		return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 	}
 	switch resp.StatusCode {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		return true
 	}
 	return false

@@ -24,25 +24,34 @@ func TestGateway_RetriesRefusedConnectionOnFallback(t *testing.T) {
 	waitMetrics(t, s, live.addr, 3)
 	c := newClient(t)
 
-	const n = 5
-	for range n {
+	// Without retries the refusal reaches the client as 502.
+	r := post(t, c, s, "/v1/chat/completions", chatBody("m-once"))
+	if r.status != http.StatusBadGateway || live.hits.Load() != 0 {
+		t.Errorf("no-retry route: %d %s (live hits %d)", r.status, r.body, live.hits.Load())
+	}
+	// With retries each request is retried on the live endpoint, until
+	// the dead one has failed outlier.DefaultConsecutiveFailures (5) times
+	// in a row and is ejected: then requests go to the live one at once.
+	const n = 4
+	for range n + 3 {
 		r := post(t, c, s, "/v1/chat/completions", chatBody("m"))
 		if r.status != http.StatusOK || r.header.Get(HeaderDestinationServed) != live.addr {
 			t.Fatalf("%d served by %q: %s", r.status, r.header.Get(HeaderDestinationServed), r.body)
 		}
 	}
+	// A request is counted just after its last byte went out.
+	waitFor(t, "every request counted", 5*time.Second, func() bool {
+		return sample(scrape(t, c, s), "igw_requests_total", "pool=default/p", "code=200") == n+3
+	})
 	fams := scrape(t, c, s)
 	if got := sample(fams, "igw_retries_total", "pool=default/p"); got != n {
-		t.Errorf("igw_retries_total = %v, want %d", got, n)
+		t.Errorf("igw_retries_total = %v, want %d (no retry once the dead endpoint is ejected)", got, n)
 	}
-	if got := sample(fams, "igw_requests_total", "pool=default/p", "code=200"); got != n {
-		t.Errorf("igw_requests_total{code=200} = %v, want %d", got, n)
+	if got := sample(fams, "igw_outlier_ejections_total", "pool=default/p", "endpoint="+dead); got != 1 {
+		t.Errorf("igw_outlier_ejections_total{endpoint=%s} = %v, want 1", dead, got)
 	}
-
-	// Without a retry budget the refusal reaches the client as 502.
-	r := post(t, c, s, "/v1/chat/completions", chatBody("m-once"))
-	if r.status != http.StatusBadGateway || live.hits.Load() != n {
-		t.Errorf("no-retry route: %d %s (live hits %d)", r.status, r.body, live.hits.Load())
+	if got := sample(fams, "igw_outlier_ejected_endpoints", "pool=default/p"); got != 1 {
+		t.Errorf("igw_outlier_ejected_endpoints = %v, want 1", got)
 	}
 	for _, ep := range s.engine.Store().AllEndpoints() {
 		if ep.InFlight() != 0 {
@@ -51,7 +60,7 @@ func TestGateway_RetriesRefusedConnectionOnFallback(t *testing.T) {
 	}
 }
 
-func TestGateway_RetriesUnavailableButNotServerErrors(t *testing.T) {
+func TestGateway_RetriesServerErrorsButNotClientErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		primary    int // status the preferred endpoint answers
@@ -61,7 +70,8 @@ func TestGateway_RetriesUnavailableButNotServerErrors(t *testing.T) {
 	}{
 		{"503 is retried on the fallback", http.StatusServiceUnavailable, http.StatusOK, true, true},
 		{"502 is retried on the fallback", http.StatusBadGateway, http.StatusOK, true, true},
-		{"500 is returned as is", http.StatusInternalServerError, http.StatusInternalServerError, false, true},
+		{"500 is retried on the fallback", http.StatusInternalServerError, http.StatusOK, true, true},
+		{"the last 500 reaches the client", http.StatusInternalServerError, http.StatusInternalServerError, true, false},
 		{"429 is returned as is", http.StatusTooManyRequests, http.StatusTooManyRequests, false, true},
 		{"the last 503 reaches the client", http.StatusServiceUnavailable, http.StatusServiceUnavailable, true, false},
 	} {

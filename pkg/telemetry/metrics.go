@@ -34,6 +34,7 @@ type Metrics struct {
 	picker        *pickerVecs
 	security      *securityVecs
 	faults        *faultVecs
+	resilience    *resilienceVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -73,6 +74,7 @@ func NewMetrics() *Metrics {
 	m.picker = newPickerVecs(reg)
 	m.security = newSecurityVecs(reg)
 	m.faults = newFaultVecs(reg)
+	m.resilience = newResilienceVecs(reg)
 	return m
 }
 

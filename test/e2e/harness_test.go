@@ -70,6 +70,8 @@ type poolSpec struct {
 	Name  string
 	Model string
 	Addrs []string
+	// Annotations of the InferencePool (igw.dev/outlier-*, …).
+	Annotations map[string]string
 }
 
 // gatewaySpec is what renderConfig turns into a standalone YAML file.
@@ -114,6 +116,12 @@ apiVersion: inference.networking.k8s.io/v1
 kind: InferencePool
 metadata:
   name: {{$p.Name}}
+{{- if $p.Annotations}}
+  annotations:
+{{- range $k, $v := $p.Annotations}}
+    {{$k}}: "{{$v}}"
+{{- end}}
+{{- end}}
 spec:
   selector:
     matchLabels:
