@@ -33,6 +33,7 @@ type Metrics struct {
 	flow          *flowVecs
 	picker        *pickerVecs
 	security      *securityVecs
+	front         *frontVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -71,6 +72,7 @@ func NewMetrics() *Metrics {
 	m.flow = newFlowVecs(reg)
 	m.picker = newPickerVecs(reg)
 	m.security = newSecurityVecs(reg)
+	m.front = newFrontVecs(reg)
 	return m
 }
 
