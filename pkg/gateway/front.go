@@ -42,7 +42,9 @@ func (s *Server) applyFront(cfg *config.Config) {
 // errBodyTimeout is a body read cut off by its deadline.
 type errBodyTimeout struct{ err error }
 
-func (e *errBodyTimeout) Error() string { return "the request body was sent too slowly: " + e.err.Error() }
+func (e *errBodyTimeout) Error() string {
+	return "the request body was sent too slowly: " + e.err.Error()
+}
 func (e *errBodyTimeout) Unwrap() error { return e.err }
 
 // pacedReader sets the connection's read deadline before every read of a
@@ -95,11 +97,16 @@ func (s *Server) readRequestBody(w http.ResponseWriter, r *http.Request) *body {
 	rc := http.NewResponseController(w)
 	in := &pacedReader{r: r.Body, rc: rc, pace: s.pace.Load(), start: time.Now(), declared: r.ContentLength}
 	b, err := s.bodies.readBody(in, r.ContentLength, limit, &s.budget)
-	// Back to net/http's own deadlines (none after the headers).
-	_ = rc.SetReadDeadline(time.Time{})
 	if err == nil {
+		// Back to net/http's own deadlines (none after the headers).
+		_ = rc.SetReadDeadline(time.Time{})
 		return b
 	}
+	// The rest of the body is left unread and the connection closed after
+	// the answer: a deadline already passed stops net/http from waiting
+	// to discard what the client may never send.
+	_ = rc.SetReadDeadline(time.Now())
+	w.Header().Set("Connection", "close")
 	var tooBig *errBodyTooLarge
 	var slow *errBodyTimeout
 	switch {
@@ -109,14 +116,11 @@ func (s *Server) readRequestBody(w http.ResponseWriter, r *http.Request) *body {
 		writeReply(w, s.director.Refuse(openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest, msg)))
 	case errors.As(err, &slow):
 		s.metrics.BodyRejected(telemetry.BodyRejectedTimeout)
-		w.Header().Set("Connection", "close") // the rest of the body would never come
 		writeReply(w, s.director.Refuse(openai.NewError(http.StatusRequestTimeout, openai.ErrTypeInvalidRequest,
 			"the request body was sent too slowly")))
 	case errors.Is(err, errBodyCapacity):
 		s.metrics.BodyRejected(telemetry.BodyRejectedCapacity)
-		h := w.Header()
-		h.Set("Connection", "close") // the body is left unread
-		h.Set("Retry-After", "1")
+		w.Header().Set("Retry-After", "1")
 		writeReply(w, s.director.Refuse(openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
 			"the gateway is holding too many request bodies; retry shortly")))
 	default:
