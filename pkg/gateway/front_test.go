@@ -3,10 +3,12 @@ package gateway
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +306,86 @@ func TestGateway_HalfClosedClientIsACancellationNotAServerFailure(t *testing.T) 
 	}
 	if got := sample(fams, "igw_requests_total", "code=499"); got != 1 {
 		t.Fatalf("499s = %v, want 1", got)
+	}
+}
+
+// TestGateway_SlowBodyAttackLetsGoWithinTheDeadline: 100 connections each
+// declare a 10 MiB body and send one byte. The gateway holds a first
+// buffer per connection (not 10 MiB), and every connection gets 408 or is
+// closed once bodyIdle has passed.
+func TestGateway_SlowBodyAttackLetsGoWithinTheDeadline(t *testing.T) {
+	const (
+		conns    = 100
+		bodyIdle = 2 * time.Second
+		slack    = 5 * time.Second // generous: -race, a loaded machine
+		maxHeap  = 50 << 20
+	)
+	s, f := frontGateway(t, "  timeouts: {bodyIdle: 2s}\n")
+	hc := newClient(t)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	type outcome struct {
+		status int // 0: closed without an answer
+		took   time.Duration
+		err    error
+	}
+	results := make(chan outcome, conns)
+	cs := make([]net.Conn, conns)
+	for i := range cs {
+		cs[i] = rawConn(t, s)
+	}
+	for _, c := range cs {
+		go func() {
+			start := time.Now()
+			if _, err := io.WriteString(c, bodyHead(10<<20)+"{"); err != nil {
+				results <- outcome{err: err}
+				return
+			}
+			_ = c.SetReadDeadline(start.Add(bodyIdle + slack))
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					results <- outcome{took: time.Since(start)}
+					return
+				}
+				results <- outcome{err: err}
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			results <- outcome{status: resp.StatusCode, took: time.Since(start)}
+		}()
+	}
+	// While every connection holds its buffer: the bytes held are the
+	// first buffers, not the declared bodies.
+	waitFor(t, "every body held", bodyIdle, func() bool {
+		return sample(scrape(t, hc, s), "igw_request_body_bytes_held") == conns*initialBodyBytes
+	})
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	if grew := int64(during.HeapInuse) - int64(before.HeapInuse); grew > maxHeap {
+		t.Errorf("heap in use grew by %d MB holding %d slow bodies, want under %d MB", grew>>20, conns, maxHeap>>20)
+	}
+	for range conns {
+		o := <-results
+		switch {
+		case o.err != nil:
+			t.Errorf("a connection was neither answered nor closed within %s: %v", bodyIdle+slack, o.err)
+		case o.status != 0 && o.status != http.StatusRequestTimeout:
+			t.Errorf("status %d, want 408", o.status)
+		case o.took < bodyIdle-100*time.Millisecond:
+			t.Errorf("let go after %s, before bodyIdle %s", o.took, bodyIdle)
+		}
+	}
+	waitFor(t, "the held bytes released", 5*time.Second, func() bool {
+		return sample(scrape(t, hc, s), "igw_request_body_bytes_held") == 0
+	})
+	if got := sample(scrape(t, hc, s), "igw_request_body_rejections_total", "reason=timeout"); got != conns {
+		t.Errorf("timeout rejections = %v, want %d", got, conns)
+	}
+	if f.hits.Load() != 0 {
+		t.Fatal("a model server saw a request")
 	}
 }
