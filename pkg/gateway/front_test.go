@@ -80,14 +80,6 @@ func openAIError(t testing.TB, body string, code int) *openai.Error {
 	return &er.Error
 }
 
-// closedSoon reports whether the peer closes c within d (reading what is
-// left).
-func closedSoon(c net.Conn, d time.Duration) bool {
-	_ = c.SetReadDeadline(time.Now().Add(d))
-	_, err := io.Copy(io.Discard, c)
-	return err == nil // io.Copy returns nil at EOF
-}
-
 func TestGateway_BodyPausedOverBodyIdleGets408AndClose(t *testing.T) {
 	s, f := frontGateway(t, "  timeouts: {bodyIdle: 300ms}\n")
 	c := rawConn(t, s)
