@@ -277,8 +277,15 @@ func (x *Exchange) WrapResponseBody(body io.ReadCloser) io.ReadCloser {
 
 // Fail ends an exchange whose model server could not answer before a
 // response started (every attempt failed): the error to send the client.
+// When ctx was canceled (the client went away, a half-closed connection
+// included) the model server is not to blame: the request is counted as
+// 499 and the attempt ends with the cancellation as its error.
 func (x *Exchange) Fail(ctx context.Context, err error) *Reply {
 	e := UpstreamError(err)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		e = openai.NewError(499, openai.ErrTypeInvalidRequest, "the client went away")
+		err = fmt.Errorf("%w (the client went away): %w", context.Canceled, err)
+	}
 	if errors.Is(err, errPickerUnavailable) {
 		e = openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "the endpoint picker of this pool is unavailable")
 		return x.refuse(e, ReasonPickerUnavailable, nil)

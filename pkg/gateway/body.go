@@ -36,10 +36,55 @@ func (e *errBodyTooLarge) Error() string {
 	return fmt.Sprintf("request body is over the limit of %d bytes", e.limit)
 }
 
-// readBody reads r whole into a pooled buffer, at most limit bytes.
-// declared is the Content-Length (-1 when unknown). The caller owns the
-// returned buffer and hands it back with body.release.
-func (p *bodyPools) readBody(r io.Reader, declared, limit int64) (*body, error) {
+// errBodyCapacity is returned when a body's buffer would take the bytes
+// held by all bodies in flight over the budget.
+var errBodyCapacity = errors.New("the request bodies in flight hold all the bytes the gateway allows them")
+
+// bodyBudget bounds the buffer bytes held by all request bodies in flight,
+// however many connections clients open: each body reserves its buffer's
+// capacity as the buffer grows, and gives it back when the body is
+// released. A nil budget bounds nothing.
+type bodyBudget struct {
+	held  atomic.Int64
+	limit atomic.Int64
+	// observe reports every change of held (the gauge); may be nil.
+	observe func(delta int64)
+}
+
+// reserve takes n bytes from the budget, or reports that they would take
+// it over its limit (taking nothing).
+func (g *bodyBudget) reserve(n int64) bool {
+	if g == nil {
+		return true
+	}
+	if g.held.Add(n) > g.limit.Load() {
+		g.held.Add(-n)
+		return false
+	}
+	if g.observe != nil {
+		g.observe(n)
+	}
+	return true
+}
+
+// adjust changes the bytes held without a check (a pooled buffer rounded
+// up to its size class, an old buffer given back after a grow).
+func (g *bodyBudget) adjust(n int64) {
+	if g == nil || n == 0 {
+		return
+	}
+	g.held.Add(n)
+	if g.observe != nil {
+		g.observe(n)
+	}
+}
+
+// readBody reads r whole into a pooled buffer, at most limit bytes, with
+// the buffer's capacity reserved from budget as it grows (nil: no
+// budget). declared is the Content-Length (-1 when unknown). The caller
+// owns the returned buffer and hands it back with body.release, which
+// also returns the reservation.
+func (p *bodyPools) readBody(r io.Reader, declared, limit int64, budget *bodyBudget) (*body, error) {
 	if declared > limit {
 		return nil, &errBodyTooLarge{limit}
 	}
@@ -49,32 +94,46 @@ func (p *bodyPools) readBody(r io.Reader, declared, limit int64) (*body, error) 
 		// does not grow a full buffer.
 		size = min(declared+1, initialBodyBytes)
 	}
-	buf := p.get(int(max(size, 512)))
+	size = max(size, 512)
+	if !budget.reserve(size) {
+		return nil, errBodyCapacity
+	}
+	buf := p.get(int(size))
+	reserved := int64(cap(buf))
+	budget.adjust(reserved - size)
+	fail := func(err error) (*body, error) {
+		p.put(buf)
+		budget.adjust(-reserved)
+		return nil, err
+	}
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > limit {
-				p.put(buf)
-				return nil, &errBodyTooLarge{limit}
+				return fail(&errBodyTooLarge{limit})
 			}
-			next := p.get(int(min(int64(cap(buf))*2, limit+1)))
+			want := min(int64(cap(buf))*2, limit+1)
+			if !budget.reserve(want) {
+				return fail(errBodyCapacity)
+			}
+			next := p.get(int(want))
+			budget.adjust(int64(cap(next)) - want)
 			next = append(next, buf...)
 			p.put(buf)
-			buf = next
+			budget.adjust(-reserved)
+			buf, reserved = next, int64(cap(next))
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
-			p.put(buf)
-			return nil, &errBodyTooLarge{limit}
+			return fail(&errBodyTooLarge{limit})
 		}
 		if errors.Is(err, io.EOF) {
-			b := &body{pools: p, buf: buf}
+			b := &body{pools: p, buf: buf, budget: budget, reserved: reserved}
 			b.refs.Store(1)
 			return b, nil
 		}
 		if err != nil {
-			p.put(buf)
-			return nil, err
+			return fail(err)
 		}
 	}
 }
@@ -82,9 +141,11 @@ func (p *bodyPools) readBody(r io.Reader, declared, limit int64) (*body, error) 
 // body is a request body in a pooled buffer, shared by the handler and the
 // outgoing requests that send it; the last to let go returns it.
 type body struct {
-	pools *bodyPools
-	buf   []byte
-	refs  atomic.Int32
+	pools    *bodyPools
+	buf      []byte
+	budget   *bodyBudget
+	reserved int64 // the buffer's capacity, reserved from budget
+	refs     atomic.Int32
 }
 
 // hold adds a user (an outgoing request whose transport may still read
@@ -96,6 +157,7 @@ func (b *body) release() {
 	if b.refs.Add(-1) == 0 {
 		b.pools.put(b.buf)
 		b.buf = nil
+		b.budget.adjust(-b.reserved)
 	}
 }
 

@@ -30,7 +30,7 @@ func TestReadBody_SizesAndLimits(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := p.readBody(tc.r, tc.declared, tc.limit)
+			b, err := p.readBody(tc.r, tc.declared, tc.limit, nil)
 			var tl *errBodyTooLarge
 			if tc.tooLarge {
 				if !errors.As(err, &tl) {
@@ -55,7 +55,7 @@ func TestReadBody_SizesAndLimits(t *testing.T) {
 func TestReadBody_DeclaredLengthAloneAllocatesLittle(t *testing.T) {
 	var p bodyPools
 	r := iotest.ErrReader(errors.New("client went away"))
-	if _, err := p.readBody(io.MultiReader(strings.NewReader("{"), r), 10<<20, 10<<20); err == nil {
+	if _, err := p.readBody(io.MultiReader(strings.NewReader("{"), r), 10<<20, 10<<20, nil); err == nil {
 		t.Fatal("a broken body was accepted")
 	}
 	buf := p.get(1)
@@ -72,7 +72,7 @@ func TestReadBody_DeclaredLengthAloneAllocatesLittle(t *testing.T) {
 // when the handler and every outgoing request's body are done.
 func TestBody_ReleasedByTheLastHolder(t *testing.T) {
 	var p bodyPools
-	b, err := p.readBody(strings.NewReader(`{"model":"m"}`), 13, 1<<20)
+	b, err := p.readBody(strings.NewReader(`{"model":"m"}`), 13, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,20 @@ const (
 	DefaultReadHeaderTimeout  = 10 * time.Second
 	DefaultRequestTimeout     = 10 * time.Minute
 	DefaultIdleTimeout        = 2 * time.Minute
+	// DefaultBodyIdleTimeout is the longest a client may pause while
+	// sending a request body: long enough for any live client on a bad
+	// network, short enough that a trickled body lets go of its buffer.
+	DefaultBodyIdleTimeout = 10 * time.Second
+	// DefaultBodyGrace is how long a body may take before the minimum
+	// rate applies (slow starts, small bodies on slow links).
+	DefaultBodyGrace = 5 * time.Second
+	// DefaultMinBodyRate is the slowest a body may arrive after the
+	// grace, in bytes per second: a 10 MiB body may take 5s + 160s.
+	DefaultMinBodyRate = 64 << 10
+	// DefaultMaxBufferedBodyBytes bounds the buffer bytes all request
+	// bodies in flight hold together: 1 GiB is 100 maximal bodies, or
+	// about 4,000 clients each pinning a first 256 KiB buffer.
+	DefaultMaxBufferedBodyBytes = 1 << 30
 )
 
 // Kind declares the Gateway kind for the configuration loader: the
@@ -84,10 +98,23 @@ func (g *Gateway) RequestTimeout() time.Duration {
 //	  address: ":8080"            # the OpenAI-compatible API
 //	  adminAddress: ":9090"       # /metrics, /healthz, /readyz
 //	  maxRequestBodySize: 10Mi
+//	  maxBufferedBodyBytes: 1Gi   # all bodies in flight together; over it: 503
+//	  minBodyRate: 64Ki           # bytes/s a body must average after timeouts.bodyGrace; 0: off
+//	  unencryptedHTTP2: true      # h2c with prior knowledge beside HTTP/1.1
 //	  timeouts:
 //	    readHeader: 10s
+//	    bodyIdle: 10s             # longest pause while a body is sent; over it: 408
+//	    bodyGrace: 5s
 //	    request: 10m
 //	    idle: 2m
+//
+// A client that sends its body too slowly (a pause over bodyIdle, or less
+// than minBodyRate on average once bodyGrace has passed) gets 408 and its
+// connection is closed; a body that would take the buffers of all bodies in
+// flight over maxBufferedBodyBytes gets 503 with Retry-After: 1. Both are
+// counted in igw_request_body_rejections_total. Headers over net/http's
+// limit (1 MiB) get net/http's own plain-text 431: it is answered before
+// the gateway sees the request and cannot take the OpenAI error shape.
 type Gateway struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -114,6 +141,24 @@ type GatewaySpec struct {
 	// quantity: 10485760, 10Mi and 10M are all accepted.
 	MaxRequestBodySize *resource.Quantity `json:"maxRequestBodySize,omitempty"`
 
+	// MaxBufferedBodyBytes bounds the buffer bytes held by all request
+	// bodies being read or forwarded at once (default 1Gi). Buffers grow
+	// with the bytes received, so this bounds what clients can make the
+	// gateway hold, however many connections they open; a request whose
+	// body would go over it gets 503 with Retry-After: 1.
+	MaxBufferedBodyBytes *resource.Quantity `json:"maxBufferedBodyBytes,omitempty"`
+
+	// MinBodyRate is the slowest average rate, in bytes per second, at
+	// which a request body may arrive once Timeouts.BodyGrace has passed
+	// (default 64Ki); slower gets 408. "0" turns the rate off, leaving
+	// Timeouts.BodyIdle.
+	MinBodyRate *resource.Quantity `json:"minBodyRate,omitempty"`
+
+	// UnencryptedHTTP2 serves HTTP/2 without TLS (h2c, prior knowledge)
+	// on Address beside HTTP/1.1 (default true): clients and proxies in
+	// front of the gateway may multiplex many requests on one connection.
+	UnencryptedHTTP2 *bool `json:"unencryptedHTTP2,omitempty"`
+
 	// Timeouts bound how long clients may take.
 	Timeouts GatewayTimeouts `json:"timeouts,omitempty"`
 }
@@ -127,6 +172,28 @@ func (s *GatewaySpec) MaxRequestBodyBytes() int64 {
 	return s.MaxRequestBodySize.Value()
 }
 
+// front is the body settings of s, with defaults for what is unset (a
+// Gateway built in code rather than parsed).
+func (s *GatewaySpec) front() (idle, grace time.Duration, rate, buffered int64, h2c bool) {
+	idle, grace, rate, buffered, h2c = DefaultBodyIdleTimeout, DefaultBodyGrace, DefaultMinBodyRate, DefaultMaxBufferedBodyBytes, true
+	if t := s.Timeouts.BodyIdle; t != nil {
+		idle = t.Duration
+	}
+	if t := s.Timeouts.BodyGrace; t != nil {
+		grace = t.Duration
+	}
+	if q := s.MinBodyRate; q != nil {
+		rate = q.Value()
+	}
+	if q := s.MaxBufferedBodyBytes; q != nil {
+		buffered = q.Value()
+	}
+	if s.UnencryptedHTTP2 != nil {
+		h2c = *s.UnencryptedHTTP2
+	}
+	return idle, grace, rate, buffered, h2c
+}
+
 // GatewayTimeouts are the listener's timeouts, as Go duration strings
 // ("30s", "10m"). After Parse every field is non-nil.
 type GatewayTimeouts struct {
@@ -134,6 +201,15 @@ type GatewayTimeouts struct {
 	// It must be positive: without it a slow client can hold a connection
 	// open forever.
 	ReadHeader *metav1.Duration `json:"readHeader,omitempty"`
+
+	// BodyIdle bounds each wait for the next bytes of a request body
+	// (default 10s). It must be positive: without it a client trickling
+	// its body holds a connection and a buffer forever.
+	BodyIdle *metav1.Duration `json:"bodyIdle,omitempty"`
+
+	// BodyGrace is how long a body may take before MinBodyRate applies
+	// (default 5s).
+	BodyGrace *metav1.Duration `json:"bodyGrace,omitempty"`
 
 	// Request bounds a whole request, from its first byte to the end of the
 	// (possibly streamed) response (default 10m, long enough for a long
@@ -157,7 +233,23 @@ func defaultGateway(g *Gateway) {
 	if s.MaxRequestBodySize == nil {
 		s.MaxRequestBodySize = resource.NewQuantity(DefaultMaxRequestBodySize, resource.BinarySI)
 	}
+	if s.MaxBufferedBodyBytes == nil {
+		s.MaxBufferedBodyBytes = resource.NewQuantity(DefaultMaxBufferedBodyBytes, resource.BinarySI)
+	}
+	if s.MinBodyRate == nil {
+		s.MinBodyRate = resource.NewQuantity(DefaultMinBodyRate, resource.BinarySI)
+	}
+	if s.UnencryptedHTTP2 == nil {
+		on := true
+		s.UnencryptedHTTP2 = &on
+	}
 	t := &s.Timeouts
+	if t.BodyIdle == nil {
+		t.BodyIdle = &metav1.Duration{Duration: DefaultBodyIdleTimeout}
+	}
+	if t.BodyGrace == nil {
+		t.BodyGrace = &metav1.Duration{Duration: DefaultBodyGrace}
+	}
 	if t.ReadHeader == nil {
 		t.ReadHeader = &metav1.Duration{Duration: DefaultReadHeaderTimeout}
 	}
@@ -180,8 +272,16 @@ func validate(g *Gateway, f *config.Fields) {
 	if s.MaxRequestBodySize.Sign() <= 0 {
 		f.Errorf("spec.maxRequestBodySize", "must be positive, not %s", s.MaxRequestBodySize)
 	}
+	if s.MaxBufferedBodyBytes.Sign() <= 0 {
+		f.Errorf("spec.maxBufferedBodyBytes", "must be positive, not %s", s.MaxBufferedBodyBytes)
+	}
+	if s.MinBodyRate.Sign() < 0 {
+		f.Errorf("spec.minBodyRate", "must not be negative, not %s", s.MinBodyRate)
+	}
 	t := s.Timeouts
 	f.PositiveDuration("spec.timeouts.readHeader", t.ReadHeader.Duration)
+	f.PositiveDuration("spec.timeouts.bodyIdle", t.BodyIdle.Duration)
+	f.NonNegativeDuration("spec.timeouts.bodyGrace", t.BodyGrace.Duration)
 	f.PositiveDuration("spec.timeouts.idle", t.Idle.Duration)
 	f.NonNegativeDuration("spec.timeouts.request", t.Request.Duration)
 }

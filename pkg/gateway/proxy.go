@@ -46,26 +46,25 @@ func removeHopHeaders(h http.Header) {
 }
 
 // Handler serves the OpenAI-compatible API: every /v1 request goes to the
-// Director, which answers or decides; the rest is 404 in the API's shape.
+// Director, which answers or decides; the rest is 404 in the API's shape,
+// and so are paths ServeMux would redirect (".." or "//"); a known path
+// asked with the wrong method is 405 with Allow, also in the API's shape.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/models"} {
-		mux.HandleFunc(path, s.serveAPI)
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"} {
+		mux.HandleFunc(path, s.serveAPI) // the Director answers other methods with 405
 	}
+	mux.HandleFunc("GET /v1/models", s.serveAPI)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	for _, path := range []string{"/v1/models", "/healthz", "/readyz"} {
+		mux.HandleFunc(path, s.methodNotAllowed(http.MethodGet, http.MethodHead))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, s.director.Refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
-			fmt.Sprintf("no API at %s %s", r.Method, truncatePath(r.URL.Path)))))
+			fmt.Sprintf("no API at %s %s", r.Method, openai.Echo(r.URL.Path)))))
 	})
-	return mux
-}
-
-func truncatePath(p string) string {
-	if len(p) > 256 {
-		return p[:256] + "…"
-	}
-	return p
+	return s.cleanPaths(mux)
 }
 
 // serveAPI is one API request: the body read once into a pooled buffer,
@@ -73,20 +72,8 @@ func truncatePath(p string) string {
 // over the decision's targets with retries before the first response byte,
 // and the response relayed through the Director's observer.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
-	limit := s.director.Policy().MaxBodyBytes
-	if limit <= 0 {
-		limit = DefaultMaxRequestBodySize
-	}
-	b, err := s.bodies.readBody(r.Body, r.ContentLength, limit)
-	if err != nil {
-		var tooBig *errBodyTooLarge
-		if errors.As(err, &tooBig) {
-			// The same words as igw epp's, which cannot know the size.
-			msg := fmt.Sprintf("the request body is over the limit of %d bytes", limit)
-			writeReply(w, s.director.Refuse(openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest, msg)))
-			return
-		}
-		writeReply(w, s.director.Refuse(openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "could not read the request body")))
+	b := s.readRequestBody(w, r)
+	if b == nil {
 		return
 	}
 	defer b.release()

@@ -46,6 +46,8 @@ type Server struct {
 	transport http.RoundTripper
 	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
 	bodies    bodyPools
+	budget    bodyBudget               // buffer bytes held by request bodies in flight
+	pace      atomic.Pointer[bodyPace] // how fast request bodies must arrive
 	// relayBufs recycles relay buffers: allocating (and zeroing) 32 KiB
 	// per request was most of the bytes the request path allocated, and
 	// the GC cycles it caused showed up as tail latency.
@@ -79,7 +81,10 @@ func NewWithEngine(e *engine.Engine, o Options) *Server {
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
-	return &Server{log: o.Logger, engine: e, director: e.Director(), metrics: e.Metrics(), transport: o.Transport, pickers: newPickerConns()}
+	s := &Server{log: o.Logger, engine: e, director: e.Director(), metrics: e.Metrics(), transport: o.Transport, pickers: newPickerConns()}
+	s.budget.observe = s.metrics.BodyBytesHeld
+	s.applyFront(e.Config())
+	return s
 }
 
 // NewTransport is the transport to model servers: many idle connections
@@ -110,6 +115,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err := s.engine.Reload(cfg); err != nil {
 		return err
 	}
+	s.applyFront(cfg)
 	if a, b := gatewaySpec(prev), gatewaySpec(cfg); a.Address != b.Address || a.AdminAddress != b.AdminAddress {
 		s.log.Warn("listener addresses changed; they take effect on restart", "address", b.Address, "adminAddress", b.AdminAddress)
 	}
@@ -133,11 +139,16 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("gateway: listen %s: %w", spec.AdminAddress, err)
 	}
 	s.apiLn, s.adminLn = apiLn, adminLn
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	_, _, _, _, h2c := spec.front()
+	protocols.SetUnencryptedHTTP2(h2c)
 	s.api = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: spec.Timeouts.ReadHeader.Duration,
 		IdleTimeout:       spec.Timeouts.Idle.Duration,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Protocols:         protocols,
 	}
 	s.admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

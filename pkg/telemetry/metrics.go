@@ -35,6 +35,7 @@ type Metrics struct {
 	security      *securityVecs
 	faults        *faultVecs
 	resilience    *resilienceVecs
+	front         *frontVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -75,6 +76,7 @@ func NewMetrics() *Metrics {
 	m.security = newSecurityVecs(reg)
 	m.faults = newFaultVecs(reg)
 	m.resilience = newResilienceVecs(reg)
+	m.front = newFrontVecs(reg)
 	return m
 }
 
