@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/tls"
+	"fmt"
 	"strings"
 	"time"
 
@@ -101,6 +103,9 @@ func (g *Gateway) RequestTimeout() time.Duration {
 //	  maxBufferedBodyBytes: 1Gi   # all bodies in flight together; over it: 503
 //	  minBodyRate: 64Ki           # bytes/s a body must average after timeouts.bodyGrace; 0: off
 //	  unencryptedHTTP2: true      # h2c with prior knowledge beside HTTP/1.1
+//	  tls:                        # optional: TLS (HTTP/2 by ALPN) instead
+//	    certFile: tls.crt         # relative to this file
+//	    keyFile: tls.key
 //	  timeouts:
 //	    readHeader: 10s
 //	    bodyIdle: 10s             # longest pause while a body is sent; over it: 408
@@ -159,8 +164,28 @@ type GatewaySpec struct {
 	// front of the gateway may multiplex many requests on one connection.
 	UnencryptedHTTP2 *bool `json:"unencryptedHTTP2,omitempty"`
 
+	// TLS serves Address over TLS, HTTP/2 and HTTP/1.1 chosen by ALPN.
+	// Without it the API listener is plaintext (HTTP/1.1 and h2c).
+	TLS *GatewayTLS `json:"tls,omitempty"`
+
 	// Timeouts bound how long clients may take.
 	Timeouts GatewayTimeouts `json:"timeouts,omitempty"`
+}
+
+// GatewayTLS is the API listener's certificate. The files are read when
+// the configuration loads, so a missing or mismatched pair fails the load
+// (naming the field) rather than the first client's handshake; a reload
+// picks up renewed files only on restart, as listener addresses.
+type GatewayTLS struct {
+	// CertFile and KeyFile are PEM files, relative to the configuration
+	// file: a certificate chain and its private key (a mounted Kubernetes
+	// TLS secret's tls.crt and tls.key).
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+
+	// Certificate is the pair read from the files at load; not part of
+	// the file.
+	Certificate *tls.Certificate `json:"-"`
 }
 
 // MaxRequestBodyBytes is MaxRequestBodySize in bytes, or the default when
@@ -278,10 +303,36 @@ func validate(g *Gateway, f *config.Fields) {
 	if s.MinBodyRate.Sign() < 0 {
 		f.Errorf("spec.minBodyRate", "must not be negative, not %s", s.MinBodyRate)
 	}
+	if s.TLS != nil {
+		validateTLS(s.TLS, f)
+	}
 	t := s.Timeouts
 	f.PositiveDuration("spec.timeouts.readHeader", t.ReadHeader.Duration)
 	f.PositiveDuration("spec.timeouts.bodyIdle", t.BodyIdle.Duration)
 	f.NonNegativeDuration("spec.timeouts.bodyGrace", t.BodyGrace.Duration)
 	f.PositiveDuration("spec.timeouts.idle", t.Idle.Duration)
 	f.NonNegativeDuration("spec.timeouts.request", t.Request.Duration)
+}
+
+func validateTLS(t *GatewayTLS, f *config.Fields) {
+	if t.CertFile == "" || t.KeyFile == "" {
+		f.Errorf("spec.tls", "set both certFile and keyFile")
+		return
+	}
+	cert, err := f.ReadFile(t.CertFile)
+	if err != nil {
+		f.Error("spec.tls.certFile", err)
+		return
+	}
+	key, err := f.ReadFile(t.KeyFile)
+	if err != nil {
+		f.Error("spec.tls.keyFile", err)
+		return
+	}
+	pair, err := tls.X509KeyPair(cert, key)
+	if err != nil {
+		f.Error("spec.tls", fmt.Errorf("certFile and keyFile: %w", err))
+		return
+	}
+	t.Certificate = &pair
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -150,6 +151,10 @@ func (s *Server) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		Protocols:         protocols,
 	}
+	if t := spec.TLS; t != nil && t.Certificate != nil {
+		protocols.SetHTTP2(true)
+		s.api.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*t.Certificate}, MinVersion: tls.VersionTLS12}
+	}
 	s.admin = &http.Server{Handler: s.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.runCancel = cancel
@@ -168,7 +173,11 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 func (s *Server) serve(hs *http.Server, ln net.Listener) {
-	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serve := hs.Serve
+	if hs.TLSConfig != nil {
+		serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+	}
+	if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		s.log.Error("listener stopped", "address", ln.Addr().String(), "err", err)
 	}
 }
