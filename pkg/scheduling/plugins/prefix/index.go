@@ -450,6 +450,31 @@ type scoreScratch struct {
 // [lo, hi].
 type task struct{ lo, hi, i, j int32 }
 
+// heldRun is how many leading blocks of hashes some endpoint holds, any
+// endpoint, candidate or not. Every endpoint's blocks of a chain are
+// prefix-closed (see score), so their union is too, and a binary search
+// over block positions finds its end.
+func (ix *Index) heldRun(hashes []uint64) int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if len(hashes) == 0 {
+		return 0
+	}
+	if _, ok := ix.findHash(hashes[0]); !ok {
+		return 0
+	}
+	lo, hi := 1, len(hashes) // blocks [0, lo) are held; block hi is not (or is beyond)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if _, ok := ix.findHash(hashes[mid]); ok {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
 // score writes, for each candidate, the number of leading blocks of hashes
 // its endpoint holds, divided by len(hashes).
 //

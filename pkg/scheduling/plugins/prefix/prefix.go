@@ -183,62 +183,68 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	sc := s.scratch.Get().(*scoreScratch)
 	s.index.score(hashes, cands, scores, sc)
 	s.scratch.Put(sc)
-	if s.params.MaxQueueImbalance >= 0 {
-		boundLoad(hashes, cands, scores, s.params.MaxQueueImbalance)
+	over := overBound(cands, s.params.MaxQueueImbalance)
+	held := false
+	for i := range cands {
+		if over(i) {
+			scores[i] = 0
+		} else if scores[i] > 0 {
+			held = true
+		}
+	}
+	if !held {
+		s.spill(hashes, cands, scores, over)
 	}
 }
 
-// boundLoad zeroes the prefix score of every candidate whose estimated
-// waiting queue exceeds the shortest one by more than limit, and spills
-// consistently. Without the bound a hot shared prefix sends every request
-// to the one endpoint that holds it, however long its queue grows, while
-// others idle: the hit saves one prefill, the queue costs every request
-// behind it.
-//
-// The spill. When every endpoint holding the prefix is over the bound and
-// no endpoint within it holds any of it, the prefix goes to one endpoint
-// chosen by rendezvous hashing on the prefix among those within the bound,
-// which gets the holders' best score. A hot group so grows onto a stable
-// second replica, whose cache warms (from then on it holds the prefix and
-// scores on its own), instead of onto whichever replica is idle this
-// millisecond: spread that way, every replica ends up needing every hot
-// prefix, hits fall and the fleet stays overloaded (docs/performance.md,
-// "Where igw still loses").
-func boundLoad(hashes []uint64, cands []scheduling.Candidate, scores []float64, limit int) {
+// overBound reports, for a candidate index, whether the candidate's
+// estimated waiting queue exceeds the shortest one by more than limit
+// (never, with a negative limit). Such a candidate gets no prefix score: a
+// cached prefix saves one prefill, a queue delays every request behind it,
+// and without the bound a hot shared prefix sends all of its traffic to
+// one endpoint while others idle.
+func overBound(cands []scheduling.Candidate, limit int) func(i int) bool {
+	if limit < 0 {
+		return func(int) bool { return false }
+	}
 	shortest := -1
 	for i := range cands {
 		if q := cands[i].Metrics.EstimatedQueue(cands[i].InFlight); shortest < 0 || q < shortest {
 			shortest = q
 		}
 	}
-	over := func(i int) bool { return cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit }
-	dropped, keptHolds := 0.0, false
-	for i := range cands {
-		if over(i) {
-			dropped = max(dropped, scores[i])
-			scores[i] = 0
-		} else if scores[i] > 0 {
-			keptHolds = true
-		}
-	}
-	if dropped == 0 || keptHolds {
+	return func(i int) bool { return cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit }
+}
+
+// spill places a prompt that no candidate within the load bound holds but
+// some endpoint does — its holders are over the bound, saturated,
+// ejected, or otherwise not candidates — on one endpoint chosen by
+// rendezvous hashing on the deepest block held, among the candidates
+// within the bound; it gets the score the holders would have. A hot group
+// so grows onto a stable next replica, whose cache warms (from then on it
+// holds the prefix and scores on its own), in an order of replicas fixed
+// for the group, instead of onto whichever replica is idle this
+// millisecond: spread that way, every replica ends up needing every hot
+// prefix, hits fall and the fleet stays overloaded (docs/performance.md,
+// "Where igw still loses"). A prompt nobody holds is left to the other
+// scorers.
+func (s *Scorer) spill(hashes []uint64, cands []scheduling.Candidate, scores []float64, over func(int) bool) {
+	k := s.index.heldRun(hashes)
+	if k == 0 {
 		return
 	}
-	// The key is the deepest block the holders have: the shared part of
-	// the prompt, so every request of a group spills the same way.
-	matched := max(1, min(len(hashes), int(dropped*float64(len(hashes))+0.5)))
-	key := hashes[matched-1]
-	spill, best := -1, uint64(0)
+	key := hashes[k-1]
+	target, best := -1, uint64(0)
 	for i := range cands {
 		if over(i) {
 			continue
 		}
-		if w := rendezvous(key, cands[i].Endpoint.Address); spill < 0 || w > best {
-			spill, best = i, w
+		if w := rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > best {
+			target, best = i, w
 		}
 	}
-	if spill >= 0 {
-		scores[spill] = dropped
+	if target >= 0 {
+		scores[target] = float64(k) / float64(len(hashes))
 	}
 }
 

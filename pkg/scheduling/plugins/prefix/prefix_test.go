@@ -550,3 +550,38 @@ func TestPrefixScorer_SpillsConsistently(t *testing.T) {
 		}
 	}
 }
+
+// A holder that is not a candidate at all (saturated, ejected) spills the
+// same way: to one stable endpoint among the candidates.
+func TestPrefixScorer_SpillsWhenTheHolderIsNotACandidate(t *testing.T) {
+	eps := schedtest.Fleet(5, 1)
+	s := New(Type, DefaultParameters())
+	ctx := context.Background()
+	p := []byte("a hot system prompt " + strings.Repeat("with shared context ", 40))
+	s.PreRequest(ctx, &scheduling.Request{TargetModel: "m", Prompt: p}, nil, eps[0])
+	target := -1
+	for q := range 5 {
+		cs := schedtest.Candidates(eps[1:]...)
+		scores := make([]float64, len(cs))
+		s.Score(ctx, &scheduling.Request{TargetModel: "m", Prompt: append(p, fmt.Sprintf(" question %d", q)...)}, cs, scores)
+		top, n := -1, 0
+		for i, v := range scores {
+			if v > 0 {
+				top, n = i, n+1
+			}
+		}
+		if n != 1 || (target >= 0 && top != target) {
+			t.Fatalf("question %d: scores %v (earlier target %d)", q, scores, target)
+		}
+		target = top
+	}
+	// A prompt no endpoint holds is left to the other scorers.
+	cs := schedtest.Candidates(eps[1:]...)
+	scores := make([]float64, len(cs))
+	s.Score(ctx, &scheduling.Request{TargetModel: "m", Prompt: []byte(strings.Repeat("never seen before ", 20))}, cs, scores)
+	for _, v := range scores {
+		if v != 0 {
+			t.Fatalf("an unknown prompt scored %v", scores)
+		}
+	}
+}
