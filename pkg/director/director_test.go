@@ -588,9 +588,14 @@ func TestDirector_LateMetricsEverywhereStillRoute(t *testing.T) {
 // lives on a saturated server (its own queue over the threshold) goes to
 // the server with room; when every server is saturated, affinity decides
 // again.
+// A request above the default priority is scheduled only where there is
+// headroom (it must not wait behind earlier admissions at a saturated
+// server); a request of the default priority keeps its prefix home while
+// the home's queue stays within the prefix scorer's load bound.
 func TestDirector_SchedulesOnlyWhereThereIsHeadroom(t *testing.T) {
 	const hot, cold = "10.0.0.1:8000", "10.0.0.2:8000"
 	f := newFixture(t, hot, cold)
+	f.store.SetObjectives(map[string]map[string]int32{testPool: {"interactive": 10}})
 	prompt := strings.Repeat("shared system prompt ", 200)
 	warm, err := f.dir.Decide(context.Background(), chat(t, "llama", prompt))
 	if err != nil {
@@ -605,15 +610,27 @@ func TestDirector_SchedulesOnlyWhereThereIsHeadroom(t *testing.T) {
 	// The prefix's home gets a queue at the threshold (default 5).
 	f.set(home, datastore.Metrics{WaitingQueueSize: 5, RunningRequests: 4})
 	f.set(other, datastore.Metrics{WaitingQueueSize: 4, RunningRequests: 4}) // one short of it
+
 	dec, err := f.dir.Decide(context.Background(), chat(t, "llama", prompt))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got := dec.Endpoints[0].Address; got != home {
+		t.Errorf("default priority scheduled on %s; want the prefix home %s (one request above the other's queue)", got, home)
+	}
+	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+
+	urgent := chat(t, "llama", prompt)
+	urgent.Objective = "interactive"
+	dec, err = f.dir.Decide(context.Background(), urgent)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := dec.Endpoints[0].Address; got != other {
-		t.Errorf("scheduled on %s (saturated, prefix home); want %s, which has headroom", got, other)
+		t.Errorf("priority 10 scheduled on %s (saturated, prefix home); want %s, which has headroom", got, other)
 	}
 	if slices.Contains(addrsOf(dec.Endpoints), home) {
-		t.Errorf("fallbacks %v include the saturated server", addrsOf(dec.Endpoints))
+		t.Errorf("priority 10: fallbacks %v include the saturated server", addrsOf(dec.Endpoints))
 	}
 	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
 }
