@@ -70,6 +70,7 @@ func bindSimFlags(f *pflag.FlagSet, cfg *sim.Config) {
 	f.Int64Var(&cfg.Seed, "seed", cfg.Seed, "seed of output lengths, text and fault injection")
 	f.Float64Var(&cfg.FailureRate, "failure-rate", cfg.FailureRate, "fraction of requests answered with --failure-status")
 	f.IntVar(&cfg.FailureStatus, "failure-status", cfg.FailureStatus, "HTTP status of injected failures")
+	f.IntVar(&cfg.KVFullStatus, "kv-full-status", cfg.KVFullStatus, "answer a request the KV cache cannot admit now with this HTTP status instead of queueing it, as some engines do (0: queue, as vLLM does)")
 	f.DurationVar(&cfg.StartupDelay.Duration, "startup-delay", cfg.StartupDelay.Duration, "time /health reports 503 after start")
 	f.DurationVar(&cfg.Perf.StepFloor.Duration, "step-floor", cfg.Perf.StepFloor.Duration, "fixed cost of one engine step")
 	f.Float64Var(&cfg.Perf.PrefillTokensPerSecond, "prefill-tokens-per-second", cfg.Perf.PrefillTokensPerSecond, "prefill throughput")

@@ -73,6 +73,10 @@ type Config struct {
 	// Fault injection.
 	FailureRate   float64  `json:"failure-rate"`
 	FailureStatus int      `json:"failure-status"`
+	// KVFullStatus, when set, answers a request the KV cache cannot admit
+	// now with this HTTP status instead of queueing it, as some engines
+	// do (and as vLLM does not); 0 queues it.
+	KVFullStatus int `json:"kv-full-status"`
 	StartupDelay  Duration `json:"startup-delay"`
 }
 
@@ -165,6 +169,7 @@ func (c *Config) Validate() error {
 	check(c.TimeScale > 0, "time-scale: must be > 0, got %g", c.TimeScale)
 	check(c.FailureRate >= 0 && c.FailureRate <= 1, "failure-rate: must be 0..1, got %g", c.FailureRate)
 	check(c.FailureStatus >= 400 && c.FailureStatus <= 599, "failure-status: must be 400..599, got %d", c.FailureStatus)
+	check(c.KVFullStatus == 0 || c.KVFullStatus >= 400 && c.KVFullStatus <= 599, "kv-full-status: must be 0 or 400..599, got %d", c.KVFullStatus)
 	check(c.StartupDelay.Duration >= 0, "startup-delay: must not be negative")
 	check(c.Perf.StepFloor.Duration >= 0, "performance.step-floor: must not be negative")
 	check(c.Perf.PrefillTokensPerSecond > 0, "performance.prefill-tokens-per-second: must be > 0")

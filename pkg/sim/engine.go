@@ -103,6 +103,7 @@ type engineStats struct {
 	prefixQueries    uint64
 	prefixHits       uint64
 	preemptions      uint64
+	kvRefusals       uint64
 	finished         map[string]uint64 // by finish reason
 	steps            uint64
 	busy             time.Duration // simulated time spent in steps
@@ -157,11 +158,36 @@ func (e *Engine) Submit(r Request) (*Sequence, error) {
 		e.mu.Unlock()
 		return nil, ErrEngineStopped
 	}
+	if e.cfg.KVFullStatus != 0 && !e.fitsNow(s) {
+		e.stats.kvRefusals++
+		e.mu.Unlock()
+		return nil, ErrKVCacheFull
+	}
 	s.state = stateWaiting
 	e.waiting = append(e.waiting, s)
 	e.mu.Unlock()
 	e.kick()
 	return s, nil
+}
+
+// ErrKVCacheFull is Submit's answer, with Config.KVFullStatus set, for a
+// request the KV cache cannot admit now.
+var ErrKVCacheFull = errors.New("the KV cache has no room for this request now")
+
+// fitsNow reports whether the KV cache has room for s's prompt now (e.mu
+// held): its uncached blocks, on top of what the requests already waiting
+// will take, are free.
+func (e *Engine) fitsNow(s *Sequence) bool {
+	bs := e.cfg.BlockSize
+	reserved := 0
+	for _, w := range e.waiting {
+		reserved += ceilDiv(w.promptLen+1, bs)
+	}
+	maxHit := max((s.promptLen-1)/bs, 0)
+	s.ensureHashes(maxHit, bs)
+	hits, hitsInFree := e.kv.lookup(s.hashes[:maxHit])
+	need := ceilDiv(s.promptLen+1, bs) - hits
+	return reserved+need <= e.kv.numFree-hitsInFree
 }
 
 // Abort removes s from the engine at once, freeing its KV blocks; a client
@@ -493,8 +519,10 @@ type State struct {
 	PromptTokens, GenerationTokens   uint64
 	PrefixQueries, PrefixHits        uint64
 	Preemptions                      uint64
-	Finished                         map[string]uint64
-	Steps                            uint64
+	// KVRefusals counts requests answered with KVFullStatus.
+	KVRefusals uint64
+	Finished   map[string]uint64
+	Steps      uint64
 	// Busy is the simulated time the engine has spent computing steps.
 	Busy time.Duration
 }
@@ -514,6 +542,7 @@ func (e *Engine) State() State {
 		PrefixQueries:    e.stats.prefixQueries,
 		PrefixHits:       e.stats.prefixHits,
 		Preemptions:      e.stats.preemptions,
+		KVRefusals:       e.stats.kvRefusals,
 		Finished:         make(map[string]uint64, len(e.stats.finished)),
 		Steps:            e.stats.steps,
 		Busy:             e.stats.busy,

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -301,5 +302,25 @@ func TestEngine_IdleEngineBlocks(t *testing.T) {
 	<-done
 	if _, err := e.Submit(Request{Prompt: tokens(1, 1), Output: tokens(1, 1)}); err != ErrEngineStopped {
 		t.Fatalf("submit after stop: %v, want ErrEngineStopped", err)
+	}
+}
+
+func TestEngine_KVFullStatusRefusesWhatTheCacheCannotTake(t *testing.T) {
+	// 20 blocks of 16 tokens; each request needs 8 blocks for its prompt:
+	// two fit, the third is refused instead of queued.
+	e := testEngine(t, func(c *Config) { c.KVCacheBlocks = 20; c.KVFullStatus = 500 })
+	for i := range 2 {
+		submit(t, e, tokens(120, uint32(i+1)*1000), 4, "")
+	}
+	if _, err := e.Submit(Request{Prompt: tokens(120, 3000), Output: tokens(4, 1)}); !errors.Is(err, ErrKVCacheFull) {
+		t.Fatalf("third request: err %v, want ErrKVCacheFull", err)
+	}
+	// A prompt the cache already holds needs no new blocks for it.
+	stepOnce(e)
+	if _, err := e.Submit(Request{Prompt: tokens(120, 1000), Output: tokens(4, 1)}); err != nil {
+		t.Errorf("a request for a cached prompt was refused: %v", err)
+	}
+	if st := e.State(); st.KVRefusals != 1 {
+		t.Errorf("KVRefusals = %d, want 1", st.KVRefusals)
 	}
 }

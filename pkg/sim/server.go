@@ -299,6 +299,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation,
 			openai.WriteError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "The server is shutting down."))
 			return
 		}
+		if errors.Is(err, ErrKVCacheFull) {
+			openai.WriteError(w, openai.NewError(s.cfg.KVFullStatus, failureType(s.cfg.KVFullStatus), "No KV cache blocks are free for this request (kv-full-status)."))
+			return
+		}
 		openai.WriteError(w, invalid("messages", err.Error()))
 		return
 	}
