@@ -71,13 +71,13 @@ type Config struct {
 	TimeScale float64 `json:"time-scale"`
 
 	// Fault injection.
-	FailureRate   float64  `json:"failure-rate"`
-	FailureStatus int      `json:"failure-status"`
+	FailureRate   float64 `json:"failure-rate"`
+	FailureStatus int     `json:"failure-status"`
 	// KVFullStatus, when set, answers a request the KV cache cannot admit
 	// now with this HTTP status instead of queueing it, as some engines
 	// do (and as vLLM does not); 0 queues it.
-	KVFullStatus int `json:"kv-full-status"`
-	StartupDelay  Duration `json:"startup-delay"`
+	KVFullStatus int      `json:"kv-full-status"`
+	StartupDelay Duration `json:"startup-delay"`
 }
 
 // Performance is the step-time model: how long one engine step takes given
