@@ -124,7 +124,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			a.end()
-			s.log.Info("model server failed", "endpoint", host, "attempt", i+1, "sent", sent, "err", err)
+			if errors.Is(ctx.Err(), context.Canceled) {
+				s.log.Debug("the client went away before the model server answered", "endpoint", host)
+			} else {
+				s.log.Info("model server failed", "endpoint", host, "attempt", i+1, "sent", sent, "err", err)
+			}
 			writeReply(w, x.Fail(ctx, err))
 			return
 		}
@@ -282,10 +286,12 @@ func (s *Server) relay(ctx context.Context, w http.ResponseWriter, resp *http.Re
 }
 
 // retryable: the request failed before any response byte (a transport
-// error, e.g. connection refused), or the server failed it (500) or said
-// it cannot take it now (502, 503, 504). The client has seen nothing yet
-// either way; the pool's retry budget (Exchange.MayRetry) decides whether
-// it is retried.
+// error, e.g. connection refused, or the attempt's own connect or
+// first-byte timeout), or the server failed it (500) or said it cannot take
+// it now (502, 503, 504). The client has seen nothing yet either way; the
+// route (retryAfterSend) and the pool's retry budget (Exchange.MayRetry)
+// decide whether it is retried. The client leaving and the route's timeout
+// are never retried.
 func retryable(resp *http.Response, err error) bool {
 	var timedOut *errAttemptTimeout
 	if errors.As(err, &timedOut) {
