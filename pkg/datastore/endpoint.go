@@ -78,6 +78,7 @@ type Endpoint struct {
 	served   atomic.Pointer[[]string]
 	ready    atomic.Bool
 	inFlight atomic.Int64
+	limit    atomic.Int64 // learned concurrency limit, 0: not known yet
 }
 
 // NewEndpoint creates an endpoint with no metrics yet (not ready).
@@ -92,7 +93,25 @@ func NewEndpoint(name, address, pool string, engine Engine, labels map[string]st
 func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 
 // SetMetrics publishes a new snapshot. m must not be modified afterwards.
-func (e *Endpoint) SetMetrics(m *Metrics) { e.metrics.Store(m) }
+// A snapshot with requests waiting teaches the endpoint's concurrency
+// limit (see ConcurrencyLimit).
+func (e *Endpoint) SetMetrics(m *Metrics) {
+	e.metrics.Store(m)
+	if m != nil && m.WaitingQueueSize > 0 {
+		for {
+			cur := e.limit.Load()
+			if int64(m.RunningRequests) <= cur || e.limit.CompareAndSwap(cur, int64(m.RunningRequests)) {
+				break
+			}
+		}
+	}
+}
+
+// ConcurrencyLimit is how many requests the server runs at once, learned
+// from its metrics: the most it was seen running while others waited
+// (vLLM's max-num-seqs, or fewer when its KV cache is the bound). 0 until
+// the server has been full once. Engines do not export the limit itself.
+func (e *Endpoint) ConcurrencyLimit() int { return int(e.limit.Load()) }
 
 // ServedModels are the models the server last listed in /v1/models: its
 // base model and every LoRA adapter it has loaded, idle or not. Nil means

@@ -88,3 +88,20 @@ func TestStore_RewritePrecedenceAndWeights(t *testing.T) {
 		t.Errorf("uniform split picked %s for 0.75", m)
 	}
 }
+
+// The concurrency limit is learned only from snapshots with requests
+// waiting (the server was full), as the most it ran then.
+func TestEndpoint_LearnsItsConcurrencyLimitWhenFull(t *testing.T) {
+	e := NewEndpoint("a", "10.0.0.1:8000", "p", "vllm", nil)
+	for _, m := range []Metrics{
+		{RunningRequests: 3},                       // not full: teaches nothing
+		{RunningRequests: 8, WaitingQueueSize: 2},  // full at 8
+		{RunningRequests: 6, WaitingQueueSize: 1},  // full at 6 (KV-bound): the limit stays 8
+		{RunningRequests: 12, WaitingQueueSize: 0}, // not full
+	} {
+		e.SetMetrics(&m)
+	}
+	if got := e.ConcurrencyLimit(); got != 8 {
+		t.Errorf("ConcurrencyLimit = %d, want 8", got)
+	}
+}

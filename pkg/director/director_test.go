@@ -634,3 +634,42 @@ func TestDirector_SchedulesOnlyWhereThereIsHeadroom(t *testing.T) {
 	}
 	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
 }
+
+// A sheddable request may not take an endpoint's last free slot (its
+// learned limit minus the reserved one); a request of the default priority
+// may. With no such slot anywhere the sheddable request is shed with 429.
+func TestDirector_SheddableLeavesTheLastSlotFree(t *testing.T) {
+	const a, b = "10.0.0.1:8000", "10.0.0.2:8000"
+	f := newFixture(t, a, b)
+	f.store.SetObjectives(map[string]map[string]int32{testPool: {"batch": -1}})
+	for _, addr := range []string{a, b} { // both have been full at 4 running
+		f.set(addr, datastore.Metrics{RunningRequests: 4, WaitingQueueSize: 1})
+	}
+	f.set(a, datastore.Metrics{RunningRequests: 3}) // its last slot free
+	f.set(b, datastore.Metrics{RunningRequests: 1}) // room
+	batch := func() *Request {
+		r := chat(t, "llama", "hello")
+		r.Objective = "batch"
+		return r
+	}
+	dec, err := f.dir.Decide(context.Background(), batch())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := addrsOf(dec.Endpoints); len(got) != 1 || got[0] != b {
+		t.Errorf("sheddable scheduled on %v, want only %s", got, b)
+	}
+	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+
+	f.set(b, datastore.Metrics{RunningRequests: 3})
+	if _, err := f.dir.Decide(context.Background(), batch()); err == nil {
+		t.Fatal("sheddable scheduled although every endpoint is down to its reserved slot")
+	} else if rej, ok := err.(*Rejection); !ok || rej.Status != http.StatusTooManyRequests {
+		t.Fatalf("err %v, want a 429 rejection", err)
+	}
+	dec, err = f.dir.Decide(context.Background(), chat(t, "llama", "hello"))
+	if err != nil {
+		t.Fatalf("default priority: %v", err)
+	}
+	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+}

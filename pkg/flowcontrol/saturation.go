@@ -19,11 +19,19 @@ type SaturationConfig struct {
 	// MetricsStalenessThreshold: an endpoint whose metrics are older than
 	// this is treated as saturated — nothing is known about its headroom.
 	MetricsStalenessThreshold time.Duration `json:"metricsStalenessThreshold"`
+	// ReservedSlots is how many of each endpoint's running slots
+	// (its learned concurrency limit) sheddable requests may not take, so
+	// a sheddable flood cannot occupy every slot and a request of priority
+	// ≥ 0 finds one free without waiting for a batch to drain. 0 turns it
+	// off.
+	ReservedSlots int `json:"reservedSlots"`
 }
 
-// DefaultSaturationConfig returns queue 5, KV 0.8, staleness 200 ms.
+// DefaultSaturationConfig returns queue 5, KV 0.8, staleness 200 ms and
+// one slot per endpoint reserved from sheddable requests.
 func DefaultSaturationConfig() SaturationConfig {
-	return SaturationConfig{QueueDepthThreshold: 5, KVCacheUtilThreshold: 0.8, MetricsStalenessThreshold: datastore.DefaultMaxAge}
+	return SaturationConfig{QueueDepthThreshold: 5, KVCacheUtilThreshold: 0.8, MetricsStalenessThreshold: datastore.DefaultMaxAge,
+		ReservedSlots: 1}
 }
 
 // Validate rejects thresholds that would make every endpoint saturated or
@@ -36,6 +44,8 @@ func (c SaturationConfig) Validate() error {
 		return fmt.Errorf("kvCacheUtilThreshold: must be in (0, 1], got %g", c.KVCacheUtilThreshold)
 	case c.MetricsStalenessThreshold <= 0:
 		return fmt.Errorf("metricsStalenessThreshold: must be > 0, got %v", c.MetricsStalenessThreshold)
+	case c.ReservedSlots < 0:
+		return fmt.Errorf("reservedSlots: must be ≥ 0, got %d", c.ReservedSlots)
 	}
 	return nil
 }
@@ -60,6 +70,23 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 		return true
 	}
 	return m.EstimatedQueue(e.InFlight()) >= d.cfg.QueueDepthThreshold || m.KVCacheUsage >= d.cfg.KVCacheUtilThreshold
+}
+
+// RoomForSheddable reports whether e has a running slot a sheddable
+// request may take: its requests (igw's in flight, or what it reports
+// running and waiting, whichever is more) stay below its learned
+// concurrency limit minus ReservedSlots. An endpoint whose limit is not
+// known yet (it has never been full) has room.
+func (d *SaturationDetector) RoomForSheddable(e *datastore.Endpoint) bool {
+	limit := e.ConcurrencyLimit()
+	if d.cfg.ReservedSlots == 0 || limit == 0 {
+		return true
+	}
+	busy := int(e.InFlight())
+	if m := e.Metrics(); m != nil {
+		busy = max(busy, m.RunningRequests+m.WaitingQueueSize)
+	}
+	return busy < limit-d.cfg.ReservedSlots
 }
 
 // PoolSaturated reports whether no endpoint of eps has headroom. An empty

@@ -15,6 +15,7 @@ func TestAdmissionSectionsOverrideDefaults(t *testing.T) {
   queueDepthThreshold: 2
   kvCacheUtilThreshold: 0.9
   metricsStalenessThreshold: 500ms
+  reservedSlots: 2
 flowControl:
   maxRequestsPerBand: 10
   maxBytesPerBand: 4096
@@ -24,7 +25,7 @@ flowControl:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (flowcontrol.SaturationConfig{QueueDepthThreshold: 2, KVCacheUtilThreshold: 0.9, MetricsStalenessThreshold: 500 * time.Millisecond}); sat != want {
+	if want := (flowcontrol.SaturationConfig{QueueDepthThreshold: 2, KVCacheUtilThreshold: 0.9, MetricsStalenessThreshold: 500 * time.Millisecond, ReservedSlots: 2}); sat != want {
 		t.Errorf("saturation = %+v, want %+v", sat, want)
 	}
 	want := flowcontrol.DefaultConfig()
@@ -57,6 +58,7 @@ func TestAdmissionSectionsRejectBadValuesNamingTheField(t *testing.T) {
 		{"saturationDetector: {kvCacheUtilThreshold: 1.5}", "saturationDetector.kvCacheUtilThreshold"},
 		{"saturationDetector: {metricsStalenessThreshold: soon}", "saturationDetector.metricsStalenessThreshold"},
 		{"saturationDetector: {metricsStalenessThreshold: -1s}", "saturationDetector.metricsStalenessThreshold"},
+		{"saturationDetector: {reservedSlots: -1}", "saturationDetector.reservedSlots"},
 		{"saturationDetector: {queueDepth: 3}", "saturationDetector.queueDepth"},
 		{"flowControl: {maxRequestsPerBand: 0}", "flowControl.maxRequestsPerBand"},
 		{"flowControl: {maxBytesPerBand: -5}", "flowControl.maxBytesPerBand"},

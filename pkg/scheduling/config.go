@@ -72,6 +72,9 @@ type SaturationDetectorConfig struct {
 	// MetricsStalenessThreshold: metrics older than this count as saturated
 	// (default 200ms; igw epp: its --metrics-max-age).
 	MetricsStalenessThreshold *Duration `json:"metricsStalenessThreshold,omitempty"`
+	// ReservedSlots: running slots per endpoint that sheddable requests
+	// may not take (default 1; 0 turns it off).
+	ReservedSlots *int `json:"reservedSlots,omitempty"`
 }
 
 // FlowControlConfig is the flowControl section.
@@ -115,6 +118,9 @@ func (c *EndpointPickerConfig) Admission(sat flowcontrol.SaturationConfig, flow 
 		}
 		if s.KVCacheUtilThreshold != nil {
 			sat.KVCacheUtilThreshold = *s.KVCacheUtilThreshold
+		}
+		if s.ReservedSlots != nil {
+			sat.ReservedSlots = *s.ReservedSlots
 		}
 		if s.MetricsStalenessThreshold != nil {
 			d, err := s.MetricsStalenessThreshold.parse()
