@@ -451,7 +451,8 @@ func (d *Director) withHeadroom(eps []*datastore.Endpoint, now time.Time) []*dat
 }
 
 // withRoomForSheddable keeps the candidates a sheddable request may take a
-// slot on: each endpoint's last ReservedSlots running slots stay free for
+// slot on: each endpoint's last ReservedSlots running slots (at most a
+// quarter of its learned limit) stay free for
 // requests of priority ≥ 0, which would otherwise wait for a sheddable
 // batch to drain (with priority 10 at half the fleet's capacity and the
 // fleet at twice it, priority-10 p90 TTFT fell from 24x its idle value to

@@ -75,18 +75,23 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 // RoomForSheddable reports whether e has a running slot a sheddable
 // request may take: its requests (igw's in flight, or what it reports
 // running and waiting, whichever is more) stay below its learned
-// concurrency limit minus ReservedSlots. An endpoint whose limit is not
-// known yet (it has never been full) has room.
+// concurrency limit minus ReservedSlots (at most a quarter of the limit).
+// An endpoint whose limit is not known yet (it has never been full) has
+// room.
 func (d *SaturationDetector) RoomForSheddable(e *datastore.Endpoint) bool {
+	// Never more than a quarter of an endpoint's slots: a server that runs
+	// one or two requests at a time (or whose limit was learned low) keeps
+	// serving sheddable work.
 	limit := e.ConcurrencyLimit()
-	if d.cfg.ReservedSlots == 0 || limit == 0 {
+	reserved := min(d.cfg.ReservedSlots, limit/4)
+	if reserved == 0 {
 		return true
 	}
 	busy := int(e.InFlight())
 	if m := e.Metrics(); m != nil {
 		busy = max(busy, m.RunningRequests+m.WaitingQueueSize)
 	}
-	return busy < limit-d.cfg.ReservedSlots
+	return busy < limit-reserved
 }
 
 // PoolSaturated reports whether no endpoint of eps has headroom. An empty

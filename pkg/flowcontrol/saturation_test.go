@@ -71,3 +71,34 @@ func TestSaturationConfig_Validate(t *testing.T) {
 		}
 	}
 }
+
+// Sheddable requests leave ReservedSlots of an endpoint's learned limit
+// free, but never more than a quarter of it, and nothing before the limit
+// is known.
+func TestSaturationDetector_RoomForSheddable(t *testing.T) {
+	d, err := NewSaturationDetector(DefaultSaturationConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		limit, busy int // limit 0: never full yet
+		wantRoom    bool
+	}{
+		{"limit unknown", 0, 50, true},
+		{"limit 8, 6 busy", 8, 6, true},
+		{"limit 8, 7 busy: the last slot is reserved", 8, 7, false},
+		{"limit 2: too small to reserve", 2, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := datastore.NewEndpoint("a", "10.0.0.1:8000", "p", "vllm", nil)
+			if tc.limit > 0 {
+				e.SetMetrics(&datastore.Metrics{RunningRequests: tc.limit, WaitingQueueSize: 1})
+			}
+			e.SetMetrics(&datastore.Metrics{RunningRequests: tc.busy})
+			if got := d.RoomForSheddable(e); got != tc.wantRoom {
+				t.Errorf("room = %v, want %v", got, tc.wantRoom)
+			}
+		})
+	}
+}
