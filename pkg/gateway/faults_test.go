@@ -72,8 +72,13 @@ func brokenSSE(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, `data: {"id":"x","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":"`+tok+`"}}]}`+"\n\n")
 		w.(http.Flusher).Flush()
 	}
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err == nil {
+	dropConnection(w)
+}
+
+// dropConnection closes the connection under w without ending the
+// response, as a model server process that dies does.
+func dropConnection(w http.ResponseWriter) {
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
 		_ = conn.Close()
 	}
 }
@@ -84,10 +89,7 @@ func brokenJSON(w http.ResponseWriter, _ *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.WriteString(w, `{"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hel`)
 	w.(http.Flusher).Flush()
-	conn, _, err := http.NewResponseController(w).Hijack()
-	if err == nil {
-		_ = conn.Close()
-	}
+	dropConnection(w)
 }
 
 // A response the model server cuts is never a normal end: a stream ends
@@ -163,9 +165,7 @@ func TestGateway_TransportNeverReplaysIdempotencyKeyRequests(t *testing.T) {
 	srv.setHandler(func(w http.ResponseWriter, r *http.Request) {
 		gotKey.Store(r.Header.Get("Idempotency-Key"))
 		drops.Add(1)
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			_ = conn.Close() // read the request, then the connection breaks
-		}
+		dropConnection(w) // read the request, then the connection breaks
 	})
 	hits := srv.hits.Load()
 	r := post(t, c, s, "/v1/chat/completions", chatBody("m"), "Idempotency-Key: k-1")
