@@ -286,7 +286,8 @@ type Decision struct {
 	sched   *scheduling.Scheduler
 	flow    *flowcontrol.Controller
 	det     *outlier.Detector
-	started sync.Once // tells flow control the request is in flight
+	ps      *poolState // the pool's outlier detector and retry budget
+	started sync.Once  // tells flow control the request is in flight
 }
 
 // Decide rewrites the model, admits the request (flow control: straight
@@ -327,7 +328,8 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 			Message: fmt.Sprintf("no InferencePool %q", req.Pool)})
 	}
 	now := time.Now()
-	det := d.poolState(req.Pool).det
+	ps := d.poolState(req.Pool)
+	det := ps.det
 	candidates := healthy(det, d.candidates(pool, req.Subset, target, now))
 	if len(candidates) == 0 {
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
@@ -372,7 +374,7 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	handedOver = true
 	return &Decision{
 		Endpoints: distinct(res.Endpoints()), Model: model, TargetModel: target, Body: body,
-		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched, flow: flow, det: det,
+		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched, flow: flow, det: det, ps: ps,
 	}, nil
 }
 

@@ -127,7 +127,11 @@ func (x *Exchange) Try(ctx context.Context, addr string) {
 	if !x.inFlight {
 		x.inFlight = true
 		x.d.obs.InFlight(x.Pool(), 1)
-		x.ps = x.d.poolState(x.Pool())
+		if x.Decision != nil {
+			x.ps = x.Decision.ps // looked up once, by Decide
+		} else {
+			x.ps = x.d.poolState(x.Pool())
+		}
 		x.ps.active.Add(1)
 	}
 	x.served = addr
