@@ -1,6 +1,10 @@
 package v1alpha2
 
 import (
+	"fmt"
+	"strconv"
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -76,4 +80,40 @@ type InferenceObjectiveStatus struct {
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Annotations giving an objective's requests default latency objectives,
+// in whole milliseconds, used when a request sends no x-slo-ttft-ms or
+// x-slo-tpot-ms header of its own. They are annotations rather than spec
+// fields so manifests stay valid against the upstream CRD.
+const (
+	AnnotationSLOTTFT = "igw.dev/slo-ttft-ms"
+	AnnotationSLOTPOT = "igw.dev/slo-tpot-ms"
+)
+
+// maxLatencyObjectiveMs bounds the annotations (one hour), as the request
+// headers are bounded.
+const maxLatencyObjectiveMs = 3_600_000
+
+// LatencyObjectives returns the objective's default time-to-first-token
+// and time-per-output-token objectives (0: none), or an error naming the
+// annotation whose value is not a whole number of milliseconds in
+// 1..3,600,000.
+func (o *InferenceObjective) LatencyObjectives() (ttft, tpot time.Duration, err error) {
+	for _, a := range []struct {
+		key string
+		to  *time.Duration
+	}{{AnnotationSLOTTFT, &ttft}, {AnnotationSLOTPOT, &tpot}} {
+		v, ok := o.Annotations[a.key]
+		if !ok {
+			continue
+		}
+		ms, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || ms < 1 || ms > maxLatencyObjectiveMs {
+			return 0, 0, fmt.Errorf("annotation %s: must be a whole number of milliseconds from 1 to %d, got %q",
+				a.key, maxLatencyObjectiveMs, v)
+		}
+		*a.to = time.Duration(ms) * time.Millisecond
+	}
+	return ttft, tpot, nil
 }

@@ -201,8 +201,11 @@ Built-in contenders, each "igw serve" with a generated configuration:
   round-robin    round-robin-picker: the Kubernetes Service baseline
   least-request  least-request scorer + max-score-picker
   random         random-picker
+  igw-latency    prefix cache 1 + latency-scorer 3 (predicted latency)
 
 External contenders (--contender, repeatable):
+  NAME=picker:FILE  "igw serve" with the EndpointPickerConfig in FILE, to
+                    compare igw profiles and admission settings
   NAME=URL          a gateway already running; give the fleet fixed ports
                     with --fleet-port and configure the gateway with them
   NAME=cmd:COMMAND  a shell command started after the fleet; {{.Replicas}}
@@ -223,7 +226,7 @@ index.html into --out; child process configurations and logs go to
 	fl := cmd.Flags()
 	fl.StringVar(&f.workload, "workload", "", "workload file with stages and a fleet section (required)")
 	fl.StringVar(&f.out, "out", "", "output directory (default bench/results/<workload>)")
-	fl.StringArrayVar(&f.contenders, "contender", nil, "external contender NAME=URL or NAME=cmd:COMMAND (repeatable)")
+	fl.StringArrayVar(&f.contenders, "contender", nil, "external contender NAME=URL, NAME=cmd:COMMAND or NAME=picker:FILE (repeatable)")
 	fl.StringSliceVar(&f.only, "only", nil, "run only these contenders (comma-separated names)")
 	fl.StringVar(&f.baseline, "baseline", "", "contender the others are compared with (default round-robin)")
 	fl.IntVar(&f.fleetPort, "fleet-port", 0, "first replica's port (0: free ports); needed by URL contenders")

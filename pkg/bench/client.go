@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -130,7 +131,7 @@ func encodeRequest(req *Request) (path string, body []byte, err error) {
 func (c *Client) Send(ctx context.Context, req *Request, epoch time.Time) (RequestResult, string) {
 	res := RequestResult{
 		Group: req.Group, Turn: req.Turn, Model: req.Model,
-		Objective: req.Objective, FairnessID: req.FairnessID,
+		Objective: req.Objective, FairnessID: req.FairnessID, SLOTTFTMs: int(req.TTFTObjective.Milliseconds()),
 	}
 	path, body, err := encodeRequest(req)
 	if err != nil {
@@ -153,6 +154,12 @@ func (c *Client) Send(ctx context.Context, req *Request, epoch time.Time) (Reque
 	}
 	if req.FairnessID != "" {
 		hr.Header.Set(HeaderFairnessID, req.FairnessID)
+	}
+	if req.TTFTObjective > 0 {
+		hr.Header.Set(HeaderSLOTTFT, strconv.FormatInt(req.TTFTObjective.Milliseconds(), 10))
+	}
+	if req.TPOTObjective > 0 {
+		hr.Header.Set(HeaderSLOTPOT, strconv.FormatInt(req.TPOTObjective.Milliseconds(), 10))
 	}
 
 	start := time.Now()

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"text/template"
+
+	"github.com/igw-dev/igw/pkg/scheduling/plugins"
 )
 
 // Contender kinds.
@@ -47,6 +50,7 @@ type Contender struct {
 // Built-in contender names.
 const (
 	ContenderIGWDefault   = "igw-default"
+	ContenderIGWLatency   = "igw-latency"
 	ContenderRoundRobin   = "round-robin"
 	ContenderLeastRequest = "least-request"
 	ContenderRandom       = "random"
@@ -83,6 +87,12 @@ func BuiltinContenders() []Contender {
 			Description: "igw's default profile: queue-scorer 2, kv-cache-utilization-scorer 2, prefix-cache-scorer 3, max-score-picker",
 		},
 		{
+			Name: ContenderIGWLatency, Kind: ContenderBuiltin,
+			Description: "igw's predicted-latency profile: prefix-cache-scorer 1, latency-scorer 3, max-score-picker",
+			PickerConfig: pickerConfig([]string{"prefix-cache-scorer", "latency-scorer", "max-score-picker"},
+				map[string]float64{"prefix-cache-scorer": 1, "latency-scorer": 3}),
+		},
+		{
 			Name: ContenderRoundRobin, Kind: ContenderBuiltin,
 			Description:  "round-robin-picker alone: what a Kubernetes Service gives",
 			PickerConfig: pickerConfig([]string{"round-robin-picker"}, nil),
@@ -104,7 +114,9 @@ var contenderName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // ParseContender parses an external contender given on the command line:
 // NAME=URL (a gateway already running, e.g. NAME=http://127.0.0.1:8080) or
-// NAME=cmd:COMMAND (a shell command template, see Contender.Command).
+// NAME=cmd:COMMAND (a shell command template, see Contender.Command), or
+// NAME=picker:FILE (igw serve with that EndpointPickerConfig, checked
+// here so a bad file fails before any fleet starts).
 func ParseContender(spec string) (Contender, error) {
 	name, rest, ok := strings.Cut(spec, "=")
 	if !ok || rest == "" {
@@ -112,6 +124,17 @@ func ParseContender(spec string) (Contender, error) {
 	}
 	if !contenderName.MatchString(name) {
 		return Contender{}, fmt.Errorf("contender %q: name must be letters, digits, '.', '_' or '-'", name)
+	}
+	if path, ok := strings.CutPrefix(rest, "picker:"); ok {
+		cfg, err := os.ReadFile(path)
+		if err != nil {
+			return Contender{}, fmt.Errorf("contender %q: %w", name, err)
+		}
+		if _, err := plugins.NewSchedulerFromYAML(cfg); err != nil {
+			return Contender{}, fmt.Errorf("contender %q: %s: %w", name, path, err)
+		}
+		return Contender{Name: name, Kind: ContenderBuiltin, PickerConfig: string(cfg),
+			Description: "igw serve with the EndpointPickerConfig " + path}, nil
 	}
 	if cmd, ok := strings.CutPrefix(rest, "cmd:"); ok {
 		if strings.TrimSpace(cmd) == "" {

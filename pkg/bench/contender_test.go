@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -35,12 +37,14 @@ func TestStandaloneConfig_BuiltinsLoadAndSchedule(t *testing.T) {
 	replicas := []string{"127.0.0.1:41001", "127.0.0.1:41002", "127.0.0.1:41003"}
 	wantPicker := map[string]string{
 		ContenderIGWDefault:   "max-score-picker",
+		ContenderIGWLatency:   "max-score-picker",
 		ContenderRoundRobin:   "round-robin-picker",
 		ContenderLeastRequest: "max-score-picker",
 		ContenderRandom:       "random-picker",
 	}
 	wantScorers := map[string][]string{
 		ContenderIGWDefault:   {"queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"},
+		ContenderIGWLatency:   {"prefix-cache-scorer", "latency-scorer"},
 		ContenderLeastRequest: {"least-request"},
 	}
 	for _, c := range BuiltinContenders() {
@@ -196,6 +200,32 @@ func TestParseContender(t *testing.T) {
 		if err != nil || c.Kind != tc.kind || c.URL != tc.url || c.Command != tc.cmd {
 			t.Errorf("%q: %+v, %v", tc.spec, c, err)
 		}
+	}
+}
+
+// NAME=picker:FILE runs igw serve with the file's EndpointPickerConfig;
+// a file that does not load fails at once, naming the file.
+func TestParseContender_PickerFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "latency.yaml")
+	cfg := pickerConfig([]string{"prefix-cache-scorer", "latency-scorer"}, map[string]float64{"prefix-cache-scorer": 1, "latency-scorer": 3}) +
+		"saturationDetector:\n  queueDepthThreshold: 0\n"
+	if err := os.WriteFile(good, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseContender("lat=picker:" + good)
+	if err != nil || c.Kind != ContenderBuiltin || c.PickerConfig != cfg {
+		t.Fatalf("%+v, %v", c, err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(pickerConfig([]string{"no-such-scorer"}, nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseContender("x=picker:" + bad); err == nil || !strings.Contains(err.Error(), "bad.yaml") {
+		t.Errorf("bad file: %v, want an error naming it", err)
+	}
+	if _, err := ParseContender("x=picker:" + filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("a missing file loaded")
 	}
 }
 

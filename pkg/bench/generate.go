@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/igw-dev/igw/pkg/openai"
 )
@@ -80,6 +81,8 @@ const (
 type mixer struct {
 	model          string
 	lora, pri, fai weighted
+	slo            []SLOClass
+	sloCum         []float64
 }
 
 type weighted struct {
@@ -116,7 +119,14 @@ func (w weighted) pick(rng *rand.Rand) string {
 }
 
 func newMixer(w *Workload) *mixer {
-	return &mixer{model: w.Model, lora: newWeighted(w.LoRAMix), pri: newWeighted(w.PriorityMix), fai: newWeighted(w.FairnessMix)}
+	m := &mixer{model: w.Model, lora: newWeighted(w.LoRAMix), pri: newWeighted(w.PriorityMix), fai: newWeighted(w.FairnessMix)}
+	sum := 0.0
+	for _, c := range w.SLOMix {
+		sum += c.Weight
+		m.slo = append(m.slo, c)
+		m.sloCum = append(m.sloCum, sum)
+	}
+	return m
 }
 
 // apply sets req's model and headers from the mixes.
@@ -127,6 +137,13 @@ func (m *mixer) apply(rng *rand.Rand, req *Request) {
 	}
 	req.Objective = m.pri.pick(rng)
 	req.FairnessID = m.fai.pick(rng)
+	if len(m.slo) > 0 { // no draw without a mix: other workloads' sequences stay as they were
+		x := rng.Float64() * m.sloCum[len(m.sloCum)-1]
+		i, _ := slices.BinarySearch(m.sloCum, x)
+		c := m.slo[min(i, len(m.slo)-1)]
+		req.TTFTObjective = time.Duration(c.TTFTMs) * time.Millisecond
+		req.TPOTObjective = time.Duration(c.TPOTMs) * time.Millisecond
+	}
 }
 
 // messagesOrPrompt shapes a request's content for the workload's API: chat

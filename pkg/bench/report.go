@@ -334,7 +334,37 @@ func WriteReport(dir string, c *Comparison) error {
 
 // tables are the report's tables in reading order.
 func (c *Comparison) tables() []Table {
-	return []Table{c.KeyFigures(), c.StageTable(), c.ReplicaTable(), c.CPUTable(), c.FailureTable(), c.ContenderTable()}
+	t := []Table{c.KeyFigures(), c.StageTable()}
+	if slo := c.SLOTable(); len(slo.Rows) > 0 {
+		t = append(t, slo)
+	}
+	return append(t, c.ReplicaTable(), c.CPUTable(), c.FailureTable(), c.ContenderTable())
+}
+
+// SLOTable shows, for workloads with an SLO mix, how many requests with a
+// time-to-first-token objective met it, per stage and contender.
+func (c *Comparison) SLOTable() Table {
+	t := Table{
+		Title: "Latency objectives",
+		Note: "Requests that carried x-slo-ttft-ms: met = succeeded with a TTFT within the objective; " +
+			"a refusal (429) or a late first token is a miss.",
+		Text:   2,
+		Header: []string{"stage", "contender", "requests with objective", "met", "met %"},
+	}
+	n := 0
+	for _, r := range c.Contenders {
+		n = max(n, len(r.Stages))
+	}
+	for i := range n {
+		for _, r := range c.Contenders {
+			if i >= len(r.Stages) || r.Stages[i].SLO == nil {
+				continue
+			}
+			s := r.Stages[i]
+			t.Rows = append(t.Rows, []string{s.Name, r.Name, strconv.Itoa(s.SLO.Requests), strconv.Itoa(s.SLO.Met), pct(s.SLO.Ratio)})
+		}
+	}
+	return t
 }
 
 // heading describes the run in a few lines: what, on what, how to rerun.

@@ -12,6 +12,10 @@ import (
 const (
 	// HeaderObjective names the InferenceObjective (priority) of a request.
 	HeaderObjective = "x-gateway-inference-objective"
+	// HeaderSLOTTFT and HeaderSLOTPOT carry a request's latency
+	// objectives in milliseconds.
+	HeaderSLOTTFT = "x-slo-ttft-ms"
+	HeaderSLOTPOT = "x-slo-tpot-ms"
 	// HeaderFairnessID names the tenant a request is accounted to for fair
 	// queuing.
 	HeaderFairnessID = "x-gateway-inference-fairness-id"
@@ -40,6 +44,9 @@ type Request struct {
 	Objective string
 	// FairnessID, if set, is sent as HeaderFairnessID.
 	FairnessID string
+	// TTFTObjective and TPOTObjective, if set, are sent as HeaderSLOTTFT
+	// and HeaderSLOTPOT (whole milliseconds).
+	TTFTObjective, TPOTObjective time.Duration
 	// Group is the shared-prefix group or multi-turn session the request
 	// belongs to (-1 for none), kept in results so a report can tell
 	// whether requests of a group landed together.
@@ -113,6 +120,8 @@ type RequestResult struct {
 	Model      string `json:"model,omitempty"`
 	Objective  string `json:"objective,omitempty"`
 	FairnessID string `json:"fairness_id,omitempty"`
+	// SLOTTFTMs is the request's time-to-first-token objective (0: none).
+	SLOTTFTMs int `json:"slo_ttft_ms,omitempty"`
 
 	// Scheduled is when the arrival process wanted the request sent, Start
 	// when it was sent, End when its stream ended; Start − Scheduled is the

@@ -214,7 +214,7 @@ func (r *runner) openLoop(ctx context.Context, w Window, stream uint64) {
 		req := r.src.Next()
 		if r.inFlight.Load() >= int64(r.o.MaxInFlight) {
 			res := RequestResult{ID: id, Stage: w.Stage, Warmup: w.Warmup, Group: req.Group, Turn: req.Turn,
-				Model: req.Model, Objective: req.Objective, FairnessID: req.FairnessID,
+				Model: req.Model, Objective: req.Objective, FairnessID: req.FairnessID, SLOTTFTMs: int(req.TTFTObjective.Milliseconds()),
 				Scheduled: at, Start: time.Since(r.epoch), ErrorKind: ErrDropped, Error: "client at max in-flight"}
 			res.End = res.Start
 			r.src.Complete(req, &res, "")

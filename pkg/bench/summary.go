@@ -3,6 +3,7 @@ package bench
 import (
 	"slices"
 	"strconv"
+	"time"
 )
 
 // UnknownEndpoint is the key of Summary.Endpoints for responses that did not
@@ -77,6 +78,20 @@ type Summary struct {
 	// Endpoints spreads the stage's answered requests (any status) over the
 	// endpoints that served them.
 	Endpoints map[string]EndpointShare `json:"endpoints,omitempty"`
+
+	// SLO is how the stage's requests with a time-to-first-token objective
+	// fared; nil when none had one.
+	SLO *SLOAttainment `json:"slo,omitempty"`
+}
+
+// SLOAttainment counts requests with a TTFT objective: those that
+// succeeded with a TTFT within it met it; failures (a 429 included) and
+// late ones did not. Canceled and dropped requests are the benchmark's
+// doing and left out.
+type SLOAttainment struct {
+	Requests int     `json:"requests"`
+	Met      int     `json:"met"`
+	Ratio    float64 `json:"ratio"`
 }
 
 // EndpointShare is one endpoint's part of a stage: whether a router spread
@@ -146,6 +161,15 @@ func Summarize(results []RequestResult, w Window) Summary {
 			}
 			endpoints[ep]++
 		}
+		if r.SLOTTFTMs > 0 && r.ErrorKind != ErrCanceled && r.ErrorKind != ErrDropped {
+			if s.SLO == nil {
+				s.SLO = &SLOAttainment{}
+			}
+			s.SLO.Requests++
+			if r.OK() && r.OutputTokens > 0 && r.TTFT <= time.Duration(r.SLOTTFTMs)*time.Millisecond {
+				s.SLO.Met++
+			}
+		}
 		switch r.ErrorKind {
 		case ErrNone:
 		case ErrCanceled:
@@ -203,6 +227,9 @@ func Summarize(results []RequestResult, w Window) Summary {
 		}
 	}
 	s.TTFT, s.ITL, s.TPOT, s.NTPOT, s.E2E = NewDist(ttft), NewDist(itl), NewDist(tpot), NewDist(ntpot), NewDist(e2e)
+	if s.SLO != nil {
+		s.SLO.Ratio = float64(s.SLO.Met) / float64(s.SLO.Requests)
+	}
 	return s
 }
 

@@ -63,6 +63,10 @@ type Workload struct {
 	// FairnessMix sets HeaderFairnessID to a tenant picked by weight; an
 	// entry with an empty name sends no header.
 	FairnessMix []WeightedName `json:"fairness_mix,omitempty"`
+	// SLOMix gives requests latency objectives (the x-slo-ttft-ms and
+	// x-slo-tpot-ms headers) picked by weight; an entry without objectives
+	// sends none. Reports then show how many requests met theirs.
+	SLOMix []SLOClass `json:"slo_mix,omitempty"`
 
 	// Stages is the load ladder. It may be left out when the command line
 	// gives the load instead.
@@ -132,6 +136,15 @@ type WeightedName struct {
 	// Name is the adapter, objective or tenant; empty for none.
 	Name string `json:"name"`
 	// Weight is relative to the other entries' (they need not sum to 1).
+	Weight float64 `json:"weight"`
+}
+
+// SLOClass is one entry of the SLO mix.
+type SLOClass struct {
+	// TTFTMs and TPOTMs are the objectives in milliseconds; 0 for none.
+	TTFTMs int `json:"ttft_ms,omitempty"`
+	TPOTMs int `json:"tpot_ms,omitempty"`
+	// Weight is relative to the other entries'.
 	Weight float64 `json:"weight"`
 }
 
@@ -271,6 +284,14 @@ func (w *Workload) Validate() error {
 	errs = append(errs, validateMix("lora_mix", w.LoRAMix)...)
 	errs = append(errs, validateMix("priority_mix", w.PriorityMix)...)
 	errs = append(errs, validateMix("fairness_mix", w.FairnessMix)...)
+	for i, c := range w.SLOMix {
+		if c.TTFTMs < 0 || c.TPOTMs < 0 || c.TTFTMs > 3_600_000 || c.TPOTMs > 3_600_000 {
+			errs = append(errs, fmt.Errorf("slo_mix[%d]: ttft_ms and tpot_ms must be between 0 and 3600000", i))
+		}
+		if !(c.Weight > 0) {
+			errs = append(errs, fmt.Errorf("slo_mix[%d].weight: must be > 0, got %v", i, c.Weight))
+		}
+	}
 	// Stages may come from the command line instead; Run requires them.
 	if len(w.Stages) > 0 {
 		errs = append(errs, (&Options{

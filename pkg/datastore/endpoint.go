@@ -79,6 +79,7 @@ type Endpoint struct {
 	ready    atomic.Bool
 	inFlight atomic.Int64
 	limit    atomic.Int64 // learned concurrency limit, 0: not known yet
+	finished atomic.Int64 // igw's requests that completed since the last scrape
 }
 
 // NewEndpoint creates an endpoint with no metrics yet (not ready).
@@ -97,6 +98,7 @@ func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 // limit (see ConcurrencyLimit).
 func (e *Endpoint) SetMetrics(m *Metrics) {
 	e.metrics.Store(m)
+	e.finished.Store(0)
 	if m != nil && m.WaitingQueueSize > 0 {
 		for {
 			cur := e.limit.Load()
@@ -140,4 +142,23 @@ func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
 
 // AddInFlight adjusts the in-flight count by delta (+1 on dispatch, -1 on
 // completion).
-func (e *Endpoint) AddInFlight(delta int64) { e.inFlight.Add(delta) }
+func (e *Endpoint) AddInFlight(delta int64) {
+	e.inFlight.Add(delta)
+	if delta < 0 {
+		e.finished.Add(-delta)
+	}
+}
+
+// Busy is the best estimate of how many requests the server holds now,
+// running or waiting: what its last scrape reported less the requests of
+// igw's that completed since, or igw's own in-flight count if that is
+// more. The scrape sees other clients' requests; igw's count sees the
+// last milliseconds. A slot freed since the scrape shows at once, so a
+// queue held in igw is released without waiting for the next scrape.
+func (e *Endpoint) Busy() int {
+	busy := e.inFlight.Load()
+	if m := e.metrics.Load(); m != nil {
+		busy = max(busy, int64(m.RunningRequests+m.WaitingQueueSize)-e.finished.Load())
+	}
+	return int(busy)
+}

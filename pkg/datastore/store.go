@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // EndpointSpec is what discovery knows about one endpoint: enough to create
@@ -33,7 +34,8 @@ type Store struct {
 	mu         sync.Mutex // serializes writers
 	pools      atomic.Pointer[map[string]*Pool]
 	objectives atomic.Pointer[map[string]map[string]int32] // pool → objective → priority
-	rewrites   atomic.Pointer[map[string][]RewriteRule]    // pool → rules in precedence order
+	latency    atomic.Pointer[map[string]map[string]LatencyObjective]
+	rewrites   atomic.Pointer[map[string][]RewriteRule] // pool → rules in precedence order
 	onChange   func(all []*Endpoint)
 }
 
@@ -47,6 +49,8 @@ func NewStore(onChange func(all []*Endpoint)) *Store {
 	s.pools.Store(&empty)
 	noObj := map[string]map[string]int32{}
 	s.objectives.Store(&noObj)
+	noLat := map[string]map[string]LatencyObjective{}
+	s.latency.Store(&noLat)
 	noRw := map[string][]RewriteRule{}
 	s.rewrites.Store(&noRw)
 	return s
@@ -159,6 +163,32 @@ func (s *Store) Priority(pool, objective string) int32 {
 		return 0
 	}
 	return (*s.objectives.Load())[pool][objective]
+}
+
+// LatencyObjective is an InferenceObjective's default latency objectives
+// for its requests (0: none).
+type LatencyObjective struct {
+	TTFT, TPOT time.Duration
+}
+
+// SetLatencyObjectives replaces every objective's default latency
+// objectives: pool → objective name → objectives. Objectives without any
+// may be left out.
+func (s *Store) SetLatencyObjectives(byPool map[string]map[string]LatencyObjective) {
+	c := make(map[string]map[string]LatencyObjective, len(byPool))
+	for p, m := range byPool {
+		c[p] = maps.Clone(m)
+	}
+	s.latency.Store(&c)
+}
+
+// LatencyObjective is the named objective's default latency objectives in
+// pool (zero for an unknown or empty name).
+func (s *Store) LatencyObjective(pool, objective string) LatencyObjective {
+	if objective == "" {
+		return LatencyObjective{}
+	}
+	return (*s.latency.Load())[pool][objective]
 }
 
 // RewriteTarget is one weighted destination of a model rewrite.

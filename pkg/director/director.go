@@ -37,6 +37,9 @@ const (
 	ReasonNoEndpoints = flowcontrol.ReasonNoEndpoints
 	ReasonTTLExpired  = flowcontrol.ReasonTTLExpired
 	ReasonQueueFull   = flowcontrol.ReasonQueueFull
+	// ReasonSLOUnattainable is a sheddable request with a latency
+	// objective that no endpoint is predicted to meet.
+	ReasonSLOUnattainable = "rejected-slo-unattainable"
 )
 
 // DroppedReasonHeader carries a Rejection's reason to the client.
@@ -48,6 +51,9 @@ type Rejection struct {
 	Status  int
 	Reason  string
 	Message string
+	// RetryAfter is when the client may try again, sent as Retry-After
+	// with a 429 (0: one second).
+	RetryAfter time.Duration
 }
 
 func (r *Rejection) Error() string { return r.Reason + ": " + r.Message }
@@ -80,6 +86,9 @@ type Request struct {
 	// Subset, when not nil, restricts candidates to these addresses (the
 	// gateway's subset hint); an empty non-nil slice means no candidates.
 	Subset []string
+	// TTFTObjective and TPOTObjective are the client's latency objectives
+	// (x-slo-ttft-ms, x-slo-tpot-ms); 0 takes the InferenceObjective's.
+	TTFTObjective, TPOTObjective time.Duration
 }
 
 // Director runs the request lifecycle. Its scheduler and saturation
@@ -143,6 +152,9 @@ type Observer interface {
 	ResponseBroken(pool string)
 	// RetryDenied counts a retry the pool's retry budget refused.
 	RetryDenied(pool string)
+	// LatencyObjective counts a streamed response with a latency
+	// objective ("ttft" or "tpot") as met or missed.
+	LatencyObjective(pool, objective string, met bool)
 	// Ejected and EjectedEndpoints report outlier detection.
 	outlier.Observer
 }
@@ -161,6 +173,7 @@ func (nopObserver) InFlight(string, float64)                                    
 func (nopObserver) AttemptTimedOut(string, string)                                {}
 func (nopObserver) ResponseBroken(string)                                         {}
 func (nopObserver) RetryDenied(string)                                            {}
+func (nopObserver) LatencyObjective(string, string, bool)                         {}
 func (nopObserver) Ejected(string, string)                                        {}
 func (nopObserver) EjectedEndpoints(string, int)                                  {}
 
@@ -280,6 +293,9 @@ type Decision struct {
 	Body     []byte
 	Priority int32
 	Pool     string
+	// TTFTObjective and TPOTObjective are the request's latency
+	// objectives (0: none), from its headers or its InferenceObjective.
+	TTFTObjective, TPOTObjective time.Duration
 
 	sreq    *scheduling.Request
 	res     *scheduling.Result
@@ -303,9 +319,22 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 	target, _ := d.store.Rewrite(req.Pool, model, rand.Float64())
 	priority := d.store.Priority(req.Pool, req.Objective)
+	slo := d.store.LatencyObjective(req.Pool, req.Objective)
+	if req.TTFTObjective > 0 {
+		slo.TTFT = req.TTFTObjective
+	}
+	if req.TPOTObjective > 0 {
+		slo.TPOT = req.TPOTObjective
+	}
+	arrived := time.Now()
+	var deadline time.Time
+	if slo.TTFT > 0 {
+		deadline = arrived.Add(slo.TTFT)
+	}
 
 	flow := d.flowController(req.Pool)
-	if err := flow.Admit(ctx, flowcontrol.Request{FairnessID: req.FairnessID, Priority: priority, Bytes: int64(len(req.Body))}); err != nil {
+	if err := flow.Admit(ctx, flowcontrol.Request{FairnessID: req.FairnessID, Priority: priority, Bytes: int64(len(req.Body)),
+		Deadline: deadline}); err != nil {
 		var rej *flowcontrol.Rejection
 		if !errors.As(err, &rej) {
 			return nil, err
@@ -335,7 +364,7 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
 			Message: fmt.Sprintf("no ready model server in pool %q", req.Pool)})
 	}
-	if priority > 0 {
+	if priority > 0 || slo.TTFT > 0 {
 		candidates = d.withHeadroom(candidates, now)
 	}
 	if priority < 0 {
@@ -353,6 +382,9 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		LoRAAdapter: adapterOf(target, candidates),
 		Prompt:      req.Parsed.Prompt,
 		Headers:     req.Headers,
+
+		TTFTObjective: slo.TTFT,
+		TPOTObjective: slo.TPOT,
 	}
 	start := time.Now()
 	res, err := sched.Schedule(ctx, sreq, candidates)
@@ -367,6 +399,9 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		}
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints, Message: err.Error()})
 	}
+	if rej := d.unattainable(sched, sreq, res.Primary(), priority, deadline); rej != nil {
+		return nil, d.reject(req.Pool, model, rej)
+	}
 	body := req.Body
 	if target != model {
 		body = req.Parsed.WithModel(req.Body, target)
@@ -374,8 +409,33 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	handedOver = true
 	return &Decision{
 		Endpoints: distinct(res.Endpoints()), Model: model, TargetModel: target, Body: body,
-		Priority: priority, Pool: req.Pool, sreq: sreq, res: res, sched: sched, flow: flow, det: det, ps: ps,
+		Priority: priority, Pool: req.Pool, TTFTObjective: slo.TTFT, TPOTObjective: slo.TPOT, sreq: sreq, res: res, sched: sched, flow: flow, det: det, ps: ps,
 	}, nil
+}
+
+// unattainable refuses a sheddable request whose time-to-first-token
+// deadline the scheduler's latency predictor says the chosen endpoint —
+// the best there is — will miss: it would take a slot, delay others and
+// miss anyway. Retry-After is how late the prediction is, when the load
+// that makes it late may have drained. Requests of priority ≥ 0 are
+// routed anyway (their admission already waited for headroom, and in a
+// deadline ordering went first); so is any request when nothing can
+// predict yet.
+func (d *Director) unattainable(sched *scheduling.Scheduler, sreq *scheduling.Request, ep *datastore.Endpoint, priority int32, deadline time.Time) *Rejection {
+	if priority >= 0 || deadline.IsZero() {
+		return nil
+	}
+	p, ok := sched.PredictLatency(sreq, ep)
+	if !ok {
+		return nil
+	}
+	late := time.Now().Add(p.TTFT).Sub(deadline)
+	if late <= 0 {
+		return nil
+	}
+	return &Rejection{Status: http.StatusTooManyRequests, Reason: ReasonSLOUnattainable, RetryAfter: late,
+		Message: fmt.Sprintf("the request's time-to-first-token objective cannot be met: the fastest model server is predicted to take %v; retry later",
+			p.TTFT.Round(time.Millisecond))}
 }
 
 // candidates are the endpoints of pool a request may go to: ready with
@@ -545,11 +605,13 @@ func adapterOf(model string, eps []*datastore.Endpoint) string {
 
 // Attempt is one try of a Decision on one endpoint.
 type Attempt struct {
-	dec      *Decision
-	ep       *datastore.Endpoint
-	probe    bool // the half-open endpoint's probe (outlier detection)
-	reported atomic.Bool
-	done     atomic.Bool
+	dec       *Decision
+	ep        *datastore.Endpoint
+	probe     bool // the half-open endpoint's probe (outlier detection)
+	start     time.Time
+	firstByte time.Duration // 0 until the first response body byte
+	reported  atomic.Bool
+	done      atomic.Bool
 }
 
 // Start begins sending the request to ep (the primary or a fallback): the
@@ -561,7 +623,7 @@ func (dec *Decision) Start(ctx context.Context, ep *datastore.Endpoint) *Attempt
 		dec.started.Do(dec.flow.Started)
 	}
 	dec.sched.PreRequest(ctx, dec.sreq, dec.res, ep)
-	a := &Attempt{dec: dec, ep: ep}
+	a := &Attempt{dec: dec, ep: ep, start: time.Now()}
 	if dec.det != nil {
 		a.probe = dec.det.Start(ep.Address)
 	}
@@ -588,6 +650,12 @@ func (a *Attempt) Finish(ctx context.Context, resp scheduling.Response) {
 	}
 	a.ep.AddInFlight(-1)
 	a.Report(outlier.Abandoned)
+	if resp.Duration == 0 {
+		resp.Duration = time.Since(a.start)
+	}
+	if resp.FirstByte == 0 {
+		resp.FirstByte = a.firstByte
+	}
 	a.dec.sched.ResponseComplete(ctx, a.dec.sreq, &resp, a.ep)
 	if a.dec.flow != nil {
 		a.dec.flow.Kick() // a slot may have opened for a queued request

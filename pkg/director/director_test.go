@@ -619,6 +619,9 @@ func TestDirector_SchedulesOnlyWhereThereIsHeadroom(t *testing.T) {
 		t.Errorf("default priority scheduled on %s; want the prefix home %s (one request above the other's queue)", got, home)
 	}
 	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+	// A new scrape: the completion above is in it.
+	f.set(home, datastore.Metrics{WaitingQueueSize: 5, RunningRequests: 4})
+	f.set(other, datastore.Metrics{WaitingQueueSize: 4, RunningRequests: 4})
 
 	urgent := chat(t, "llama", prompt)
 	urgent.Objective = "interactive"

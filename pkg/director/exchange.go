@@ -59,6 +59,7 @@ type Exchange struct {
 	served   string
 	status   int
 	ttft     time.Duration
+	byte1    time.Duration // to the first response byte, TTFT's fallback
 	obs      *openai.UsageObserver
 	restore  *openai.ModelRestorer
 	stream   bool // the response is an event stream (SSE)
@@ -224,11 +225,20 @@ func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody
 // few bytes (a model name cut by the chunk's end) for the next call; final
 // forces everything out.
 func (x *Exchange) ResponseBody(chunk []byte, final bool) []byte {
-	if x.ttft == 0 && len(chunk) > 0 {
-		x.ttft = time.Since(x.start)
-	}
 	if x.obs != nil {
 		_, _ = x.obs.Write(chunk)
+	}
+	// Time to first token: the first event with output for a stream (an
+	// engine's first event, the role, comes before prefill), else the
+	// first byte.
+	if x.byte1 == 0 && len(chunk) > 0 {
+		x.byte1 = time.Since(x.start)
+	}
+	if x.ttft == 0 && len(chunk) > 0 && (!x.stream || x.obs.SawToken()) {
+		x.ttft = time.Since(x.start)
+		if x.att != nil && x.att.firstByte == 0 {
+			x.att.firstByte = time.Since(x.att.start)
+		}
 	}
 	if x.restore != nil {
 		return x.restore.Write(chunk, final)
@@ -359,7 +369,8 @@ func (x *Exchange) finish(ctx context.Context, err error) {
 	}
 	if x.att != nil {
 		x.att.Finish(context.WithoutCancel(ctx), scheduling.Response{StatusCode: x.status, Err: err,
-			PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens, CachedTokens: cached})
+			PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens, CachedTokens: cached,
+			Streamed: x.stream})
 	}
 	if x.inFlight {
 		x.d.obs.InFlight(x.Pool(), -1)
@@ -369,7 +380,12 @@ func (x *Exchange) finish(ctx context.Context, err error) {
 		x.ps.retrying.Add(-1)
 	}
 	pool := x.Pool()
-	x.d.obs.RequestDone(x.Model, pool, x.status, time.Since(x.start), x.ttft)
+	took := time.Since(x.start)
+	if x.ttft == 0 { // a stream in which no event looked like output
+		x.ttft = x.byte1
+	}
+	x.d.obs.RequestDone(x.Model, pool, x.status, took, x.ttft)
+	x.observeObjectives(pool, err, took, usage.CompletionTokens)
 	if x.obs != nil {
 		x.d.obs.Tokens(x.Model, pool, usage.PromptTokens, usage.CompletionTokens, cached)
 		tenant := ""
@@ -407,4 +423,20 @@ func genAIOperation(p *openai.Parsed) string {
 
 func guardRequest(h http.Header, body []byte, p *openai.Parsed) guard.Request {
 	return guard.Request{Header: h, Body: body, Parsed: p}
+}
+
+// observeObjectives counts whether a streamed, completed response met
+// its latency objectives: TTFT as the client saw it (admission queueing
+// included), TPOT over the tokens after the first.
+func (x *Exchange) observeObjectives(pool string, err error, took time.Duration, out int) {
+	dec := x.Decision
+	if dec == nil || err != nil || x.status != http.StatusOK || !x.stream || x.ttft == 0 {
+		return
+	}
+	if dec.TTFTObjective > 0 {
+		x.d.obs.LatencyObjective(pool, "ttft", x.ttft <= dec.TTFTObjective)
+	}
+	if dec.TPOTObjective > 0 && out >= 2 {
+		x.d.obs.LatencyObjective(pool, "tpot", (took-x.ttft)/time.Duration(out-1) <= dec.TPOTObjective)
+	}
 }

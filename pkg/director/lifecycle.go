@@ -193,6 +193,10 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	if x.Backend.Pool == "" || x.Backend.Remote != nil {
 		return x, nil // a URL, or a pool another picker schedules: the data plane forwards
 	}
+	ttftSLO, tpotSLO, e := latencyObjectives(in.Header)
+	if e != nil {
+		return nil, x.refuse(e, "", nil)
+	}
 	dec, err := d.Decide(ctx, &Request{
 		ID:         x.requestID(),
 		Pool:       x.Backend.Pool,
@@ -202,13 +206,16 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 		FairnessID: in.Header.Get(HeaderInferenceFairnessID),
 		Headers:    pluginHeaders(in.Header),
 		Subset:     in.Subset,
+
+		TTFTObjective: ttftSLO,
+		TPOTObjective: tpotSLO,
 	})
 	if err != nil {
 		var rej *Rejection
 		if errors.As(err, &rej) {
 			var h http.Header
 			if rej.Status == http.StatusTooManyRequests {
-				h = http.Header{HeaderRetryAfter: {"1"}}
+				h = http.Header{HeaderRetryAfter: {retryAfter(rej.RetryAfter)}}
 			}
 			return nil, x.refuse(rej.OpenAI(), rej.Reason, h)
 		}

@@ -1,6 +1,7 @@
 package flowcontrol
 
 import (
+	"container/heap"
 	"container/list"
 	"context"
 	"errors"
@@ -58,7 +59,30 @@ type Config struct {
 	// it let through to report Started before judging headroom again, so
 	// a caller that never reports cannot stall the queue.
 	StartTimeout time.Duration `json:"startTimeout"`
+	// Ordering is how each flow's queue is ordered: OrderingSLODeadline
+	// (the default, ""), OrderingEDF or OrderingFCFS.
+	Ordering string `json:"ordering,omitempty"`
 }
+
+// Queue orderings within a flow. Flows (tenants) of a band are always
+// served round-robin, so the ordering never lets one tenant's deadlines
+// take another's share.
+const (
+	// OrderingFCFS serves each flow first come first served, blind to
+	// deadlines.
+	OrderingFCFS = "fcfs"
+	// OrderingEDF serves each flow's earliest deadline first. A request's
+	// deadline is its arrival plus its time-to-first-token objective, or
+	// plus the TTL when it has none, so requests without objectives keep
+	// their arrival order among themselves.
+	OrderingEDF = "edf"
+	// OrderingSLODeadline, the default, is OrderingEDF except that a
+	// request whose deadline has passed goes behind every request that
+	// can still meet its own: under overload plain EDF spends the capacity
+	// on requests that are late anyway and makes the rest late too.
+	// Without objectives it is first come first served.
+	OrderingSLODeadline = "slo-deadline"
+)
 
 // DefaultConfig: 1,000 requests or 64 MiB per band, 60 s TTL, 5 ms poll,
 // 50 ms start timeout.
@@ -80,6 +104,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pollInterval: must be > 0, got %v", c.PollInterval)
 	case c.StartTimeout <= 0:
 		return fmt.Errorf("startTimeout: must be > 0, got %v", c.StartTimeout)
+	case c.Ordering != "" && c.Ordering != OrderingFCFS && c.Ordering != OrderingEDF && c.Ordering != OrderingSLODeadline:
+		return fmt.Errorf("ordering: must be %s, %s or %s, got %q", OrderingFCFS, OrderingEDF, OrderingSLODeadline, c.Ordering)
 	}
 	return nil
 }
@@ -100,12 +126,18 @@ type Request struct {
 	Priority   int32
 	// Bytes is the request's size, counted against the band's byte bound.
 	Bytes int64
+	// Deadline is when the request should have its first token (its
+	// arrival plus its time-to-first-token objective); zero for none. Only
+	// the deadline orderings read it.
+	Deadline time.Time
 }
 
 // Controller admits the requests of one pool: straight through while the
 // pool has headroom and nothing is queued, otherwise queued per flow
 // (fairness id × priority) and dispatched highest band first, round-robin
-// across the band's flows, first come first served within a flow.
+// across the band's flows, and within a flow by the configured ordering
+// (earliest latency-objective deadline first; first come first served
+// among requests without one).
 // Sheddable requests (priority < 0) are rejected at once while the pool is
 // saturated.
 type Controller struct {
@@ -140,7 +172,11 @@ type band struct {
 
 type flow struct {
 	id    string
-	queue list.List // of *item
+	queue list.List // of *item, in arrival order
+	// With a deadline ordering, every queued request is also in byDeadline,
+	// or — with OrderingSLODeadline, once its deadline passed — in late.
+	byDeadline deadlineHeap
+	late       list.List // of *item, in the order they became late
 }
 
 type item struct {
@@ -151,6 +187,37 @@ type item struct {
 	ready    chan struct{}
 	enqueued time.Time
 	state    itemState
+	deadline time.Time
+	heapIdx  int           // index in band.byDeadline, −1 when not there
+	lateElem *list.Element // in band.late, or nil
+}
+
+// deadlineHeap is a min-heap of items by deadline (container/heap).
+type deadlineHeap []*item
+
+func (h deadlineHeap) Len() int { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool {
+	if !h[i].deadline.Equal(h[j].deadline) {
+		return h[i].deadline.Before(h[j].deadline)
+	}
+	return h[i].enqueued.Before(h[j].enqueued)
+}
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *deadlineHeap) Push(x any) {
+	it := x.(*item)
+	it.heapIdx = len(*h)
+	*h = append(*h, it)
+}
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	it.heapIdx = -1
+	return it
 }
 
 type itemState uint8
@@ -278,8 +345,15 @@ func (c *Controller) enqueue(r Request) (*item, *Rejection) {
 	if f.queue.Len() == 0 {
 		b.ring = append(b.ring, f)
 	}
-	it := &item{req: r, flow: f, band: b, ready: make(chan struct{}), enqueued: time.Now()}
+	it := &item{req: r, flow: f, band: b, ready: make(chan struct{}), enqueued: time.Now(), heapIdx: -1}
 	it.elem = f.queue.PushBack(it)
+	if c.byDeadline() {
+		it.deadline = r.Deadline
+		if it.deadline.IsZero() {
+			it.deadline = it.enqueued.Add(c.cfg.TTL)
+		}
+		heap.Push(&f.byDeadline, it)
+	}
 	b.requests++
 	b.bytes += r.Bytes
 	c.queued.Add(1)
@@ -305,9 +379,19 @@ func (c *Controller) remove(it *item) bool {
 	return true
 }
 
+// byDeadline reports whether the bands are ordered by deadline.
+func (c *Controller) byDeadline() bool { return c.cfg.Ordering != OrderingFCFS }
+
 func (c *Controller) unlink(it *item) {
 	f, b := it.flow, it.band
 	f.queue.Remove(it.elem)
+	if it.heapIdx >= 0 {
+		heap.Remove(&f.byDeadline, it.heapIdx)
+	}
+	if it.lateElem != nil {
+		f.late.Remove(it.lateElem)
+		it.lateElem = nil
+	}
 	if f.queue.Len() == 0 {
 		i := slices.Index(b.ring, f)
 		b.ring = slices.Delete(b.ring, i, i+1)
@@ -375,6 +459,9 @@ func (c *Controller) releaseNext() bool {
 		}
 		f := b.ring[b.next]
 		it := f.queue.Front().Value.(*item)
+		if c.byDeadline() {
+			it = c.earliest(f)
+		}
 		b.next++
 		c.unlink(it) // may shrink the ring and fix next
 		if b.next >= len(b.ring) {
@@ -387,6 +474,23 @@ func (c *Controller) releaseNext() bool {
 	}
 	c.dispatcher = false
 	return false
+}
+
+// earliest is the flow's next request by deadline: the earliest, or
+// with OrderingSLODeadline the earliest not yet late (those that are
+// move to the late queue), else the first to have become late.
+func (c *Controller) earliest(f *flow) *item {
+	if c.cfg.Ordering != OrderingEDF {
+		now := time.Now()
+		for len(f.byDeadline) > 0 && f.byDeadline[0].deadline.Before(now) {
+			it := heap.Pop(&f.byDeadline).(*item)
+			it.lateElem = f.late.PushBack(it)
+		}
+		if len(f.byDeadline) == 0 {
+			return f.late.Front().Value.(*item)
+		}
+	}
+	return f.byDeadline[0]
 }
 
 // Queued is the number of requests waiting.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -310,5 +311,95 @@ func TestController_OneFreedSlotReleasesOneRequest(t *testing.T) {
 		}
 		inFlight.Store(1) // it is in flight now
 		c.Started()
+	}
+}
+
+// Within a flow, the deadline orderings serve the earliest latency
+// deadline first; requests without one keep their arrival order behind
+// those with one. slo-deadline (the default) puts a request whose
+// deadline has passed behind the ones that can still meet theirs; edf
+// does not; fcfs ignores deadlines. (Without an objective a request's
+// deadline is its arrival plus the TTL.)
+func TestController_DeadlineOrderings(t *testing.T) {
+	for _, tc := range []struct {
+		ordering string
+		want     []string
+	}{
+		{"", []string{"soon", "later", "none-1", "none-2", "late"}},
+		{OrderingSLODeadline, []string{"soon", "later", "none-1", "none-2", "late"}},
+		{OrderingEDF, []string{"late", "soon", "later", "none-1", "none-2"}},
+		{OrderingFCFS, []string{"none-1", "late", "later", "soon", "none-2"}},
+	} {
+		t.Run(tc.ordering, func(t *testing.T) {
+			c, p := newController(t, func(cfg *Config) { cfg.Ordering = tc.ordering })
+			done := make(chan result, 8)
+			ctx := context.Background()
+			now := time.Now()
+			arrivals := []struct {
+				name     string
+				deadline time.Time
+			}{
+				{"none-1", time.Time{}},
+				{"late", now.Add(20 * time.Millisecond)}, // passes while queued
+				{"later", now.Add(5 * time.Second)},
+				{"soon", now.Add(2 * time.Second)},
+				{"none-2", time.Time{}},
+			}
+			for i, a := range arrivals {
+				admitAsync(ctx, c, a.name, Request{Deadline: a.deadline}, done)
+				waitQueued(t, c, i+1)
+			}
+			time.Sleep(40 * time.Millisecond) // "late" misses its deadline in the queue
+			var got []string
+			for range arrivals {
+				r := releaseOne(t, c, p, done)
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				got = append(got, r.name)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("dispatch order %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Deadlines order requests within a flow only: across tenants the band
+// stays round-robin, so one tenant's tight objectives cannot take the
+// other's share.
+func TestController_DeadlinesDoNotBreakFairness(t *testing.T) {
+	c, p := newController(t, nil)
+	done := make(chan result, 16)
+	ctx := context.Background()
+	soon := time.Now().Add(time.Minute)
+	n := 0
+	for range 4 {
+		admitAsync(ctx, c, "a", Request{FairnessID: "a", Deadline: soon}, done)
+		n++
+		waitQueued(t, c, n)
+	}
+	for range 4 {
+		admitAsync(ctx, c, "b", Request{FairnessID: "b"}, done)
+		n++
+		waitQueued(t, c, n)
+	}
+	var got []string
+	for range 4 {
+		got = append(got, releaseOne(t, c, p, done).name)
+	}
+	if fmt.Sprint(got) != "[a b a b]" {
+		t.Fatalf("dispatch order %v, want tenants alternating", got)
+	}
+	for c.Queued() > 0 {
+		releaseOne(t, c, p, done)
+	}
+}
+
+func TestConfig_RejectsUnknownOrdering(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Ordering = "lifo"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "ordering") {
+		t.Fatalf("error %v, want one naming ordering", err)
 	}
 }

@@ -11,7 +11,12 @@ import (
 // headroom. The defaults are the widely used ones (REFERENCE §5).
 type SaturationConfig struct {
 	// QueueDepthThreshold: an endpoint with at least this many waiting
-	// requests is saturated.
+	// requests is saturated. Once the endpoint's concurrency limit is
+	// known, waiting is what it holds (Endpoint.Busy) beyond the limit,
+	// fresher than its scraped queue; 0 then means saturated as soon as
+	// every slot is taken, so requests wait in igw's queue, in priority
+	// and deadline order, rather than in the server's (until the limit is
+	// known, 0 acts as 1).
 	QueueDepthThreshold int `json:"queueDepthThreshold"`
 	// KVCacheUtilThreshold: an endpoint with at least this KV-cache
 	// utilization (0..1) is saturated.
@@ -38,8 +43,8 @@ func DefaultSaturationConfig() SaturationConfig {
 // none.
 func (c SaturationConfig) Validate() error {
 	switch {
-	case c.QueueDepthThreshold < 1:
-		return fmt.Errorf("queueDepthThreshold: must be ≥ 1, got %d", c.QueueDepthThreshold)
+	case c.QueueDepthThreshold < 0:
+		return fmt.Errorf("queueDepthThreshold: must be ≥ 0, got %d", c.QueueDepthThreshold)
 	case c.KVCacheUtilThreshold <= 0 || c.KVCacheUtilThreshold > 1:
 		return fmt.Errorf("kvCacheUtilThreshold: must be in (0, 1], got %g", c.KVCacheUtilThreshold)
 	case c.MetricsStalenessThreshold <= 0:
@@ -69,7 +74,13 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 	if !e.Ready() || !m.Fresh(now, d.cfg.MetricsStalenessThreshold) {
 		return true
 	}
-	return m.EstimatedQueue(e.InFlight()) >= d.cfg.QueueDepthThreshold || m.KVCacheUsage >= d.cfg.KVCacheUtilThreshold
+	if m.KVCacheUsage >= d.cfg.KVCacheUtilThreshold {
+		return true
+	}
+	if limit := e.ConcurrencyLimit(); limit > 0 {
+		return e.Busy()-limit >= d.cfg.QueueDepthThreshold
+	}
+	return m.EstimatedQueue(e.InFlight()) >= max(1, d.cfg.QueueDepthThreshold)
 }
 
 // RoomForSheddable reports whether e has a running slot a sheddable
@@ -87,11 +98,7 @@ func (d *SaturationDetector) RoomForSheddable(e *datastore.Endpoint) bool {
 	if reserved == 0 {
 		return true
 	}
-	busy := int(e.InFlight())
-	if m := e.Metrics(); m != nil {
-		busy = max(busy, m.RunningRequests+m.WaitingQueueSize)
-	}
-	return busy < limit-reserved
+	return e.Busy() < limit-reserved
 }
 
 // PoolSaturated reports whether no endpoint of eps has headroom. An empty

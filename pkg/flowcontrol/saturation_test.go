@@ -62,7 +62,7 @@ func TestSaturationDetector_Thresholds(t *testing.T) {
 
 func TestSaturationConfig_Validate(t *testing.T) {
 	for _, c := range []SaturationConfig{
-		{QueueDepthThreshold: 0, KVCacheUtilThreshold: 0.8, MetricsStalenessThreshold: time.Second},
+		{QueueDepthThreshold: -1, KVCacheUtilThreshold: 0.8, MetricsStalenessThreshold: time.Second},
 		{QueueDepthThreshold: 5, KVCacheUtilThreshold: 1.5, MetricsStalenessThreshold: time.Second},
 		{QueueDepthThreshold: 5, KVCacheUtilThreshold: 0.8},
 	} {

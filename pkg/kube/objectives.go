@@ -43,6 +43,7 @@ func (r *objectiveReconciler) Reconcile(ctx context.Context, _ reconcile.Request
 		return reconcile.Result{}, fmt.Errorf("kube: listing InferenceObjectives: %w", err)
 	}
 	byPool := map[string]map[string]int32{}
+	latency := map[string]map[string]datastore.LatencyObjective{}
 	for i := range list.Items {
 		o := &list.Items[i]
 		pool, ok := refersToPool(o.Namespace, o.Spec.PoolRef)
@@ -53,8 +54,20 @@ func (r *objectiveReconciler) Reconcile(ctx context.Context, _ reconcile.Request
 			byPool[pool] = map[string]int32{}
 		}
 		byPool[pool][o.Name] = o.Spec.EffectivePriority()
+		ttft, tpot, err := o.LatencyObjectives()
+		if err != nil {
+			// The objective keeps its priority; a bad annotation only
+			// loses its defaults, and says so.
+			r.log.Warn("InferenceObjective latency annotations ignored", "objective", o.Namespace+"/"+o.Name, "error", err)
+		} else if ttft > 0 || tpot > 0 {
+			if latency[pool] == nil {
+				latency[pool] = map[string]datastore.LatencyObjective{}
+			}
+			latency[pool][o.Name] = datastore.LatencyObjective{TTFT: ttft, TPOT: tpot}
+		}
 	}
 	r.store.SetObjectives(byPool)
+	r.store.SetLatencyObjectives(latency)
 	r.log.Debug("objectives", "namespace", r.namespace, "count", len(list.Items))
 	return reconcile.Result{}, nil
 }

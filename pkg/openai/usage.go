@@ -68,6 +68,7 @@ type UsageObserver struct {
 	usage Usage
 	found bool
 	done  bool
+	token bool // a data event carried generated output
 
 	// SSE: the partial line carried from the previous chunk, or, when
 	// skipLine is set, the rest of an over-long line to drop.
@@ -230,9 +231,43 @@ func (o *UsageObserver) sseLine(line []byte) {
 		o.done = true
 		return
 	}
+	if !o.token && carriesToken(v) {
+		o.token = true
+	}
 	if u, ok := dataUsage(v); ok {
 		o.usage, o.found = u, true
 	}
+}
+
+// SawToken reports whether an event of the stream carried generated
+// output yet: the first token, as a client measures time to first token.
+// A chat stream's first event (the assistant role with empty content)
+// and usage-only events do not count; engines send the former before
+// prefill even starts, so it says nothing about the model's speed.
+func (o *UsageObserver) SawToken() bool { return o.token }
+
+// tokenKeys are the string fields that carry generated output in stream
+// events: chat deltas (content, reasoning), completions (text), the
+// Responses API's and Anthropic's deltas (delta, text, partial_json).
+var tokenKeys = [...]string{`"content":"`, `"text":"`, `"reasoning_content":"`, `"reasoning":"`, `"delta":"`, `"partial_json":"`}
+
+// carriesToken reports whether an event's payload has a non-empty output
+// string or a tool call. It is a filter over compact JSON (what engines
+// send), not a parser.
+func carriesToken(v []byte) bool {
+	for _, k := range tokenKeys {
+		for b := v; ; {
+			i := bytes.Index(b, []byte(k))
+			if i < 0 {
+				break
+			}
+			b = b[i+len(k):]
+			if len(b) > 0 && b[0] != '"' {
+				return true
+			}
+		}
+	}
+	return bytes.Contains(v, []byte(`"tool_calls":[{`))
 }
 
 const (

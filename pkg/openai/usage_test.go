@@ -532,3 +532,34 @@ func BenchmarkUsageObserver_JSON(b *testing.B) {
 		})
 	}
 }
+
+// The first token of a stream is the first event with output: the chat
+// role event and usage-only events before it do not count, whatever the
+// API's event shape.
+func TestUsageObserver_SawToken(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		events []string
+		want   []bool // after each event
+	}{
+		{"chat", []string{
+			`{"choices":[{"delta":{"role":"assistant","content":""}}]}`,
+			`{"choices":[{"delta":{"content":"Hi"}}]}`,
+		}, []bool{false, true}},
+		{"completions", []string{`{"choices":[{"text":""}]}`, `{"choices":[{"text":" the"}]}`}, []bool{false, true}},
+		{"reasoning", []string{`{"choices":[{"delta":{"reasoning_content":"hmm"}}]}`}, []bool{true}},
+		{"tool call", []string{`{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}`}, []bool{true}},
+		{"responses", []string{`{"type":"response.created"}`, `{"type":"response.output_text.delta","delta":"Hi"}`}, []bool{false, true}},
+		{"anthropic", []string{`{"type":"message_start"}`, `{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hi"}}`}, []bool{false, true}},
+		{"usage only", []string{`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":0}}`}, []bool{false}},
+		{"escaped quote first", []string{`{"choices":[{"delta":{"content":"\"quoted\""}}]}`}, []bool{true}},
+	} {
+		o := NewUsageObserver("text/event-stream")
+		for i, ev := range tc.events {
+			_, _ = o.Write([]byte("data: " + ev + "\n\n"))
+			if got := o.SawToken(); got != tc.want[i] {
+				t.Errorf("%s: after event %d SawToken = %v, want %v", tc.name, i, got, tc.want[i])
+			}
+		}
+	}
+}

@@ -54,7 +54,7 @@ func TestAdmissionDefaultsWhenAbsent(t *testing.T) {
 
 func TestAdmissionSectionsRejectBadValuesNamingTheField(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
-		{"saturationDetector: {queueDepthThreshold: 0}", "saturationDetector.queueDepthThreshold"},
+		{"saturationDetector: {queueDepthThreshold: -1}", "saturationDetector.queueDepthThreshold"},
 		{"saturationDetector: {kvCacheUtilThreshold: 1.5}", "saturationDetector.kvCacheUtilThreshold"},
 		{"saturationDetector: {metricsStalenessThreshold: soon}", "saturationDetector.metricsStalenessThreshold"},
 		{"saturationDetector: {metricsStalenessThreshold: -1s}", "saturationDetector.metricsStalenessThreshold"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/scheduling"
@@ -16,8 +17,8 @@ import (
 // realistic metrics, its prefix index warmed by 2,000 routed requests from
 // 16 conversation groups (each with a 2,000-byte shared context), and 64
 // fresh 4,000-byte prompts from the same groups to schedule.
-func benchSetup(b *testing.B, n int) (*scheduling.Scheduler, []*datastore.Endpoint, [][]byte) {
-	s, err := plugins.NewDefaultScheduler()
+func benchSetup(b *testing.B, n int, config string) (*scheduling.Scheduler, []*datastore.Endpoint, [][]byte) {
+	s, err := plugins.NewSchedulerFromYAML([]byte(config))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -33,6 +34,8 @@ func benchSetup(b *testing.B, n int) (*scheduling.Scheduler, []*datastore.Endpoi
 			b.Fatal(err)
 		}
 		s.PreRequest(ctx, r, res, res.Primary())
+		s.ResponseComplete(ctx, r, &scheduling.Response{StatusCode: 200, Streamed: true, CompletionTokens: 100,
+			FirstByte: time.Duration(20+i%50) * time.Millisecond, Duration: time.Duration(700+i%100) * time.Millisecond}, res.Primary())
 	}
 	prompts := make([][]byte, 64)
 	for i := range prompts {
@@ -41,8 +44,35 @@ func benchSetup(b *testing.B, n int) (*scheduling.Scheduler, []*datastore.Endpoi
 	return s, eps, prompts
 }
 
+// latencyProfile is the default profile with the latency scorer added.
+const latencyProfile = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: queue-scorer
+- type: kv-cache-utilization-scorer
+- type: prefix-cache-scorer
+- type: latency-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: queue-scorer
+    weight: 2
+  - pluginRef: kv-cache-utilization-scorer
+    weight: 2
+  - pluginRef: prefix-cache-scorer
+    weight: 3
+  - pluginRef: latency-scorer
+    weight: 3
+  - pluginRef: max-score-picker
+`
+
 func benchmarkSchedule(b *testing.B, n int, withPreRequest bool) {
-	s, eps, prompts := benchSetup(b, n)
+	benchmarkProfile(b, n, withPreRequest, "")
+}
+
+func benchmarkProfile(b *testing.B, n int, withPreRequest bool, config string) {
+	s, eps, prompts := benchSetup(b, n, config)
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
@@ -67,6 +97,13 @@ func BenchmarkSchedule_25Endpoints(b *testing.B) { benchmarkSchedule(b, 25, fals
 // BenchmarkSchedule_100Endpoints is the same over 100 endpoints. Target:
 // <= 60 µs.
 func BenchmarkSchedule_100Endpoints(b *testing.B) { benchmarkSchedule(b, 100, false) }
+
+// BenchmarkScheduleLatency_100Endpoints is the default profile plus the
+// latency-scorer (weight 3), every endpoint's model trained. Target
+// (issue 14): <= 15 µs.
+func BenchmarkScheduleLatency_100Endpoints(b *testing.B) {
+	benchmarkProfile(b, 100, false, latencyProfile)
+}
 
 // BenchmarkScheduleAndPreRequest_100Endpoints adds the prefix index update
 // that follows every routed request.

@@ -86,6 +86,9 @@ type FlowControlConfig struct {
 	MaxBytesPerBand *int64 `json:"maxBytesPerBand,omitempty"`
 	// TTL is how long a request may wait before 429 (default 60s).
 	TTL *Duration `json:"ttl,omitempty"`
+	// Ordering orders each flow's queue: slo-deadline (default), edf or
+	// fcfs (see flowcontrol.OrderingSLODeadline).
+	Ordering *string `json:"ordering,omitempty"`
 }
 
 // Duration is a Go duration string ("200ms", "60s"). It is kept as text
@@ -142,6 +145,9 @@ func (c *EndpointPickerConfig) Admission(sat flowcontrol.SaturationConfig, flow 
 		}
 		if f.MaxBytesPerBand != nil {
 			flow.MaxBytesPerBand = *f.MaxBytesPerBand
+		}
+		if f.Ordering != nil {
+			flow.Ordering = *f.Ordering
 		}
 		if f.TTL != nil {
 			d, err := f.TTL.parse()

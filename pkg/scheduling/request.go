@@ -1,5 +1,7 @@
 package scheduling
 
+import "time"
+
 // Request is what the scheduler knows about one inference request. The
 // caller (the Director) fills the exported fields once, after parsing the
 // body and applying model rewrites; plugins only read them. It also carries
@@ -27,9 +29,20 @@ type Request struct {
 	// Headers are the request headers that plugins may consult (lower-case
 	// names), e.g. for session affinity. May be nil.
 	Headers map[string]string
+	// TTFTObjective and TPOTObjective are the request's latency objectives:
+	// time to first token and time per output token (the x-slo-ttft-ms and
+	// x-slo-tpot-ms headers, or its InferenceObjective's defaults); 0 means
+	// none. Latency-aware scorers prefer endpoints predicted to meet them.
+	TTFTObjective, TPOTObjective time.Duration
 
-	state CycleState
+	state       CycleState
+	wantsCached bool // the scheduler has a latency predictor; see WantsCachedPrompt
 }
+
+// WantsCachedPrompt reports whether a plugin of this request's scheduler
+// reads CachedPromptKey, so a prefix-cache scorer publishes it only when
+// someone will read it (it costs an allocation per request).
+func (r *Request) WantsCachedPrompt() bool { return r.wantsCached }
 
 // EffectiveModel is the model the server will run: TargetModel if set,
 // else Model. Prefix hashes are seeded with it so that two models never
@@ -60,7 +73,7 @@ type stateEntry struct {
 // allocate. It is not safe for concurrent use (a request is handled by one
 // goroutine at a time).
 type CycleState struct {
-	inline [4]stateEntry
+	inline [6]stateEntry
 	n      int
 	more   []stateEntry
 }
@@ -116,4 +129,11 @@ type Response struct {
 	CachedTokens     int // prompt tokens served from the prefix cache
 	// Err is the transport error, if any.
 	Err error
+	// FirstByte is the time from the attempt's start (the request handed
+	// to the endpoint) to the first response body byte, 0 when none came;
+	// Duration the time to the attempt's end. For a response that is not
+	// Streamed the first byte comes when the whole answer is ready, so
+	// only a streamed FirstByte is a time to first token.
+	FirstByte, Duration time.Duration
+	Streamed            bool
 }

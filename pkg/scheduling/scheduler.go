@@ -67,6 +67,7 @@ type Scheduler struct {
 	preRequest       []PreRequest
 	responseComplete []ResponseComplete
 	forgetters       []EndpointForgetter
+	predictor        LatencyPredictor
 	fallbacks        int
 
 	// noMetrics stands in for the metrics of never-scraped endpoints so
@@ -226,6 +227,9 @@ func NewScheduler(cfg *EndpointPickerConfig, reg *Registry, opts ...Option) (*Sc
 		if h, ok := p.(EndpointForgetter); ok {
 			s.forgetters = append(s.forgetters, h)
 		}
+		if h, ok := p.(LatencyPredictor); ok && s.predictor == nil {
+			s.predictor = h
+		}
 	}
 	return s, nil
 }
@@ -260,6 +264,7 @@ func (s *Scheduler) Schedule(ctx context.Context, req *Request, candidates []*da
 	if len(candidates) == 0 {
 		return nil, newError(ReasonNoCandidates, "", "", "no candidate endpoints")
 	}
+	req.wantsCached = s.predictor != nil
 	sc := s.scratch.Get().(*cycleScratch)
 	defer s.scratch.Put(sc)
 

@@ -36,6 +36,7 @@ type Metrics struct {
 	faults        *faultVecs
 	resilience    *resilienceVecs
 	front         *frontVecs
+	slo           *sloVecs
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -77,6 +78,7 @@ func NewMetrics() *Metrics {
 	m.faults = newFaultVecs(reg)
 	m.resilience = newResilienceVecs(reg)
 	m.front = newFrontVecs(reg)
+	m.slo = newSLOVecs(reg)
 	return m
 }
 

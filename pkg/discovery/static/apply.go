@@ -16,6 +16,7 @@ import (
 func Apply(cfg *config.Config, store *datastore.Store, pools []*v1.InferencePool) {
 	keep := map[string]bool{}
 	objectives := map[string]map[string]int32{}
+	latency := map[string]map[string]datastore.LatencyObjective{}
 	rewrites := map[string][]datastore.RewriteRule{}
 	for _, p := range pools {
 		name := config.NamespacedName(p.Namespace, p.Name)
@@ -26,15 +27,21 @@ func Apply(cfg *config.Config, store *datastore.Store, pools []*v1.InferencePool
 		}
 		store.SetPool(name, specs)
 		objs := map[string]int32{}
+		lat := map[string]datastore.LatencyObjective{}
 		for _, o := range ObjectivesFor(cfg, p) {
 			objs[o.Name] = o.Spec.EffectivePriority()
+			if ttft, tpot, err := o.LatencyObjectives(); err == nil && (ttft > 0 || tpot > 0) { // validated at load
+				lat[o.Name] = datastore.LatencyObjective{TTFT: ttft, TPOT: tpot}
+			}
 		}
 		objectives[name] = objs
+		latency[name] = lat
 		for _, rw := range RewritesFor(cfg, p) { // document order = creation order = precedence
 			rewrites[name] = append(rewrites[name], datastore.RewriteRules(rw)...)
 		}
 	}
 	store.SetObjectives(objectives)
+	store.SetLatencyObjectives(latency)
 	store.SetRewrites(rewrites)
 	for _, name := range store.PoolNames() {
 		if !keep[name] {

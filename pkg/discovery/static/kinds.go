@@ -35,7 +35,11 @@ func InferenceObjectiveKind() config.Kind {
 		Kind: KindInferenceObjective, APIVersions: []string{v1alpha2.GroupVersion.String()}, Named: true,
 		New: func() config.Object { return new(v1alpha2.InferenceObjective) },
 		Validate: func(o config.Object, f *config.Fields) {
-			validatePoolRef(f, "spec.poolRef", &o.(*v1alpha2.InferenceObjective).Spec.PoolRef)
+			obj := o.(*v1alpha2.InferenceObjective)
+			validatePoolRef(f, "spec.poolRef", &obj.Spec.PoolRef)
+			if _, _, err := obj.LatencyObjectives(); err != nil {
+				f.Error("metadata.annotations", err)
+			}
 		},
 		Check: func(cfg *config.Config, r *config.Report) {
 			for _, o := range Objectives(cfg) {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/igw-dev/igw/api/v1alpha2"
 	"github.com/igw-dev/igw/internal/configtest"
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/engine"
 )
@@ -100,6 +102,8 @@ spec:
 			`(InferenceObjective "o"): spec.poolRef.group: must be inference.networking.k8s.io, not "apps"`},
 		{"objective priority not int32", obj + "  poolRef: {name: llama}\n  priority: 3000000000\n",
 			`(InferenceObjective "o"): spec.priority: 3000000000 is out of range for a 32-bit integer`},
+		{"objective latency annotation", "apiVersion: inference.networking.x-k8s.io/v1alpha2\nkind: InferenceObjective\nmetadata: {name: o, annotations: {igw.dev/slo-ttft-ms: 200ms}}\nspec: {poolRef: {name: llama}}\n",
+			`(InferenceObjective "o"): metadata.annotations: annotation igw.dev/slo-ttft-ms: must be a whole number of milliseconds from 1 to 3600000, got "200ms"`},
 		{"rewrite without rules", rw,
 			`(InferenceModelRewrite "rw"): spec.rules: required: at least one rule`},
 		{"rewrite weight zero", rw + "  rules: [{targets: [{modelRewrite: a, weight: 0}]}]\n",
@@ -186,5 +190,36 @@ func TestParse_CrossReferences(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// An InferenceObjective's igw.dev/slo-* annotations become its requests'
+// default latency objectives in the datastore.
+func TestApply_LatencyObjectiveAnnotations(t *testing.T) {
+	obj := `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {name: chat, annotations: {igw.dev/slo-ttft-ms: "250", igw.dev/slo-tpot-ms: "40"}}
+spec: {poolRef: {name: llama}, priority: 5}
+`
+	plain := `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceObjective
+metadata: {name: batch}
+spec: {poolRef: {name: llama}, priority: -1}
+`
+	cfg, err := schema.Parse("k.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, obj, plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := datastore.NewStore(nil)
+	static.Apply(cfg, store, static.Pools(cfg))
+	pool := store.PoolNames()[0]
+	if got := store.LatencyObjective(pool, "chat"); got.TTFT != 250*time.Millisecond || got.TPOT != 40*time.Millisecond {
+		t.Errorf("chat: %+v", got)
+	}
+	if got := store.LatencyObjective(pool, "batch"); got != (datastore.LatencyObjective{}) {
+		t.Errorf("batch: %+v, want none", got)
+	}
+	if got := store.Priority(pool, "chat"); got != 5 {
+		t.Errorf("priority %d", got)
 	}
 }

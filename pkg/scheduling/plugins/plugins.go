@@ -6,6 +6,7 @@ import (
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/kvcache"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/labelselector"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins/latency"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/leastrequest"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/lora"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/maxscore"
@@ -25,6 +26,7 @@ func RegisterAll(r *scheduling.Registry) error {
 		queue.Register,
 		kvcache.Register,
 		prefix.Register,
+		latency.Register,
 		lora.Register,
 		running.Register,
 		leastrequest.Register,

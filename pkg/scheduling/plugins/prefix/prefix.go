@@ -152,6 +152,7 @@ func (s *Scorer) Index() *Index { return s.index }
 type blocks struct {
 	hashes []uint64
 	buf    [64]uint64
+	cached scheduling.CachedPrompt
 }
 
 // Hashes returns req's block hashes, computing them on first use and
@@ -183,6 +184,7 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	sc := s.scratch.Get().(*scoreScratch)
 	s.index.score(hashes, cands, scores, sc)
 	s.scratch.Put(sc)
+	s.publishCached(req, hashes, cands, scores)
 	over := overBound(cands, s.params.MaxQueueImbalance)
 	held := false
 	for i := range cands {
@@ -195,6 +197,28 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	if !held {
 		s.spill(hashes, cands, scores, over)
 	}
+}
+
+// publishCached records under scheduling.CachedPromptKey how many prompt
+// bytes each candidate holds (its matched blocks; scores are still the
+// plain match fractions), before the load bound and the spill change the
+// scores: a latency predictor needs what is cached, not what is preferred.
+func (s *Scorer) publishCached(req *scheduling.Request, hashes []uint64, cands []scheduling.Candidate, scores []float64) {
+	if !req.WantsCachedPrompt() {
+		return
+	}
+	v, _ := req.State().Read(s.stateKey)
+	b := v.(*blocks)
+	entries := b.cached.Entries[:0]
+	if cap(entries) < len(cands) {
+		entries = make([]scheduling.CachedBytes, 0, len(cands))
+	}
+	for i := range cands {
+		n := int(scores[i]*float64(len(hashes)) + 0.5)
+		entries = append(entries, scheduling.CachedBytes{Endpoint: cands[i].Endpoint, Bytes: n * s.params.BlockSize})
+	}
+	b.cached.Entries = entries
+	req.State().Write(scheduling.CachedPromptKey, &b.cached)
 }
 
 // overBound reports, for a candidate index, whether the candidate's
