@@ -80,7 +80,15 @@ type Endpoint struct {
 	inFlight atomic.Int64
 	limit    atomic.Int64 // learned concurrency limit, 0: not known yet
 	finished atomic.Int64 // igw's requests that completed since the last scrape
+	ceiling  atomic.Int64 // requests it held when it last refused one, 0: none
+	refused  atomic.Int64 // when, unix nanoseconds
 }
+
+// RefusalMemory is how long a refusal's ceiling holds (see
+// RefusalCeiling): long enough that a full server is not probed with a
+// request it will refuse every time a slot frees, short enough that a
+// server whose room grew (shorter prompts, prefixes shared) is used again.
+const RefusalMemory = 5 * time.Second
 
 // NewEndpoint creates an endpoint with no metrics yet (not ready).
 func NewEndpoint(name, address, pool string, engine Engine, labels map[string]string) *Endpoint {
@@ -147,6 +155,28 @@ func (e *Endpoint) AddInFlight(delta int64) {
 	if delta < 0 {
 		e.finished.Add(-delta)
 	}
+}
+
+// NoteRefusal records that the server refused a request for lack of room
+// (a 429, 500 or 503 before any output while it held others): it could
+// not take one more than it held, so RefusalCeiling is what it held, the
+// refused request not counted.
+func (e *Endpoint) NoteRefusal(now time.Time) {
+	e.ceiling.Store(int64(max(1, e.Busy()-1)))
+	e.refused.Store(now.UnixNano())
+}
+
+// RefusalCeiling is how many requests the server held when it last
+// refused one for lack of room, within RefusalMemory of now; 0 when it has
+// not refused since. Engines that refuse work when their KV cache is full
+// (rather than queue it) never show a waiting queue, so their limit can
+// only be learned from their refusals.
+func (e *Endpoint) RefusalCeiling(now time.Time) int {
+	c := e.ceiling.Load()
+	if c == 0 || now.Sub(time.Unix(0, e.refused.Load())) > RefusalMemory {
+		return 0
+	}
+	return int(c)
 }
 
 // Busy is the best estimate of how many requests the server holds now,

@@ -152,6 +152,9 @@ type Observer interface {
 	ResponseBroken(pool string)
 	// RetryDenied counts a retry the pool's retry budget refused.
 	RetryDenied(pool string)
+	// Readmitted counts a request sent back through admission after a
+	// model server refused it for lack of room.
+	Readmitted(pool string)
 	// LatencyObjective counts a streamed response with a latency
 	// objective ("ttft" or "tpot") as met or missed.
 	LatencyObjective(pool, objective string, met bool)
@@ -173,6 +176,7 @@ func (nopObserver) InFlight(string, float64)                                    
 func (nopObserver) AttemptTimedOut(string, string)                                {}
 func (nopObserver) ResponseBroken(string)                                         {}
 func (nopObserver) RetryDenied(string)                                            {}
+func (nopObserver) Readmitted(string)                                             {}
 func (nopObserver) LatencyObjective(string, string, bool)                         {}
 func (nopObserver) Ejected(string, string)                                        {}
 func (nopObserver) EjectedEndpoints(string, int)                                  {}
@@ -610,6 +614,7 @@ type Attempt struct {
 	probe     bool // the half-open endpoint's probe (outlier detection)
 	start     time.Time
 	firstByte time.Duration // 0 until the first response body byte
+	refusal   bool          // noteRefusal ran
 	reported  atomic.Bool
 	done      atomic.Bool
 }
@@ -638,6 +643,25 @@ func (a *Attempt) Report(o outlier.Outcome) {
 		return
 	}
 	a.dec.det.Done(a.ep.Address, o, a.probe)
+}
+
+// noteRefusal tells the endpoint it refused the request for lack of room
+// when the status says so (429, 500, 503) and it held other requests
+// (see datastore.Endpoint.NoteRefusal); an idle server's 500 is a fault
+// for outlier detection, not a ceiling. Each attempt notes at most once.
+func (a *Attempt) noteRefusal(status int) {
+	if a.refusal || !isRefusalStatus(status) {
+		return
+	}
+	a.refusal = true
+	if a.ep.Busy() > 1 {
+		a.ep.NoteRefusal(time.Now())
+	}
+}
+
+// isRefusalStatus: the statuses engines refuse work with when full.
+func isRefusalStatus(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusInternalServerError || status == http.StatusServiceUnavailable
 }
 
 // Endpoint is where the attempt went.

@@ -51,6 +51,8 @@ type Exchange struct {
 	edits        struct{ set, remove []string }
 	admitted     *Admitted
 	promptTokens int
+	dreq         *Request // what Decide was asked, for Readmit
+	readmits     int
 
 	att      *Attempt   // the current attempt on a scheduled endpoint
 	ps       *poolState // the pool's retry budget, from the first Try
@@ -154,6 +156,50 @@ func (x *Exchange) Try(ctx context.Context, addr string) {
 	x.att = x.Decision.Start(ctx, ep)
 }
 
+// MaxReadmissions bounds how often one request goes back through
+// admission after model servers refused it (Readmit).
+const MaxReadmissions = 3
+
+// Refused reports whether an answer with status from the current
+// attempt's endpoint is a refusal for lack of room — a 429, 500 or 503
+// from a server holding other requests — which Readmit handles better
+// than a retry on a fallback chosen before the server filled up.
+func (x *Exchange) Refused(status int) bool {
+	return x.att != nil && isRefusalStatus(status) && x.att.ep.Busy() > 1
+}
+
+// Readmit sends a request a model server refused for lack of room back
+// through admission and scheduling, as the pool is now: the endpoint's
+// refusal ceiling is noted, so it is no candidate until it has room, and
+// while no endpoint has room the request waits in the pool's queue in its
+// priority's order instead of being surfaced to the client. It returns the
+// new endpoints to try, or the reply when admission refuses the request
+// (a sheddable one is shed, a queued one may time out). nil, nil means the
+// request was readmitted MaxReadmissions times already (or is not
+// scheduled here): the plane answers with the refusal as it is.
+// Readmissions do not draw on the retry budget: admission itself bounds
+// them, a refusal took no work, and the request waits rather than retries
+// at once.
+func (x *Exchange) Readmit(ctx context.Context, status int) ([]string, *Reply) {
+	if x.Decision == nil || x.dreq == nil || x.readmits >= MaxReadmissions || ctx.Err() != nil {
+		return nil, nil
+	}
+	x.readmits++
+	if x.att != nil {
+		x.att.noteRefusal(status)
+		x.att.Report(outlier.Abandoned)
+		x.att.Finish(ctx, scheduling.Response{StatusCode: status})
+		x.att = nil
+	}
+	x.d.obs.Readmitted(x.Pool())
+	dec, err := x.d.Decide(ctx, x.dreq)
+	if err != nil {
+		return nil, x.decideFailed(ctx, err)
+	}
+	x.Decision, x.Body = dec, dec.Body
+	return x.Endpoints(), nil
+}
+
 // Served is the address of the current attempt ("" before any).
 func (x *Exchange) Served() string { return x.served }
 
@@ -187,6 +233,7 @@ func (x *Exchange) MayRetry() bool {
 // against the endpoint; the plane then Tries the next endpoint.
 func (x *Exchange) Retry(ctx context.Context, status int, err error) {
 	if x.att != nil {
+		x.att.noteRefusal(status)
 		x.att.Report(outcomeOf(status, err))
 		x.att.Finish(ctx, scheduling.Response{StatusCode: status, Err: err})
 		x.att = nil
@@ -211,6 +258,7 @@ func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody
 	x.status = status
 	x.stream = openai.IsEventStream(contentType)
 	if x.att != nil {
+		x.att.noteRefusal(status)
 		x.att.Report(outcomeOf(status, nil))
 	}
 	x.obs = openai.NewUsageObserver(contentType)

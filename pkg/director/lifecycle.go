@@ -197,7 +197,7 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	if e != nil {
 		return nil, x.refuse(e, "", nil)
 	}
-	dec, err := d.Decide(ctx, &Request{
+	x.dreq = &Request{
 		ID:         x.requestID(),
 		Pool:       x.Backend.Pool,
 		Parsed:     parsed,
@@ -209,24 +209,30 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 
 		TTFTObjective: ttftSLO,
 		TPOTObjective: tpotSLO,
-	})
+	}
+	dec, err := d.Decide(ctx, x.dreq)
 	if err != nil {
-		var rej *Rejection
-		if errors.As(err, &rej) {
-			var h http.Header
-			if rej.Status == http.StatusTooManyRequests {
-				h = http.Header{HeaderRetryAfter: {retryAfter(rej.RetryAfter)}}
-			}
-			return nil, x.refuse(rej.OpenAI(), rej.Reason, h)
-		}
-		if ctx.Err() != nil {
-			// The client left while the request was queued.
-			return nil, x.refuse(openai.NewError(499, openai.ErrTypeInvalidRequest, "the client went away"), "", nil)
-		}
-		return nil, x.refuse(openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, "scheduling failed: "+err.Error()), "", nil)
+		return nil, x.decideFailed(ctx, err)
 	}
 	x.Decision, x.Body = dec, dec.Body
 	return x, nil
+}
+
+// decideFailed is the reply to a request Decide did not admit.
+func (x *Exchange) decideFailed(ctx context.Context, err error) *Reply {
+	var rej *Rejection
+	if errors.As(err, &rej) {
+		var h http.Header
+		if rej.Status == http.StatusTooManyRequests {
+			h = http.Header{HeaderRetryAfter: {retryAfter(rej.RetryAfter)}}
+		}
+		return x.refuse(rej.OpenAI(), rej.Reason, h)
+	}
+	if ctx.Err() != nil {
+		// The client left while the request was queued.
+		return x.refuse(openai.NewError(499, openai.ErrTypeInvalidRequest, "the client went away"), "", nil)
+	}
+	return x.refuse(openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, "scheduling failed: "+err.Error()), "", nil)
 }
 
 // authenticate checks the request's credential (removing it from the

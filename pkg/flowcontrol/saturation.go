@@ -77,6 +77,9 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 	if m.KVCacheUsage >= d.cfg.KVCacheUtilThreshold {
 		return true
 	}
+	if c := e.RefusalCeiling(now); c > 0 && e.Busy() >= c {
+		return true // it refused a request when it held this many
+	}
 	if limit := e.ConcurrencyLimit(); limit > 0 {
 		return e.Busy()-limit >= d.cfg.QueueDepthThreshold
 	}
@@ -94,6 +97,9 @@ func (d *SaturationDetector) RoomForSheddable(e *datastore.Endpoint) bool {
 	// one or two requests at a time (or whose limit was learned low) keeps
 	// serving sheddable work.
 	limit := e.ConcurrencyLimit()
+	if c := e.RefusalCeiling(time.Now()); c > 0 && (limit == 0 || c < limit) {
+		limit = c
+	}
 	reserved := min(d.cfg.ReservedSlots, limit/4)
 	if reserved == 0 {
 		return true

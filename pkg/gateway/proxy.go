@@ -97,8 +97,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if t.picker != nil {
 		defer t.picker.Close()
 	}
-	attempts := min(len(t.hosts), x.Retries()+1)
-	for i, host := range t.hosts[:attempts] {
+	hosts := t.hosts[:min(len(t.hosts), x.Retries()+1)]
+	for i := 0; i < len(hosts); i++ {
+		host := hosts[i]
 		x.Try(ctx, host)
 		a := newAttempt(ctx, x.ConnectTimeout(), x.FirstByteTimeout())
 		resp, err := s.send(a.ctx, r, x, t.scheme, host, t.basePath, b)
@@ -110,7 +111,25 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			resp, err = nil, &errAttemptTimeout{phase: phase, limit: limit}
 			x.AttemptTimedOut(phase)
 		}
-		last := i == attempts-1 || ctx.Err() != nil
+		last := i == len(hosts)-1 || ctx.Err() != nil
+		if err == nil && x.Refused(resp.StatusCode) {
+			// The server is full: back through admission, to an endpoint
+			// with room or into the queue, rather than to a fallback
+			// chosen before it filled up.
+			more, reply := x.Readmit(ctx, resp.StatusCode)
+			if reply != nil || more != nil {
+				drain(resp)
+				a.end()
+				if reply != nil {
+					writeReply(w, reply)
+					return
+				}
+				s.log.Debug("readmitted after a refusal", "endpoint", host, "status", resp.StatusCode)
+				hosts = append(hosts[i+1:i+1:i+1], more[:min(len(more), x.Retries()+1)]...)
+				i = -1
+				continue
+			}
+		}
 		// A request that was sent and got no answer may be running on that
 		// endpoint: trying it elsewhere may run it twice, which the route
 		// may forbid. An answered failure (5xx) did not run.

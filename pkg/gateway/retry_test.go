@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/igw-dev/igw/pkg/director"
 )
 
 func TestGateway_RetriesRefusedConnectionOnFallback(t *testing.T) {
@@ -77,7 +79,10 @@ func TestGateway_RetriesServerErrorsButNotClientErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			preferred, fallback := newFakeServer(t), newFakeServer(t)
-			fallback.load(3, 0.5)
+			// One waiting request makes the fallback the second choice
+			// without making its failures refusals of a full server
+			// (those are readmitted: TestGateway_ReadmitsRefusals).
+			fallback.load(1, 0.5)
 			preferred.setHandler(answerStatus(tc.primary))
 			if !tc.fallbackOK {
 				fallback.setHandler(answerStatus(tc.primary))
@@ -87,7 +92,7 @@ func TestGateway_RetriesServerErrorsButNotClientErrors(t *testing.T) {
 				routeYAML("r", "  matches: [{model: {value: m}}]\n  backends: [{pool: p}]\n"),
 			), Options{})
 			waitCandidates(t, s, "p", 2)
-			waitMetrics(t, s, fallback.addr, 3)
+			waitMetrics(t, s, fallback.addr, 1)
 			c := newClient(t)
 
 			r := post(t, c, s, "/v1/chat/completions", chatBody("m"))
@@ -167,5 +172,54 @@ func TestGateway_TimeoutIsGatewayTimeout(t *testing.T) {
 	}
 	if got := sample(scrape(t, c, s), "igw_requests_total", "code=504"); got != 1 {
 		t.Errorf("igw_requests_total{code=504} = %v, want 1", got)
+	}
+}
+
+// A server holding other requests that refuses one (429, 500, 503) is
+// full, not failing: the request goes back through admission — here, with
+// one server and no retries on the route, to the same server once it has
+// room — instead of reaching the client; after MaxReadmissions the
+// refusal is answered as it is. Readmissions are counted.
+func TestGateway_ReadmitsRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refuse  int // how many requests the server refuses first
+		status  int
+		readmit float64
+	}{
+		{"a refusal is readmitted", 1, http.StatusOK, 1},
+		{"refusals beyond the bound reach the client", 100, http.StatusServiceUnavailable, director.MaxReadmissions},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newFakeServer(t)
+			srv.load(2, 0.3) // busy: two waiting
+			var refused atomic.Int64
+			srv.setHandler(func(w http.ResponseWriter, r *http.Request) {
+				if refused.Add(1) <= int64(tc.refuse) {
+					answerStatus(http.StatusServiceUnavailable)(w, r)
+					return
+				}
+				answerChat(w, r)
+			})
+			s := startGateway(t, parseConfig(t,
+				poolYAML("p", srv.addr),
+				routeYAML("r", "  matches: [{model: {value: m}}]\n  backends: [{pool: p}]\n  retries: 0\n"),
+			), Options{})
+			waitCandidates(t, s, "p", 1)
+			waitMetrics(t, s, srv.addr, 2)
+			c := newClient(t)
+			r := post(t, c, s, "/v1/chat/completions", chatBody("m"))
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			if got := sample(scrape(t, c, s), "igw_readmissions_total", "pool=default/p"); got != tc.readmit {
+				t.Errorf("igw_readmissions_total = %v, want %v", got, tc.readmit)
+			}
+			for _, ep := range s.engine.Store().AllEndpoints() {
+				if ep.InFlight() != 0 {
+					t.Errorf("%s: %d requests still counted in flight", ep.Address, ep.InFlight())
+				}
+			}
+		})
 	}
 }

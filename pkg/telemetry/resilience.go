@@ -12,6 +12,7 @@ type resilienceVecs struct {
 	ejections   *prometheus.CounterVec
 	ejected     *prometheus.GaugeVec
 	retryDenied *prometheus.CounterVec
+	readmitted  *prometheus.CounterVec
 }
 
 func newResilienceVecs(reg prometheus.Registerer) *resilienceVecs {
@@ -25,8 +26,11 @@ func newResilienceVecs(reg prometheus.Registerer) *resilienceVecs {
 		retryDenied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "igw_retries_denied_total",
 			Help: "Retries the pool's retry budget refused (the client got the failure as it was), by pool."},
 			[]string{"pool"}),
+		readmitted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "igw_readmissions_total",
+			Help: "Requests sent back through admission after a model server refused them for lack of room (429, 500 or 503 while busy), by pool."},
+			[]string{"pool"}),
 	}
-	reg.MustRegister(v.ejections, v.ejected, v.retryDenied)
+	reg.MustRegister(v.ejections, v.ejected, v.retryDenied, v.readmitted)
 	return v
 }
 
@@ -42,3 +46,6 @@ func (m *Metrics) EjectedEndpoints(pool string, n int) {
 
 // RetryDenied implements director.Observer.
 func (m *Metrics) RetryDenied(pool string) { m.resilience.retryDenied.WithLabelValues(pool).Inc() }
+
+// Readmitted implements director.Observer.
+func (m *Metrics) Readmitted(pool string) { m.resilience.readmitted.WithLabelValues(pool).Inc() }
