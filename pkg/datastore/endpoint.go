@@ -74,14 +74,15 @@ type Endpoint struct {
 	// Engine selects the scraper's metric mapping.
 	Engine Engine
 
-	metrics  atomic.Pointer[Metrics]
-	served   atomic.Pointer[[]string]
-	ready    atomic.Bool
-	inFlight atomic.Int64
-	limit    atomic.Int64 // learned concurrency limit, 0: not known yet
-	finished atomic.Int64 // igw's requests that completed since the last scrape
-	ceiling  atomic.Int64 // requests it held when it last refused one, 0: none
-	refused  atomic.Int64 // when, unix nanoseconds
+	metrics    atomic.Pointer[Metrics]
+	served     atomic.Pointer[[]string]
+	ready      atomic.Bool
+	inFlight   atomic.Int64
+	maxRunning atomic.Int64 // the most it was seen running
+	full       atomic.Bool  // it was seen with requests waiting
+	finished   atomic.Int64 // igw's requests that completed since the last scrape
+	ceiling    atomic.Int64 // requests it held when it last refused one, 0: none
+	refused    atomic.Int64 // when, unix nanoseconds
 }
 
 // RefusalMemory is how long a refusal's ceiling holds (see
@@ -102,26 +103,39 @@ func NewEndpoint(name, address, pool string, engine Engine, labels map[string]st
 func (e *Endpoint) Metrics() *Metrics { return e.metrics.Load() }
 
 // SetMetrics publishes a new snapshot. m must not be modified afterwards.
-// A snapshot with requests waiting teaches the endpoint's concurrency
-// limit (see ConcurrencyLimit).
+// Snapshots teach the endpoint's concurrency limit (see
+// ConcurrencyLimit).
 func (e *Endpoint) SetMetrics(m *Metrics) {
 	e.metrics.Store(m)
 	e.finished.Store(0)
-	if m != nil && m.WaitingQueueSize > 0 {
-		for {
-			cur := e.limit.Load()
-			if int64(m.RunningRequests) <= cur || e.limit.CompareAndSwap(cur, int64(m.RunningRequests)) {
-				break
-			}
+	if m == nil {
+		return
+	}
+	for {
+		cur := e.maxRunning.Load()
+		if int64(m.RunningRequests) <= cur || e.maxRunning.CompareAndSwap(cur, int64(m.RunningRequests)) {
+			break
 		}
+	}
+	if m.WaitingQueueSize > 0 {
+		e.full.Store(true)
 	}
 }
 
 // ConcurrencyLimit is how many requests the server runs at once, learned
-// from its metrics: the most it was seen running while others waited
-// (vLLM's max-num-seqs, or fewer when its KV cache is the bound). 0 until
-// the server has been full once. Engines do not export the limit itself.
-func (e *Endpoint) ConcurrencyLimit() int { return int(e.limit.Load()) }
+// from its metrics: 0 until the server has been seen full once (requests
+// waiting), then the most it has been seen running (vLLM's max-num-seqs,
+// or fewer when its KV cache is the bound). Engines do not export the
+// limit itself. The most ever seen running, rather than the most running
+// while others waited, lets the estimate grow when igw holds requests in
+// its own queue: a server that takes one more than the estimate shows it
+// running, though nothing waits there.
+func (e *Endpoint) ConcurrencyLimit() int {
+	if !e.full.Load() {
+		return 0
+	}
+	return int(e.maxRunning.Load())
+}
 
 // ServedModels are the models the server last listed in /v1/models: its
 // base model and every LoRA adapter it has loaded, idle or not. Nil means

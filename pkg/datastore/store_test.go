@@ -89,19 +89,25 @@ func TestStore_RewritePrecedenceAndWeights(t *testing.T) {
 	}
 }
 
-// The concurrency limit is learned only from snapshots with requests
-// waiting (the server was full), as the most it ran then.
+// The concurrency limit is unknown until a snapshot shows requests
+// waiting (the server was full); from then on it is the most the server
+// was seen running, so it grows when a server takes more than the
+// estimate (igw probing with one request beyond it).
 func TestEndpoint_LearnsItsConcurrencyLimitWhenFull(t *testing.T) {
 	e := NewEndpoint("a", "10.0.0.1:8000", "p", "vllm", nil)
-	for _, m := range []Metrics{
-		{RunningRequests: 3},                       // not full: teaches nothing
-		{RunningRequests: 8, WaitingQueueSize: 2},  // full at 8
-		{RunningRequests: 6, WaitingQueueSize: 1},  // full at 6 (KV-bound): the limit stays 8
-		{RunningRequests: 12, WaitingQueueSize: 0}, // not full
+	for _, step := range []struct {
+		m    Metrics
+		want int
+	}{
+		{Metrics{RunningRequests: 3}, 0},                      // never full: unknown
+		{Metrics{RunningRequests: 2, WaitingQueueSize: 2}, 3}, // full: the most seen running
+		{Metrics{RunningRequests: 8, WaitingQueueSize: 2}, 8},
+		{Metrics{RunningRequests: 6, WaitingQueueSize: 1}, 8}, // KV-bound for a while: stays
+		{Metrics{RunningRequests: 9, WaitingQueueSize: 0}, 9}, // took one more
 	} {
-		e.SetMetrics(&m)
-	}
-	if got := e.ConcurrencyLimit(); got != 8 {
-		t.Errorf("ConcurrencyLimit = %d, want 8", got)
+		e.SetMetrics(&step.m)
+		if got := e.ConcurrencyLimit(); got != step.want {
+			t.Errorf("after %+v: ConcurrencyLimit = %d, want %d", step.m, got, step.want)
+		}
 	}
 }

@@ -363,15 +363,19 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	now := time.Now()
 	ps := d.poolState(req.Pool)
 	det := ps.det
+	isUrgent := urgent(priority, slo.TTFT > 0)
+	if isUrgent {
+		ps.urgentAt.Store(now.UnixNano())
+	}
 	candidates := healthy(det, d.candidates(pool, req.Subset, target, now))
 	if len(candidates) == 0 {
 		return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusServiceUnavailable, Reason: ReasonNoEndpoints,
 			Message: fmt.Sprintf("no ready model server in pool %q", req.Pool)})
 	}
-	if priority > 0 || slo.TTFT > 0 {
+	switch {
+	case isUrgent:
 		candidates = d.withHeadroom(candidates, now)
-	}
-	if priority < 0 {
+	case priority < 0:
 		if candidates = d.withRoomForSheddable(candidates); len(candidates) == 0 {
 			return nil, d.reject(req.Pool, model, &Rejection{Status: http.StatusTooManyRequests, Reason: ReasonSaturated,
 				Message: "the model servers keep their last free slots for requests that are not sheddable; retry later"})
@@ -482,7 +486,7 @@ func (d *Director) flowController(pool string) *flowcontrol.Controller {
 	if d.flowObserver != nil {
 		obs = d.flowObserver(pool)
 	}
-	c, err := flowcontrol.NewController(d.flowCfg, func() (bool, bool) { return d.headroom(pool) }, obs)
+	c, err := flowcontrol.NewController(d.flowCfg, func(r *flowcontrol.Request) (bool, bool) { return d.headroom(pool, r) }, obs)
 	if err != nil { // the config was validated in New
 		panic(fmt.Sprintf("director: flow control: %v", err))
 	}
@@ -490,8 +494,10 @@ func (d *Director) flowController(pool string) *flowcontrol.Controller {
 	return c
 }
 
-// withHeadroom keeps the candidates that are not saturated, when some are
-// and some are not, for a request above the default priority: released
+// withHeadroom keeps the candidates with a free slot (FreeSlot), when some
+// have one, else those that are not saturated, when some are and some are
+// not, for an urgent request (above the default priority, or with a
+// time-to-first-token objective): released
 // from the admission queue, it must not wait at a server behind requests
 // admitted before it. Requests of the default priority and sheddable ones
 // keep every candidate, so their affinities (a cached prefix, a loaded
@@ -504,6 +510,15 @@ func (d *Director) flowController(pool string) *flowcontrol.Controller {
 // headroom (the state changed since admission) every candidate stays.
 func (d *Director) withHeadroom(eps []*datastore.Endpoint, now time.Time) []*datastore.Endpoint {
 	sat := d.saturation.Load()
+	slots := 0
+	for _, e := range eps {
+		if sat.FreeSlot(e) && !sat.EndpointSaturated(e, now) {
+			slots++
+		}
+	}
+	if slots > 0 && slots < len(eps) { // where it starts at once, if anywhere
+		return slices.DeleteFunc(eps, func(e *datastore.Endpoint) bool { return !sat.FreeSlot(e) || sat.EndpointSaturated(e, now) })
+	}
 	free := 0
 	for _, e := range eps {
 		if !sat.EndpointSaturated(e, now) {
@@ -531,26 +546,50 @@ func (d *Director) withRoomForSheddable(eps []*datastore.Endpoint) []*datastore.
 	return slices.DeleteFunc(eps, func(e *datastore.Endpoint) bool { return !sat.RoomForSheddable(e) })
 }
 
-// headroom reports whether some endpoint of pool is not saturated, and
-// whether the pool has a usable endpoint at all (ready, with metrics no
-// older than the stale fallback). It allocates nothing: a queue polls it.
-func (d *Director) headroom(pool string) (ok, hasEndpoints bool) {
+// headroom reports whether some endpoint of pool can take r now (nil:
+// any request), and whether the pool has a usable endpoint at all (ready,
+// with metrics no older than the stale fallback). An endpoint can take a
+// request when it is not saturated; a sheddable request, or one of the
+// default priority without a latency objective while the pool has had
+// urgent ones (keepsReserve), also needs a slot beyond the reserved ones.
+// It allocates nothing: a queue polls it.
+func (d *Director) headroom(pool string, r *flowcontrol.Request) (ok, hasEndpoints bool) {
 	p := d.store.Pool(pool)
 	if p == nil {
 		return false, false
 	}
 	now, sat := time.Now(), d.saturation.Load()
+	keep := r != nil && (r.Priority < 0 || !urgent(r.Priority, !r.Deadline.IsZero()) && d.reserving(pool, now))
 	usable := max(d.maxAge, staleFallbackAge)
 	for _, e := range p.Endpoints {
 		if !datastore.IsCandidate(e, now, usable) {
 			continue
 		}
 		hasEndpoints = true
-		if !sat.EndpointSaturated(e, now) {
+		if !sat.EndpointSaturated(e, now) && (!keep || sat.RoomForSheddable(e)) {
 			return true, true
 		}
 	}
 	return false, hasEndpoints
+}
+
+// urgent requests are those the reserved slots are for: above the default
+// priority, or with a time-to-first-token objective.
+func urgent(priority int32, hasTTFTObjective bool) bool { return priority > 0 || hasTTFTObjective }
+
+// reserveWindow is how long after an urgent request requests of the
+// default priority keep leaving the reserved slots free: long enough to
+// span the gaps of a steady urgent stream, short enough that a pool
+// without urgent traffic uses every slot.
+const reserveWindow = 10 * time.Second
+
+// reserving reports whether pool had an urgent request within
+// reserveWindow of now.
+func (d *Director) reserving(pool string, now time.Time) bool {
+	d.poolsMu.Lock()
+	ps := d.pools[pool]
+	d.poolsMu.Unlock()
+	return ps != nil && now.UnixNano()-ps.urgentAt.Load() < int64(reserveWindow)
 }
 
 // admissionRejection maps flow control's refusal to the status clients

@@ -676,3 +676,38 @@ func TestDirector_SheddableLeavesTheLastSlotFree(t *testing.T) {
 	}
 	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
 }
+
+// While the pool has urgent requests (priority > 0 or a TTFT objective),
+// admission keeps the reserved slot of each endpoint for them: a request
+// of the default priority without an objective waits in the queue when
+// only reserved slots are left; an urgent one goes. Without urgent
+// traffic in the last reserveWindow the default priority uses every slot.
+func TestDirector_ReservedSlotsForUrgentRequests(t *testing.T) {
+	const a = "10.0.0.1:8000"
+	f := newFixture(t, a)
+	f.store.SetObjectives(map[string]map[string]int32{testPool: {"interactive": 10}})
+	f.set(a, datastore.Metrics{RunningRequests: 4, WaitingQueueSize: 1}) // learns 4 slots
+	f.set(a, datastore.Metrics{RunningRequests: 3})                      // one slot free: the reserved one
+	standard := &flowcontrol.Request{}
+	slo := &flowcontrol.Request{Deadline: time.Now().Add(time.Second)}
+	high := &flowcontrol.Request{Priority: 10}
+	if ok, _ := f.dir.headroom(testPool, standard); !ok {
+		t.Fatal("no urgent traffic yet: the default priority must have the last slot")
+	}
+	req := chat(t, "llama", "hi")
+	req.Objective = "interactive"
+	dec, err := f.dir.Decide(context.Background(), req) // urgent traffic now
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+	f.set(a, datastore.Metrics{RunningRequests: 3})
+	if ok, _ := f.dir.headroom(testPool, standard); ok {
+		t.Error("the default priority took the slot reserved while urgent requests are around")
+	}
+	for _, r := range []*flowcontrol.Request{slo, high, nil} {
+		if ok, _ := f.dir.headroom(testPool, r); !ok {
+			t.Errorf("%+v: no headroom on the reserved slot", r)
+		}
+	}
+}

@@ -90,6 +90,7 @@ type poolState struct {
 	det      *outlier.Detector
 	active   atomic.Int64 // requests on their way to an endpoint
 	retrying atomic.Int64 // of those, requests granted a retry
+	urgentAt atomic.Int64 // unix nanoseconds of the last urgent request (see urgent)
 }
 
 // acquireRetry takes a place in the retry budget, if one is free.

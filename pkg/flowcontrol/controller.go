@@ -40,9 +40,11 @@ func (r *Rejection) Error() string { return r.Reason }
 // Unwrap makes every Rejection an ErrRejected.
 func (r *Rejection) Unwrap() error { return ErrRejected }
 
-// Headroom reports whether the pool can take a request now, and whether it
-// has any endpoint at all. It is called often; it must be cheap.
-type Headroom func() (ok, hasEndpoints bool)
+// Headroom reports whether the pool can take r now (nil: any request), and
+// whether it has any endpoint at all. It is called often; it must be
+// cheap. The request lets a pool keep room for some requests (those with
+// a latency objective or a high priority) that others may not take.
+type Headroom func(r *Request) (ok, hasEndpoints bool)
 
 // Config bounds the queues.
 type Config struct {
@@ -269,7 +271,7 @@ func (c *Controller) Kick() {
 // fit its band's queue, or waited out its TTL; or the context's error if
 // the client left first (it leaves the queue at once).
 func (c *Controller) Admit(ctx context.Context, r Request) error {
-	ok, hasEndpoints := c.headroom()
+	ok, hasEndpoints := c.headroom(&r)
 	switch {
 	case !hasEndpoints:
 		// Nothing to wait for: a pool without a usable endpoint is refused
@@ -308,7 +310,7 @@ func (c *Controller) Admit(ctx context.Context, r Request) error {
 	case <-ttl.C:
 		if c.remove(it) {
 			waited := time.Since(it.enqueued)
-			_, hasEndpoints := c.headroom()
+			_, hasEndpoints := c.headroom(nil)
 			c.outcome(r.Priority, ReasonTTLExpired, waited)
 			return &Rejection{Reason: ReasonTTLExpired, NoEndpoints: !hasEndpoints, Waited: waited}
 		}
@@ -415,9 +417,10 @@ func (c *Controller) changed(b *band) {
 	}
 }
 
-// dispatch runs while requests are queued: whenever the pool has headroom
-// it releases the next request — highest band first, round-robin across
-// the band's flows — and otherwise waits for a kick or the poll interval.
+// dispatch runs while requests are queued: whenever the pool has
+// headroom for the next request — highest band first, round-robin across
+// the band's flows, by the ordering within a flow — it releases it, and
+// otherwise waits for a kick or the poll interval.
 func (c *Controller) dispatch() {
 	poll := time.NewTicker(c.cfg.PollInterval)
 	defer poll.Stop()
@@ -426,12 +429,14 @@ func (c *Controller) dispatch() {
 			if c.pending.Load() > 0 && time.Since(time.Unix(0, c.released.Load())) < c.cfg.StartTimeout {
 				break // the last admissions are not counted in the pool's load yet
 			}
-			if ok, _ := c.headroom(); !ok {
-				break
-			}
-			if !c.releaseNext() {
+			it := c.next()
+			if it == nil {
 				return // queue empty; the goroutine ends
 			}
+			if ok, _ := c.headroom(&it.req); !ok {
+				break
+			}
+			c.release(it) // false: it left the queue meanwhile; look again
 		}
 		c.mu.Lock()
 		if c.queued.Load() == 0 {
@@ -447,9 +452,9 @@ func (c *Controller) dispatch() {
 	}
 }
 
-// releaseNext dispatches one request; false when nothing is queued (and
-// then marks the dispatcher stopped, under the lock).
-func (c *Controller) releaseNext() bool {
+// next is the request to release next, or nil when nothing is queued
+// (and then marks the dispatcher stopped, under the lock).
+func (c *Controller) next() *item {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.order {
@@ -458,22 +463,33 @@ func (c *Controller) releaseNext() bool {
 			continue
 		}
 		f := b.ring[b.next]
-		it := f.queue.Front().Value.(*item)
 		if c.byDeadline() {
-			it = c.earliest(f)
+			return c.earliest(f)
 		}
-		b.next++
-		c.unlink(it) // may shrink the ring and fix next
-		if b.next >= len(b.ring) {
-			b.next = 0
-		}
-		it.state = itemDispatched
-		c.admitted()
-		close(it.ready)
-		return true
+		return f.queue.Front().Value.(*item)
 	}
 	c.dispatcher = false
-	return false
+	return nil
+}
+
+// release dispatches it, if it is still queued, and moves its band's
+// round-robin past its flow.
+func (c *Controller) release(it *item) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if it.state != itemQueued {
+		return false
+	}
+	b := it.band
+	b.next = slices.Index(b.ring, it.flow) + 1
+	c.unlink(it) // may shrink the ring and fix next
+	if b.next >= len(b.ring) {
+		b.next = 0
+	}
+	it.state = itemDispatched
+	c.admitted()
+	close(it.ready)
+	return true
 }
 
 // earliest is the flow's next request by deadline: the earliest, or

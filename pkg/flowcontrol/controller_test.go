@@ -17,7 +17,7 @@ type permits struct {
 	noEndpoints atomic.Bool
 }
 
-func (p *permits) headroom() (bool, bool) {
+func (p *permits) headroom(*Request) (bool, bool) {
 	if p.noEndpoints.Load() {
 		return false, false
 	}
@@ -261,7 +261,7 @@ func TestController_ConcurrentLoadAllDispatched(t *testing.T) {
 }
 
 func BenchmarkController_AdmitWithHeadroom(b *testing.B) {
-	c, err := NewController(DefaultConfig(), func() (bool, bool) { return true, true }, nil)
+	c, err := NewController(DefaultConfig(), func(*Request) (bool, bool) { return true, true }, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestController_OneFreedSlotReleasesOneRequest(t *testing.T) {
 	inFlight.Store(1) // the only slot is busy
 	cfg := DefaultConfig()
 	cfg.StartTimeout = time.Minute // the test reports every start itself
-	c, err := NewController(cfg, func() (bool, bool) { return inFlight.Load() < 1, true }, nil)
+	c, err := NewController(cfg, func(*Request) (bool, bool) { return inFlight.Load() < 1, true }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,17 @@ func (d *SaturationDetector) RoomForSheddable(e *datastore.Endpoint) bool {
 	return e.Busy() < limit-reserved
 }
 
+// FreeSlot reports whether e would start a request at once: it holds
+// fewer than its learned concurrency limit (until the limit is known:
+// nothing waits there).
+func (d *SaturationDetector) FreeSlot(e *datastore.Endpoint) bool {
+	if limit := e.ConcurrencyLimit(); limit > 0 {
+		return e.Busy() < limit
+	}
+	m := e.Metrics()
+	return m == nil || m.EstimatedQueue(e.InFlight()) == 0
+}
+
 // PoolSaturated reports whether no endpoint of eps has headroom. An empty
 // pool is saturated.
 func (d *SaturationDetector) PoolSaturated(eps []*datastore.Endpoint, now time.Time) bool {
