@@ -194,7 +194,7 @@ func TestBenchCompare_CommandContender(t *testing.T) {
 
 func TestSelectContenders(t *testing.T) {
 	all, err := selectContenders([]string{"ext=http://127.0.0.1:9"}, nil)
-	if err != nil || len(all) != 5 || all[4].Name != "ext" {
+	if err != nil || len(all) != 6 || all[5].Name != "ext" {
 		t.Fatalf("%v %v", all, err)
 	}
 	some, err := selectContenders(nil, []string{"random", "igw-default"})

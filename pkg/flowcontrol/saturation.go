@@ -80,10 +80,18 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 	if c := e.RefusalCeiling(now); c > 0 && e.Busy() >= c {
 		return true // it refused a request when it held this many
 	}
+	waiting := m.EstimatedQueue(e.InFlight())
 	if limit := e.ConcurrencyLimit(); limit > 0 {
-		return e.Busy()-limit >= d.cfg.QueueDepthThreshold
+		// What it holds beyond its slots, fresher than its scrape; the
+		// scraped queue still counts when it runs fewer than its limit
+		// (its KV cache is the bound now).
+		beyond := e.Busy() - limit
+		if d.cfg.QueueDepthThreshold == 0 {
+			return beyond >= 0 || waiting >= 1
+		}
+		waiting = max(waiting, beyond)
 	}
-	return m.EstimatedQueue(e.InFlight()) >= max(1, d.cfg.QueueDepthThreshold)
+	return waiting >= max(1, d.cfg.QueueDepthThreshold)
 }
 
 // RoomForSheddable reports whether e has a running slot a sheddable

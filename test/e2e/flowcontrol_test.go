@@ -299,9 +299,9 @@ func TestFlowControlReloadSwapsSaturationThresholds(t *testing.T) {
 		return gw.Reload(cfg)
 	}
 	// A bad value is refused, naming the field; the running thresholds stay.
-	err := reload(render(strings.Replace(flowPickerDoc("30s"), "queueDepthThreshold: 1", "queueDepthThreshold: 0", 1)))
+	err := reload(render(strings.Replace(flowPickerDoc("30s"), "queueDepthThreshold: 1", "queueDepthThreshold: -1", 1)))
 	if err == nil || !strings.Contains(err.Error(), "saturationDetector.queueDepthThreshold") {
-		t.Fatalf("reload with queueDepthThreshold 0: %v, want an error naming saturationDetector.queueDepthThreshold", err)
+		t.Fatalf("reload with queueDepthThreshold -1: %v, want an error naming saturationDetector.queueDepthThreshold", err)
 	}
 	if r := post(context.Background(), c, url, longChat(1, 4), map[string]string{hdrObjective: "sheddable"}); r.Status != http.StatusTooManyRequests {
 		t.Fatalf("sheddable after a refused reload: %s, want 429", r)
