@@ -116,17 +116,17 @@ type loraRequest struct {
 func (s *Server) handleLoadLoRA(w http.ResponseWriter, r *http.Request) {
 	var req loraRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	if req.Name == "" {
-		openai.WriteError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "lora_name must be provided."))
+		writeError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "lora_name must be provided."))
 		return
 	}
 	s.mu.Lock()
 	if req.Name == s.cfg.ServedName() || slices.Contains(s.adapters, req.Name) {
 		s.mu.Unlock()
-		openai.WriteError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest,
+		writeError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest,
 			fmt.Sprintf("The lora adapter '%s' has already been loaded.", req.Name)))
 		return
 	}
@@ -138,14 +138,14 @@ func (s *Server) handleLoadLoRA(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleUnloadLoRA(w http.ResponseWriter, r *http.Request) {
 	var req loraRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	s.mu.Lock()
 	i := slices.Index(s.adapters, req.Name)
 	if i < 0 {
 		s.mu.Unlock()
-		openai.WriteError(w, openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
+		writeError(w, openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
 			fmt.Sprintf("The lora adapter '%s' cannot be found.", req.Name)))
 		return
 	}
@@ -214,11 +214,11 @@ type generation struct {
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	var req openai.ChatCompletionRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	if len(req.Messages) == 0 {
-		openai.WriteError(w, invalid("messages", "messages must be a non-empty array."))
+		writeError(w, invalid("messages", "messages must be a non-empty array."))
 		return
 	}
 	g := generation{
@@ -236,7 +236,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 	var req openai.CompletionRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	prompt := req.Prompt.Tokens
@@ -244,7 +244,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 		prompt = openai.AppendTokens(nil, req.Prompt.Text)
 	}
 	if len(prompt) == 0 {
-		openai.WriteError(w, invalid("prompt", "The prompt must not be empty."))
+		writeError(w, invalid("prompt", "The prompt must not be empty."))
 		return
 	}
 	limit := 0
@@ -269,12 +269,12 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 // completions shape, streamed or not.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation, chat bool) {
 	if e := s.precheck(); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	adapter, e := s.resolveModel(g.model)
 	if e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	g.adapter = adapter
@@ -282,12 +282,12 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation,
 		g.model = s.cfg.ServedName()
 	}
 	if g.limit < 0 {
-		openai.WriteError(w, invalid("max_tokens", "max_tokens must be at least 1, got "+strconv.Itoa(g.limit)+"."))
+		writeError(w, invalid("max_tokens", "max_tokens must be at least 1, got "+strconv.Itoa(g.limit)+"."))
 		return
 	}
 	maxLen := s.cfg.MaxModelLen
 	if len(g.prompt) >= maxLen || len(g.prompt)+g.limit > maxLen {
-		openai.WriteError(w, invalid("messages", fmt.Sprintf(
+		writeError(w, invalid("messages", fmt.Sprintf(
 			"This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
 			maxLen, len(g.prompt)+g.limit, len(g.prompt), g.limit)))
 		return
@@ -296,14 +296,14 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation,
 	seq, err := s.engine.Submit(Request{Prompt: g.prompt, Output: plan.tokens(s.vocab), Adapter: adapter, FinishReason: plan.finish})
 	if err != nil {
 		if errors.Is(err, ErrEngineStopped) {
-			openai.WriteError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "The server is shutting down."))
+			writeError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "The server is shutting down."))
 			return
 		}
 		if errors.Is(err, ErrKVCacheFull) {
-			openai.WriteError(w, openai.NewError(s.cfg.KVFullStatus, failureType(s.cfg.KVFullStatus), "No KV cache blocks are free for this request (kv-full-status)."))
+			writeError(w, openai.NewError(s.cfg.KVFullStatus, failureType(s.cfg.KVFullStatus), "No KV cache blocks are free for this request (kv-full-status)."))
 			return
 		}
-		openai.WriteError(w, invalid("messages", err.Error()))
+		writeError(w, invalid("messages", err.Error()))
 		return
 	}
 	id := s.requestID(chat)
@@ -318,7 +318,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation,
 		return
 	}
 	if seq.Err() != nil {
-		openai.WriteError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, seq.Err().Error()))
+		writeError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, seq.Err().Error()))
 		return
 	}
 	usage := usageOf(seq)
@@ -450,7 +450,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *openai.Error {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		openai.WriteError(w, openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, err.Error()))
+		writeError(w, openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, err.Error()))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -463,4 +463,25 @@ func writeText(w http.ResponseWriter, status int, text string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, text)
+}
+
+// writeError sends e in vLLM's error shape: OpenAI's envelope with the
+// HTTP status as a numeric "code" and vLLM's type names, which a gateway
+// in front passes through unchanged.
+func writeError(w http.ResponseWriter, e *openai.Error) {
+	body, _ := json.Marshal(struct {
+		Error vllmError `json:"error"`
+	}{vllmError{Message: e.Message, Type: e.Type, Param: e.Param, Code: e.Status()}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.Status())
+	_, _ = w.Write(body)
+}
+
+// vllmError is the error object vLLM sends.
+type vllmError struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Param   string `json:"param,omitempty"`
+	Code    int    `json:"code"`
 }
