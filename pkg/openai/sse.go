@@ -70,6 +70,10 @@ func (s *SSEWriter) Event(payload []byte) error {
 // Done writes the terminating `data: [DONE]` event.
 func (s *SSEWriter) Done() error { return s.Event([]byte(SSEDone)) }
 
+// Flush sends what was written to the response so far, for callers that
+// write events' bytes themselves.
+func (s *SSEWriter) Flush() { s.flush() }
+
 func (s *SSEWriter) flush() {
 	if s.f != nil {
 		s.f.Flush()
