@@ -144,8 +144,12 @@ redis-server: $(REDIS_SERVER)
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(GO_PACKAGES)
 
-## demo: simulated model servers behind igw, answering a curl
-demo: build
+## demo: simulated model servers behind igw, answering a curl. The first build on a
+## fresh machine downloads and compiles the dependencies (a few minutes) and lists
+## each package as it compiles it; Ctrl-C stops the demo
+demo:
+	@echo "Building bin/igw. On a fresh machine the first build downloads and compiles the dependencies: a few minutes, each package listed as it is compiled."
+	$(GO) build -v -ldflags '$(LDFLAGS)' -o $(IGW) ./cmd/igw
 	$(IGW) demo
 
 clean:

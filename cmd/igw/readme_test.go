@@ -63,7 +63,7 @@ func TestExamplesCompile(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}
-	raw, err := demoConfig(demoOptions{replicas: 4, simPort: 8001, address: "127.0.0.1:8080", admin: "127.0.0.1:9090"})
+	raw, err := demoConfig(demoOptions{replicas: 4, address: "127.0.0.1:8080", admin: "127.0.0.1:9090"}, []int{8001, 8002, 8003, 8004})
 	if err != nil {
 		t.Fatal(err)
 	}
