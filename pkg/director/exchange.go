@@ -274,6 +274,10 @@ func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody
 		x.att.noteRefusal(status)
 		x.att.Report(outcomeOf(status, nil))
 	}
+	if x.wrap != nil { // an earlier response of this exchange was wrapped
+		x.wrap = nil
+		x.ResponseHeader.Del("Content-Type") // the exchange's own copy
+	}
 	if status >= 400 && !openai.IsJSON(contentType) {
 		x.wrap = make([]byte, 0, maxWrappedError)
 		h := make(http.Header, len(x.ResponseHeader)+1)

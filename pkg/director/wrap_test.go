@@ -28,6 +28,14 @@ func TestExchange_WrapsNonJSONErrorsInTheAPIsShape(t *testing.T) {
 	if !ok || e.Type != openai.ErrTypeInvalidRequest || !strings.Contains(e.Message, "404 Not Found: 404 page not found") {
 		t.Fatalf("wrapped body %s", out)
 	}
+	// A later response of the same exchange (a plane that saw a refusal
+	// first) is not wrapped.
+	if x.ResponseHeaders(http.StatusOK, "text/event-stream"); x.ResponseHeader.Get("Content-Type") != "" {
+		t.Fatalf("the wrapped error's Content-Type stayed: %v", x.ResponseHeader)
+	}
+	if got := x.ResponseBody([]byte("data: {}\n\n"), false); string(got) != "data: {}\n\n" {
+		t.Fatalf("a response after a wrapped one was changed: %q", got)
+	}
 	x.Finish(context.Background(), nil)
 
 	x = begin(t, f, nil)
