@@ -74,9 +74,9 @@ $(STATICCHECK): hack/tools/go.mod hack/tools/go.sum
 staticcheck: $(STATICCHECK)
 	$(STATICCHECK) $(GO_PACKAGES)
 
-## unit: the race-enabled test suite, with a real kube-apiserver and etcd for envtest
-## and a real redis-server for the quota tests
-unit: envtest-assets $(REDIS_SERVER)
+## unit: the race-enabled test suite, with a real kube-apiserver and etcd for envtest,
+## a real redis-server for the quota tests and the official Node SDKs for the SDK test
+unit: envtest-assets $(REDIS_SERVER) node-sdk
 	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
 
 ## generate: deepcopy code (api/*/zz_generated.deepcopy.go) and CRDs (config/crd/bases) from the kubebuilder markers
@@ -140,12 +140,37 @@ $(REDIS_SERVER):
 .PHONY: redis-server
 redis-server: $(REDIS_SERVER)
 
+## node-sdk: the official openai and @anthropic-ai/sdk npm packages, pinned in
+## test/node/package-lock.json (versions that run on Node 20), installed with
+## npm ci from the npm registry into bin/node-sdk for cmd/igw's SDK test.
+## Without node and npm it says so and the test skips.
+NODE_SDK := $(BIN)/node-sdk
+NODE_SDK_STAMP := $(NODE_SDK)/node_modules/.installed
+
+.PHONY: node-sdk
+node-sdk:
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+	  $(MAKE) -s --no-print-directory $(NODE_SDK_STAMP); \
+	else \
+	  echo "node-sdk: node or npm is not installed; the official-SDK test (cmd/igw TestSDK_*) will skip"; \
+	fi
+
+$(NODE_SDK_STAMP): test/node/package.json test/node/package-lock.json
+	@mkdir -p $(NODE_SDK)
+	cp test/node/package.json test/node/package-lock.json $(NODE_SDK)/
+	cd $(NODE_SDK) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## bench-go: run every testing.B benchmark once (figures go in docs/performance.md)
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(GO_PACKAGES)
 
-## demo: simulated model servers behind igw, answering a curl
-demo: build
+## demo: simulated model servers behind igw, answering a curl. The first build on a
+## fresh machine downloads and compiles the dependencies (a few minutes) and lists
+## each package as it compiles it; Ctrl-C stops the demo
+demo:
+	@echo "Building bin/igw. On a fresh machine the first build downloads and compiles the dependencies: a few minutes, each package listed as it is compiled."
+	$(GO) build -v -ldflags '$(LDFLAGS)' -o $(IGW) ./cmd/igw
 	$(IGW) demo
 
 clean:

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -30,6 +34,10 @@ type demoOptions struct {
 	address   string
 	admin     string
 	timeScale float64
+	// explicit names the port flags given on the command line: a taken
+	// port there is an error, while a taken default port is replaced by a
+	// free one (and the demo says so).
+	explicit map[string]bool
 }
 
 func newDemoCommand() *cobra.Command {
@@ -40,9 +48,18 @@ func newDemoCommand() *cobra.Command {
 		Long: `demo starts simulated vLLM replicas and the igw gateway in this process, from
 an embedded configuration (the default scheduling profile: queue, KV-cache and
 prefix-cache scorers), sends one chat completion through the gateway, prints
-the curl command to send your own, and serves until interrupted.`,
+the curl command to send your own, and serves until interrupted.
+
+Ports: the replicas on 8001 and up (--sim-port), the gateway's API on 8080
+(--address) and its admin listener on 9090 (--admin-address). When a default
+port is taken the demo picks a free one and says so; a port given with its
+flag must be free.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.explicit = map[string]bool{}
+			for _, name := range []string{"sim-port", "address", "admin-address"} {
+				o.explicit[name] = cmd.Flags().Changed(name)
+			}
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
@@ -56,15 +73,11 @@ the curl command to send your own, and serves until interrupted.`,
 }
 
 // demoConfig renders the embedded standalone configuration for the demo's
-// ports.
-func demoConfig(o demoOptions) ([]byte, error) {
+// addresses and the replicas' ports.
+func demoConfig(o demoOptions, ports []int) ([]byte, error) {
 	t, err := template.New("demo").Parse(demoConfigTemplate)
 	if err != nil {
 		return nil, err
-	}
-	ports := make([]int, o.replicas)
-	for i := range ports {
-		ports[i] = o.simPort + i
 	}
 	var buf bytes.Buffer
 	err = t.Execute(&buf, map[string]any{"Address": o.address, "Admin": o.admin, "Model": demoModel, "Ports": ports})
@@ -79,7 +92,17 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	scfg := sim.DefaultConfig()
 	scfg.Model, scfg.Replicas, scfg.Port, scfg.TimeScale = demoModel, o.replicas, o.simPort, o.timeScale
 	fleet, err := sim.StartFleet(scfg, log)
+	if errors.Is(err, syscall.EADDRINUSE) && !o.explicit["sim-port"] {
+		scfg.Port = 0 // free ports, one per replica
+		if fleet, err = sim.StartFleet(scfg, log); err == nil {
+			fmt.Fprintf(out, "Ports %d-%d are taken: the simulated replicas listen on free ports instead (choose with --sim-port).\n",
+				o.simPort, o.simPort+o.replicas-1)
+		}
+	}
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("demo: %w (choose other ports with --sim-port)", err)
+		}
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer func() {
@@ -87,7 +110,15 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		defer cancel()
 		_ = fleet.Close(c)
 	}()
-	raw, err := demoConfig(o)
+	var ports []int
+	for _, a := range fleet.Addrs() {
+		_, p, _ := net.SplitHostPort(a)
+		n, _ := strconv.Atoi(p)
+		ports = append(ports, n)
+	}
+	o.address = freeOrDefault(out, o.address, "address", o.explicit["address"], "the gateway's API")
+	o.admin = freeOrDefault(out, o.admin, "admin-address", o.explicit["admin-address"], "the gateway's admin listener")
+	raw, err := demoConfig(o, ports)
 	if err != nil {
 		return err
 	}
@@ -100,6 +131,9 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return err
 	}
 	if err := gw.Start(ctx); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("demo: %w (choose other addresses with --address and --admin-address)", err)
+		}
 		return err
 	}
 	defer func() {
@@ -127,6 +161,23 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	fmt.Fprintf(out, "Metrics: http://%s/metrics   Serving until Ctrl-C.\n", gw.AdminAddr())
 	<-ctx.Done()
 	return nil
+}
+
+// freeOrDefault is addr if it can be bound; if it cannot because the port
+// is taken and the flag was not given, the same host with a free port
+// (":0"), saying so on out. Otherwise addr, for the gateway to report.
+func freeOrDefault(out io.Writer, addr, flag string, explicit bool, what string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		ln.Close()
+		return addr
+	}
+	if explicit || !errors.Is(err, syscall.EADDRINUSE) {
+		return addr
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	fmt.Fprintf(out, "%s is taken: %s listens on a free port instead (choose with --%s).\n", addr, what, flag)
+	return net.JoinHostPort(host, "0")
 }
 
 // waitReady polls a readiness URL until it answers 200.

@@ -87,3 +87,53 @@ func TestDemo_AnswersThroughTheGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDemo_TakenDefaultPortsAreReplacedAndSaid: the demo's default ports
+// taken by something else are replaced by free ones, and the demo says so;
+// a taken port given with its flag is an error naming the flag.
+func TestDemo_TakenDefaultPortsAreReplacedAndSaid(t *testing.T) {
+	base := freePortRange(t, 2)
+	sims, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sims.Close()
+	api, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- runDemo(ctx, out, demoOptions{replicas: 2, simPort: base, address: api.Addr().String(), admin: "127.0.0.1:0", timeScale: 20})
+	}()
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(out.String(), "Serving until Ctrl-C") {
+		select {
+		case err := <-done:
+			t.Fatalf("demo ended early: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("demo did not answer:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	s := out.String()
+	for _, want := range []string{"are taken: the simulated replicas listen on free ports instead (choose with --sim-port)",
+		api.Addr().String() + " is taken: the gateway's API listens on a free port instead (choose with --address)", "Answer (200 OK)"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("no %q in:\n%s", want, s)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	err = runDemo(context.Background(), out, demoOptions{replicas: 2, simPort: base, address: "127.0.0.1:0", admin: "127.0.0.1:0",
+		timeScale: 20, explicit: map[string]bool{"sim-port": true}})
+	if err == nil || !strings.Contains(err.Error(), "--sim-port") {
+		t.Fatalf("a taken --sim-port: %v", err)
+	}
+}

@@ -31,6 +31,7 @@ type extprocFlags struct {
 	grpcPort       int
 	healthPort     int
 	secure         bool
+	secureHealth   bool
 	certPath       string
 	bodyMode       string
 	maxBody        int
@@ -48,7 +49,8 @@ func (f *extprocFlags) register(cmd *cobra.Command, grpcPort, healthPort int) {
 	fl.StringVar(&f.address, "address", "", "address to bind the ports to (empty: all interfaces)")
 	fl.IntVar(&f.grpcPort, "grpc-port", grpcPort, "ext_proc gRPC port")
 	fl.IntVar(&f.healthPort, "grpc-health-port", healthPort, "gRPC health port (services \"\", liveness, readiness, "+extproc.ServiceName+")")
-	fl.BoolVar(&f.secure, "secure-serving", true, "serve ext_proc over TLS")
+	fl.BoolVar(&f.secure, "secure-serving", true, "serve ext_proc over TLS (the health port stays plaintext unless --secure-health)")
+	fl.BoolVar(&f.secureHealth, "secure-health", false, "serve the gRPC health port over TLS too, with the same certificate (Kubernetes' gRPC probes speak plaintext: probe with a TLS-capable client then)")
 	fl.StringVar(&f.certPath, "cert-path", "", "directory with tls.crt and tls.key (empty: a self-signed certificate made at start)")
 	fl.StringVar(&f.bodyMode, "default-body-mode", "FULL_DUPLEX_STREAMED", "body mode assumed when Envoy does not announce it in protocol_config (FULL_DUPLEX_STREAMED or BUFFERED)")
 	fl.IntVar(&f.maxBody, "max-request-body-bytes", extproc.DefaultMaxBodyBytes, "largest request body accepted (413 beyond)")
@@ -279,6 +281,9 @@ func (e *eppFlags) discovery(log *slog.Logger, rt *engine.Engine) (*kube.Discove
 func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extprocv3.ExternalProcessorServer, ready func() bool,
 	metrics http.Handler, loops ...func(context.Context) error) error {
 	var tlsCfg *tls.Config
+	if f.secureHealth && !f.secure {
+		return errors.New("--secure-health needs --secure-serving")
+	}
 	if f.secure {
 		var err error
 		if tlsCfg, err = extproc.TLSConfig(f.certPath); err != nil {
@@ -286,7 +291,7 @@ func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extp
 		}
 	}
 	o := extproc.ServerOptions{Logger: log, Address: f.address, GRPCPort: f.grpcPort, HealthPort: f.healthPort,
-		TLS: tlsCfg, MaxBodyBytes: f.maxBody, Pprof: f.pprof, Ready: ready, ReadyInterval: f.readyInterval}
+		TLS: tlsCfg, HealthTLS: f.secureHealth, MaxBodyBytes: f.maxBody, Pprof: f.pprof, Ready: ready, ReadyInterval: f.readyInterval}
 	if f.metricsEnabled {
 		o.Metrics, o.MetricsPort = metrics, f.metricsPort
 	}

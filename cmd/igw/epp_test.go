@@ -247,3 +247,23 @@ func TestEPPCommand_KubernetesModeFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBBRCommand_SecureHealthServesHealthOverTLS: by default the health
+// port is plaintext (Kubernetes' gRPC probes), with --secure-health it
+// speaks TLS with the ext_proc port's certificate and refuses plaintext.
+func TestBBRCommand_SecureHealthServesHealthOverTLS(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "adapters.yaml")
+	if err := os.WriteFile(path, []byte("- baseModel: base\n  adapters: [a1]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := startExtProc(t, true, func(ctx context.Context, f *extprocFlags) error {
+		f.secureHealth = true
+		return runBBR(ctx, f, path, "", &kubeFlags{}, true)
+	})
+	waitServing(t, dial(t, l.health, true), "readiness")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(dial(t, l.health, false)).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Fatal("a plaintext health check succeeded on a TLS health port")
+	}
+}

@@ -191,6 +191,20 @@ func (s *Store) LatencyObjective(pool, objective string) LatencyObjective {
 	return (*s.latency.Load())[pool][objective]
 }
 
+// Priorities are the priority bands requests to pool can have: 0 (no or
+// an unknown objective) and the priority of each of its objectives,
+// ascending.
+func (s *Store) Priorities(pool string) []int32 {
+	out := []int32{0}
+	for _, p := range (*s.objectives.Load())[pool] {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // RewriteTarget is one weighted destination of a model rewrite.
 type RewriteTarget struct {
 	Model  string

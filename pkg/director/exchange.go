@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/igw-dev/igw/pkg/datastore"
@@ -66,7 +67,15 @@ type Exchange struct {
 	restore  *openai.ModelRestorer
 	stream   bool // the response is an event stream (SSE)
 	finished bool
+	// wrap holds the start of a non-JSON error response (a proxy's or a
+	// web server's plain-text 404) while it is turned into an error body
+	// in the API's shape; nil for every other response.
+	wrap []byte
 }
+
+// maxWrappedError bounds what of a non-JSON error body is kept for the
+// message of the error that replaces it.
+const maxWrappedError = 512
 
 // Pool is the pool (namespace/name) or the URL host the request goes to,
 // the label of its metrics.
@@ -254,12 +263,30 @@ func (x *Exchange) endpoint(addr string) *datastore.Endpoint {
 // reports whether the body will be rewritten (the client's model name
 // restored), in which case its length changes and the plane must drop
 // Content-Length.
+//
+// A model server's error that is not JSON (a plain-text "404 page not
+// found") is replaced by an error in the API's shape quoting it, with its
+// status: clients parse error bodies as JSON. JSON errors pass unchanged.
 func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody bool) {
 	x.status = status
 	x.stream = openai.IsEventStream(contentType)
 	if x.att != nil {
 		x.att.noteRefusal(status)
 		x.att.Report(outcomeOf(status, nil))
+	}
+	if x.wrap != nil { // an earlier response of this exchange was wrapped
+		x.wrap = nil
+		x.ResponseHeader.Del("Content-Type") // the exchange's own copy
+	}
+	if status >= 400 && !openai.IsJSON(contentType) {
+		x.wrap = make([]byte, 0, maxWrappedError)
+		h := make(http.Header, len(x.ResponseHeader)+1)
+		for k, v := range x.ResponseHeader {
+			h[k] = v
+		}
+		h.Set("Content-Type", "application/json")
+		x.ResponseHeader = h
+		return true
 	}
 	x.obs = openai.NewUsageObserver(contentType)
 	if t := x.TargetModel(); x.Model != "" && t != x.Model {
@@ -273,6 +300,16 @@ func (x *Exchange) ResponseHeaders(status int, contentType string) (rewritesBody
 // few bytes (a model name cut by the chunk's end) for the next call; final
 // forces everything out.
 func (x *Exchange) ResponseBody(chunk []byte, final bool) []byte {
+	if x.wrap != nil {
+		if x.byte1 == 0 && len(chunk) > 0 {
+			x.byte1 = time.Since(x.start)
+		}
+		x.wrap = append(x.wrap, chunk[:min(len(chunk), cap(x.wrap)-len(x.wrap))]...)
+		if !final {
+			return nil
+		}
+		return x.wrappedError()
+	}
 	if x.obs != nil {
 		_, _ = x.obs.Write(chunk)
 	}
@@ -320,6 +357,19 @@ func (x *Exchange) ResponseBroken(err error) []byte {
 		out = append(x.restore.Write(nil, true), out...)
 	}
 	return out
+}
+
+// wrappedError is the error body that replaces a non-JSON error response.
+func (x *Exchange) wrappedError() []byte {
+	typ := openai.TypeForStatus(x.status)
+	text := strings.TrimSpace(strings.ToValidUTF8(string(x.wrap), "\uFFFD"))
+	e := openai.NewError(x.status, typ, fmt.Sprintf("the model server answered %d %s: %s", x.status, http.StatusText(x.status), text))
+	x.wrap = x.wrap[:0]
+	kind := openai.KindChat
+	if x.Parsed != nil {
+		kind = x.Parsed.Kind
+	}
+	return e.Body(kind)
 }
 
 // AttemptTimedOut records that the current attempt was abandoned in phase
@@ -379,11 +429,12 @@ func (x *Exchange) Answer(status int, header http.Header, body []byte) *Reply {
 	return &Reply{Status: status, Header: header, Body: body, Reason: header.Get(DroppedReasonHeader)}
 }
 
-// Refuse answers a request the plane refused before the Director saw it
-// (a body over the limit, a body that could not be read), counted and
-// shaped like the Director's own refusals.
-func (d *Director) Refuse(e *openai.Error) *Reply {
-	x := &Exchange{d: d, pol: d.policy.Load(), in: &Inbound{Header: http.Header{}}, start: time.Now()}
+// Refuse answers a request for path the plane refused before the Director
+// saw it (a body over the limit, a body that could not be read), counted
+// and shaped like the Director's own refusals (Anthropic's shape on the
+// Messages API, OpenAI's elsewhere).
+func (d *Director) Refuse(path string, e *openai.Error) *Reply {
+	x := &Exchange{d: d, pol: d.policy.Load(), in: &Inbound{Path: path, Header: http.Header{}}, start: time.Now()}
 	return x.refuse(e, "", nil)
 }
 
@@ -465,6 +516,8 @@ func genAIOperation(p *openai.Parsed) string {
 		return "embeddings"
 	case openai.KindResponses:
 		return "responses"
+	case openai.KindMessages:
+		return "chat"
 	}
 	return "unknown"
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/igw-dev/igw/pkg/openai"
@@ -57,11 +58,12 @@ func (r *Reply) Error() *openai.Error {
 	if r.Status < 400 {
 		return nil
 	}
-	var er openai.ErrorResponse
-	if json.Unmarshal(r.Body, &er) != nil {
+	e, ok := openai.ParseErrorBody(r.Body)
+	if !ok {
 		return nil
 	}
-	return &er.Error
+	e.HTTPStatus = r.Status
+	return e
 }
 
 // Reasons of refusals the Director makes before scheduling.
@@ -95,10 +97,11 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	switch {
 	case kind == 0 && in.Path == "/v1/models" && len(pol.Routes) > 0:
 		return nil, x.models()
+	case kind == 0 && strings.HasPrefix(in.Path, modelsPrefix) && len(pol.Routes) > 0:
+		return nil, x.model(strings.TrimPrefix(in.Path, modelsPrefix))
 	case kind == 0 && (in.Pool == "" || len(pol.Routes) > 0):
 		// With routes, only the routed APIs exist, whichever plane asks.
-		return nil, x.refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
-			fmt.Sprintf("no API at %s %s", in.Method, openai.Echo(in.Path))), "", nil)
+		return nil, x.refuse(NoAPI(in.Method, in.Path), "", nil)
 	case kind == 0:
 		// Not an inference API call (GET /v1/models of a pool without
 		// routes, a health probe through the gateway): balanced over the
@@ -136,8 +139,7 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	x.Parsed, x.Model, x.Body = parsed, parsed.Model, in.Body
 	if kind != 0 && len(pol.Routes) > 0 {
 		if x.Route = SelectRoute(pol.Routes, parsed.Model, in.Path, in.Header); x.Route == nil {
-			e := openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, fmt.Sprintf("The model `%s` does not exist.", openai.Echo(parsed.Model)))
-			e.Param = "model"
+			e := openai.ModelNotFound(parsed.Model)
 			// Not labelled with the model: a client could otherwise create
 			// a metric series per made-up model name, without bound.
 			x.Model = ""
@@ -185,7 +187,7 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	case x.Route != nil:
 		x.Backend = x.Route.pick()
 	default:
-		return nil, x.refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound, "no route"), "", nil)
+		return nil, x.refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeInvalidRequest, "no route"), "", nil)
 	}
 	if kind != 0 {
 		x.setHeader(HeaderModelName, parsed.Model)
@@ -302,6 +304,36 @@ func (x *Exchange) models() *Reply {
 	return &Reply{Status: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
 }
 
+// modelsPrefix is the path of GET /v1/models/{id} before the id.
+const modelsPrefix = "/v1/models/"
+
+// model answers GET /v1/models/{id} from the routes, as GET /v1/models
+// lists them: the model, or OpenAI's 404 model_not_found. A model id may
+// hold slashes (meta-llama/Llama-3.1-8B-Instruct), so the rest of the
+// path is the id.
+func (x *Exchange) model(name string) *Reply {
+	r := x.models()
+	if r.Status != http.StatusOK {
+		return r
+	}
+	var list openai.ModelList
+	_ = json.Unmarshal(r.Body, &list)
+	for _, m := range list.Data {
+		if m.ID == name {
+			r.Body, _ = json.Marshal(m)
+			return r
+		}
+	}
+	return x.refuse(openai.ModelNotFound(name), "", nil)
+}
+
+// NoAPI is the error for a path the gateway serves no API at, as OpenAI
+// words it for an unknown URL.
+func NoAPI(method, path string) *openai.Error {
+	return openai.NewError(http.StatusNotFound, openai.ErrTypeInvalidRequest,
+		fmt.Sprintf("Invalid URL (%s %s)", method, openai.Echo(path)))
+}
+
 // refuse ends the exchange before any model server saw it: the admission
 // policy's reservation (if any) is released, the outcome counted, and the
 // reply built with the dropped reason and extra headers.
@@ -316,7 +348,7 @@ func (x *Exchange) refuse(e *openai.Error, reason string, extra http.Header) *Re
 	if reason != "" {
 		h.Set(DroppedReasonHeader, reason)
 	}
-	body := e.JSON()
+	body := e.Body(openai.KindForPath(x.in.Path))
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	x.status = e.Status()

@@ -37,9 +37,10 @@
 //     when the body changed, and clear_route_cache.
 //
 // Header-only requests (end_of_stream on the headers): a request to an
-// OpenAI inference API path (/v1/chat/completions, /v1/completions,
-// /v1/embeddings, /v1/responses) has no model and is rejected with 400; any
-// other (GET /v1/models, health probes routed through the gateway) is
+// inference API path (/v1/chat/completions, /v1/completions,
+// /v1/embeddings, /v1/responses, Anthropic's /v1/messages) has no model
+// and is rejected with 400; any other (GET /v1/models, health probes
+// routed through the gateway) is
 // scheduled over the pool without model or prompt, so the load-based
 // scorers alone decide. The body-based router passes the latter through.
 //

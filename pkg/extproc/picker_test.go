@@ -313,10 +313,10 @@ func TestPicker_Rejections(t *testing.T) {
 			var body struct {
 				Error struct {
 					Message string `json:"message"`
-					Code    int    `json:"code"`
+					Type    string `json:"type"`
 				} `json:"error"`
 			}
-			if err := json.Unmarshal(res.Immediate.GetBody(), &body); err != nil || body.Error.Code != tc.status || !strings.Contains(body.Error.Message, tc.message) {
+			if err := json.Unmarshal(res.Immediate.GetBody(), &body); err != nil || body.Error.Type == "" || !strings.Contains(body.Error.Message, tc.message) {
 				t.Errorf("error body %s (%v)", res.Immediate.GetBody(), err)
 			}
 		})

@@ -81,13 +81,19 @@ func NewGRPCServer(p extprocv3.ExternalProcessorServer, maxBody int, tlsCfg *tls
 
 // NewHealthServer is a gRPC health server on its own grpc.Server (the
 // health port): liveness and "" serve at once; readiness and the ext_proc
-// service start NOT_SERVING until SetReady.
-func NewHealthServer() (*grpc.Server, *health.Server) {
+// service start NOT_SERVING until SetReady. It is plaintext unless tlsCfg
+// is set: Kubernetes' gRPC probes (and the upstream picker's) speak
+// plaintext, so only a probe that speaks TLS can check a TLS health port.
+func NewHealthServer(tlsCfg *tls.Config) (*grpc.Server, *health.Server) {
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(HealthLiveness, healthpb.HealthCheckResponse_SERVING)
 	SetReady(hs, false)
-	s := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, hs)
 	return s, hs
 }

@@ -26,8 +26,10 @@ type ServerOptions struct {
 	// MetricsPort (when Metrics is set) Prometheus /metrics. Port 0 picks
 	// a free port.
 	GRPCPort, HealthPort, MetricsPort int
-	// TLS, if set, secures the ext_proc port.
-	TLS *tls.Config
+	// TLS, if set, secures the ext_proc port; with HealthTLS also the
+	// health port (plaintext otherwise, for Kubernetes' gRPC probes).
+	TLS       *tls.Config
+	HealthTLS bool
 	// MaxBodyBytes bounds a request body (and so a gRPC message).
 	MaxBodyBytes int
 	// Metrics serves /metrics on MetricsPort; nil: no metrics port.
@@ -108,7 +110,11 @@ func (s *Server) Start(ctx context.Context) error {
 		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	s.grpc = NewGRPCServer(s.p, s.o.MaxBodyBytes, s.o.TLS)
-	s.health, s.hs = NewHealthServer()
+	var healthTLS *tls.Config
+	if s.o.HealthTLS {
+		healthTLS = s.o.TLS
+	}
+	s.health, s.hs = NewHealthServer(healthTLS)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.errs, s.failed = make(chan error, 4), make(chan error, 1)
@@ -124,7 +130,7 @@ func (s *Server) Start(ctx context.Context) error {
 		})
 	}
 	grpcAddr, healthAddr, metricsAddr := s.Addrs()
-	s.o.Logger.Info("serving ext_proc", "grpc", grpcAddr, "health", healthAddr, "metrics", metricsAddr, "tls", s.o.TLS != nil)
+	s.o.Logger.Info("serving ext_proc", "grpc", grpcAddr, "health", healthAddr, "metrics", metricsAddr, "tls", s.o.TLS != nil, "health_tls", s.o.TLS != nil && s.o.HealthTLS)
 	return nil
 }
 

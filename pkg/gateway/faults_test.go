@@ -125,6 +125,26 @@ func TestGateway_BrokenResponseIsNeverANormalEnd(t *testing.T) {
 		t.Errorf("the stream ends with %q, want an error event and [DONE]", events[2:])
 	}
 
+	// On Anthropic's Messages API the last event is Anthropic's error
+	// event, which its SDKs raise.
+	resp, err = c.Post("http://"+s.Addr()+"/v1/messages", "application/json",
+		strings.NewReader(`{"model":"m","stream":true,"max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events = events[:0]
+	sc = bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); line != "" {
+			events = append(events, line)
+		}
+	}
+	resp.Body.Close()
+	if n := len(events); n < 2 || events[n-2] != "event: error" ||
+		!strings.HasPrefix(events[n-1], `data: {"type":"error","error":{"type":"api_error","message":"the model server's response broke off`) {
+		t.Errorf("the Messages stream ends with %q, want Anthropic's error event", events)
+	}
+
 	srv.setHandler(brokenJSON)
 	resp, err = c.Post("http://"+s.Addr()+"/v1/chat/completions", "application/json", strings.NewReader(chatBody("m")))
 	if err != nil {
@@ -136,11 +156,11 @@ func TestGateway_BrokenResponseIsNeverANormalEnd(t *testing.T) {
 		t.Errorf("a cut JSON answer read to a clean end (err %v): the client cannot tell it is short", err)
 	}
 
-	if srv.hits.Load() != 2 {
-		t.Errorf("the server got %d requests, want 2 (a started response is never retried)", srv.hits.Load())
+	if srv.hits.Load() != 3 {
+		t.Errorf("the server got %d requests, want 3 (a started response is never retried)", srv.hits.Load())
 	}
-	if got := sample(scrape(t, c, s), "igw_responses_broken_total", "pool=default/p"); got != 2 {
-		t.Errorf("igw_responses_broken_total = %v, want 2", got)
+	if got := sample(scrape(t, c, s), "igw_responses_broken_total", "pool=default/p"); got != 3 {
+		t.Errorf("igw_responses_broken_total = %v, want 3", got)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
@@ -113,18 +114,18 @@ func (s *Server) readRequestBody(w http.ResponseWriter, r *http.Request) *body {
 	case errors.As(err, &tooBig):
 		// The same words as igw epp's, which cannot know the size.
 		msg := fmt.Sprintf("the request body is over the limit of %d bytes", limit)
-		writeReply(w, s.director.Refuse(openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest, msg)))
+		writeReply(w, s.director.Refuse(r.URL.Path, openai.NewError(http.StatusRequestEntityTooLarge, openai.ErrTypeInvalidRequest, msg)))
 	case errors.As(err, &slow):
 		s.metrics.BodyRejected(telemetry.BodyRejectedTimeout)
-		writeReply(w, s.director.Refuse(openai.NewError(http.StatusRequestTimeout, openai.ErrTypeInvalidRequest,
+		writeReply(w, s.director.Refuse(r.URL.Path, openai.NewError(http.StatusRequestTimeout, openai.ErrTypeInvalidRequest,
 			"the request body was sent too slowly")))
 	case errors.Is(err, errBodyCapacity):
 		s.metrics.BodyRejected(telemetry.BodyRejectedCapacity)
 		w.Header().Set("Retry-After", "1")
-		writeReply(w, s.director.Refuse(openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
+		writeReply(w, s.director.Refuse(r.URL.Path, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable,
 			"the gateway is holding too many request bodies; retry shortly")))
 	default:
-		writeReply(w, s.director.Refuse(openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "could not read the request body")))
+		writeReply(w, s.director.Refuse(r.URL.Path, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "could not read the request body")))
 	}
 	return nil
 }
@@ -137,8 +138,7 @@ func (s *Server) readRequestBody(w http.ResponseWriter, r *http.Request) *body {
 func (s *Server) cleanPaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.URL.Path; p != "" && p[0] == '/' && cleanPath(p) != p {
-			writeReply(w, s.director.Refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
-				fmt.Sprintf("no API at %s %s", r.Method, openai.Echo(p)))))
+			writeReply(w, s.director.Refuse(p, director.NoAPI(r.Method, p)))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -159,7 +159,7 @@ func cleanPath(p string) string {
 // where ServeMux would answer in plain text.
 func (s *Server) methodNotAllowed(allow ...string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		reply := s.director.Refuse(openai.NewError(http.StatusMethodNotAllowed, openai.ErrTypeInvalidRequest,
+		reply := s.director.Refuse(r.URL.Path, openai.NewError(http.StatusMethodNotAllowed, openai.ErrTypeInvalidRequest,
 			fmt.Sprintf("%s takes %s, not %s", openai.Echo(r.URL.Path), strings.Join(allow, " or "), r.Method)))
 		reply.Header.Set("Allow", strings.Join(allow, ", "))
 		writeReply(w, reply)

@@ -70,12 +70,14 @@ func readResponse(t testing.TB, c net.Conn, d time.Duration) (*http.Response, st
 	return resp, string(b)
 }
 
-// openAIError checks that body is an OpenAI error of status code.
+// openAIError checks that body is an OpenAI error with OpenAI's type for
+// status code.
 func openAIError(t testing.TB, body string, code int) *openai.Error {
 	t.Helper()
+	want := openai.TypeForStatus(code)
 	var er openai.ErrorResponse
-	if err := json.Unmarshal([]byte(body), &er); err != nil || er.Error.Code != code || er.Error.Message == "" {
-		t.Fatalf("body %q is not an OpenAI error with code %d", body, code)
+	if err := json.Unmarshal([]byte(body), &er); err != nil || er.Error.Type != want || er.Error.Message == "" {
+		t.Fatalf("body %q is not an OpenAI error of type %s (status %d)", body, want, code)
 	}
 	return &er.Error
 }

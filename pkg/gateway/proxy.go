@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/igw-dev/igw/pkg/director"
-	"github.com/igw-dev/igw/pkg/openai"
 )
 
 // Header names the gateway writes (REFERENCE §2–§3); the Director owns the
@@ -51,18 +50,18 @@ func removeHopHeaders(h http.Header) {
 // asked with the wrong method is 405 with Allow, also in the API's shape.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"} {
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"} {
 		mux.HandleFunc(path, s.serveAPI) // the Director answers other methods with 405
 	}
 	mux.HandleFunc("GET /v1/models", s.serveAPI)
+	mux.HandleFunc("GET /v1/models/{id...}", s.serveAPI)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	for _, path := range []string{"/v1/models", "/healthz", "/readyz"} {
 		mux.HandleFunc(path, s.methodNotAllowed(http.MethodGet, http.MethodHead))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeReply(w, s.director.Refuse(openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
-			fmt.Sprintf("no API at %s %s", r.Method, openai.Echo(r.URL.Path)))))
+		writeReply(w, s.director.Refuse(r.URL.Path, director.NoAPI(r.Method, r.URL.Path)))
 	})
 	return s.cleanPaths(mux)
 }

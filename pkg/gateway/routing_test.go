@@ -61,7 +61,7 @@ func TestGateway_RoutesByModelToPools(t *testing.T) {
 	} {
 		r := post(t, c, s, "/v1/chat/completions", tc.body)
 		var e openai.ErrorResponse
-		if r.status != tc.status || json.Unmarshal([]byte(r.body), &e) != nil || e.Error.Code != tc.status || e.Error.Param != tc.param {
+		if r.status != tc.status || json.Unmarshal([]byte(r.body), &e) != nil || e.Error.Type != openai.ErrTypeInvalidRequest || e.Error.Param != tc.param {
 			t.Errorf("%s: %d %s; want %d with param %q", tc.name, r.status, r.body, tc.status, tc.param)
 		}
 	}

@@ -8,8 +8,9 @@ import (
 	"strconv"
 )
 
-// Kind is the OpenAI API a request body belongs to; it decides which fields
-// carry the prompt.
+// Kind is the API a request body belongs to (OpenAI's, or Anthropic's
+// Messages API); it decides which fields carry the prompt and the shape of
+// errors.
 type Kind uint8
 
 // The APIs the gateway routes.
@@ -18,6 +19,9 @@ const (
 	KindCompletion
 	KindEmbeddings
 	KindResponses
+	// KindMessages is Anthropic's Messages API (POST /v1/messages), which
+	// vLLM also serves and coding agents speak.
+	KindMessages
 )
 
 // KindForPath maps a request path to its API, or 0 if it is not one.
@@ -31,6 +35,8 @@ func KindForPath(path string) Kind {
 		return KindEmbeddings
 	case "/v1/responses":
 		return KindResponses
+	case "/v1/messages":
+		return KindMessages
 	}
 	return 0
 }
@@ -52,7 +58,9 @@ type Parsed struct {
 	// Prompt is the text prefix-cache affinity hashes: for chat, every
 	// message as "role\ncontent\n" in order, so a conversation that extends
 	// another has it as a byte prefix; for completions and embeddings the
-	// (first) input; for responses the instructions and input.
+	// (first) input; for responses the instructions and input; for
+	// Anthropic messages the system prompt as a "system" message followed
+	// by the messages as for chat.
 	Prompt []byte
 
 	// modelStart and modelEnd delimit the model value (with its quotes) in
@@ -62,6 +70,9 @@ type Parsed struct {
 	// matter).
 	instructions         []byte
 	inputStart, inputEnd int
+	system               []byte // Anthropic's system prompt, raw
+	messagesStart        int    // Anthropic's messages, raw range
+	messagesEnd          int
 }
 
 // requestError is a 400 naming the offending parameter.
@@ -158,8 +169,22 @@ func ParseRequestInto(kind Kind, body, prompt []byte) (*Parsed, error) {
 				limits[2] = n
 			}
 		case "messages":
-			if kind == KindChat {
+			switch kind {
+			case KindChat:
 				p.Prompt, p.Messages, perr = appendMessages(p.Prompt[:0], body, vs, ve)
+			case KindMessages:
+				p.messagesStart, p.messagesEnd = vs, ve
+			}
+		case "system":
+			if kind == KindMessages {
+				switch kindOf(v) {
+				case 's', 'a':
+					p.system = v
+				case 'n':
+					p.system = nil
+				default:
+					perr = requestError("system", "system must be a string or an array of content blocks")
+				}
 			}
 		case "prompt":
 			if kind == KindCompletion {
@@ -196,6 +221,23 @@ func ParseRequestInto(kind Kind, body, prompt []byte) (*Parsed, error) {
 		}
 		p.MaxTokens = *v
 		break
+	}
+	if kind == KindMessages {
+		// Anthropic streams always carry usage (message_start and
+		// message_delta events).
+		p.IncludeUsage = p.Stream
+		if p.system != nil {
+			p.Prompt = append(p.Prompt, "system\n"...)
+			if p.Prompt, perr = appendContent(p.Prompt, p.system, 0, len(p.system), "system"); perr != nil {
+				return nil, perr
+			}
+			p.Prompt = append(p.Prompt, '\n')
+		}
+		if p.messagesEnd > 0 {
+			if p.Prompt, p.Messages, perr = appendMessages(p.Prompt, body, p.messagesStart, p.messagesEnd); perr != nil {
+				return nil, perr
+			}
+		}
 	}
 	if kind == KindEmbeddings || kind == KindResponses {
 		if p.instructions != nil {

@@ -154,3 +154,20 @@ func BenchmarkParseRequest_Chat4KB(b *testing.B) {
 		_ = p.WithModel(body, "llama-canary")
 	}
 }
+
+func TestParseRequest_AnthropicMessagesPromptIsSystemThenMessages(t *testing.T) {
+	body := []byte(`{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"model":"m","max_tokens":9,"stream":true,"system":"be brief"}`)
+	p, err := ParseRequest(KindForPath("/v1/messages"), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != KindMessages || p.Model != "m" || p.MaxTokens != 9 || !p.Stream || !p.IncludeUsage || p.Messages != 1 {
+		t.Fatalf("parsed %+v", p)
+	}
+	if got := string(p.Prompt); got != "system\nbe brief\nuser\nhi\n" {
+		t.Fatalf("prompt %q", got)
+	}
+	if _, err := ParseRequest(KindMessages, []byte(`{"model":"m","system":5}`)); err == nil {
+		t.Fatal("a numeric system prompt must be refused")
+	}
+}

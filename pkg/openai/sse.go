@@ -20,6 +20,13 @@ const eventStream = "text/event-stream"
 // events (a streamed response).
 func IsEventStream(contentType string) bool { return mediaType(contentType) == eventStream }
 
+// IsJSON reports whether a Content-Type header is JSON (application/json
+// or a +json type), the shape error bodies must have.
+func IsJSON(contentType string) bool {
+	mt := mediaType(contentType)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
 // mediaType is a Content-Type's media type, lower-case, without
 // parameters.
 func mediaType(contentType string) string {
@@ -62,6 +69,10 @@ func (s *SSEWriter) Event(payload []byte) error {
 
 // Done writes the terminating `data: [DONE]` event.
 func (s *SSEWriter) Done() error { return s.Event([]byte(SSEDone)) }
+
+// Flush sends what was written to the response so far, for callers that
+// write events' bytes themselves.
+func (s *SSEWriter) Flush() { s.flush() }
 
 func (s *SSEWriter) flush() {
 	if s.f != nil {
@@ -139,9 +150,16 @@ func (s *SSEReader) Next() ([]byte, error) {
 // raise it); for chat and completions OpenAI's in-stream error,
 // `data: {"error": {...}}` (the SDKs raise it as an APIError), followed by
 // `data: [DONE]` as vLLM sends after a stream error, so clients that wait
-// for it end cleanly.
+// for it end cleanly. For Anthropic's Messages API it is Anthropic's
+// `event: error` with its error body (the SDKs raise it).
 func StreamErrorEvent(kind Kind, e *Error) []byte {
 	var b bytes.Buffer
+	if kind == KindMessages {
+		b.WriteString("event: error\ndata: ")
+		b.Write(e.AnthropicJSON())
+		b.WriteString("\n\n")
+		return b.Bytes()
+	}
 	if kind == KindResponses {
 		b.WriteString("event: error\ndata: ")
 		body, _ := json.Marshal(struct {

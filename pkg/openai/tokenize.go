@@ -153,3 +153,15 @@ func visibleEnd(text string, at int) int {
 	}
 	return j
 }
+
+// AppendPieces appends the text of every token of text to dst, in order:
+// the pieces AppendTokens hashes, so a token id can be mapped back to its
+// text (igw sim's /detokenize).
+func AppendPieces(dst []string, text string) []string {
+	for i := 0; i < len(text); {
+		end := tokenEnd(text, i)
+		dst = append(dst, text[i:end])
+		i = end
+	}
+	return dst
+}

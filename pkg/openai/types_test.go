@@ -116,15 +116,38 @@ func TestSSEWriter_FramesAndFlushes(t *testing.T) {
 
 func TestWriteError_OpenAIShape(t *testing.T) {
 	rec := httptest.NewRecorder()
-	WriteError(rec, NewError(404, ErrTypeNotFound, "The model `x` does not exist."))
+	WriteError(rec, ModelNotFound("x"))
 	if rec.Code != 404 || rec.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("status %d", rec.Code)
 	}
-	var e ErrorResponse
-	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || e.Error.Code != 404 || e.Error.Type != ErrTypeNotFound {
-		t.Fatalf("body %s", rec.Body.String())
+	// OpenAI's own answer for the same condition, field for field.
+	want := `{"error":{"message":"The model ` + "`x`" + ` does not exist or you do not have access to it.","type":"invalid_request_error","param":"model","code":"model_not_found"}}`
+	if got := rec.Body.String(); got != want {
+		t.Fatalf("body\n got %s\nwant %s", got, want)
+	}
+	if got := string(NewError(400, ErrTypeInvalidRequest, "bad").JSON()); got != `{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":null}}` {
+		t.Errorf("absent param and code must be null: %s", got)
 	}
 	if NewError(200, "", "").Status() != 500 {
 		t.Error("a non-error status must render as 500")
+	}
+}
+
+func TestError_AnthropicShapeAndParse(t *testing.T) {
+	e := ModelNotFound("x")
+	if got := string(e.Body(KindMessages)); got != `{"type":"error","error":{"type":"not_found_error","message":"The model `+"`x`"+` does not exist or you do not have access to it."}}` {
+		t.Fatalf("anthropic body %s", got)
+	}
+	for _, body := range []string{string(e.JSON()), string(e.AnthropicJSON()), `{"error":{"message":"m","type":"NotFoundError","code":404}}`} {
+		got, ok := ParseErrorBody([]byte(body))
+		if !ok || got.Message == "" {
+			t.Errorf("ParseErrorBody(%s) = %+v, %v", body, got, ok)
+		}
+	}
+	if got, _ := ParseErrorBody([]byte(`{"error":{"message":"m","type":"NotFoundError","code":404}}`)); got.HTTPStatus != 404 {
+		t.Errorf("vLLM's numeric code is the status: %+v", got)
+	}
+	if _, ok := ParseErrorBody([]byte("404 page not found")); ok {
+		t.Error("plain text is not an error body")
 	}
 }

@@ -121,7 +121,7 @@ func (o *UsageObserver) Usage() (Usage, bool) {
 	u, found := o.usage, o.found
 	if v, ok := o.pendingData(); ok {
 		if pu, pok := dataUsage(v); pok {
-			u, found = pu, true
+			u, found = mergeUsage(u, found, pu), true
 		}
 	}
 	if !found {
@@ -227,7 +227,7 @@ func (o *UsageObserver) sseLine(line []byte) {
 	if !ok {
 		return
 	}
-	if isDone(v) {
+	if isDone(v) || isMessageStop(v) {
 		o.done = true
 		return
 	}
@@ -235,7 +235,7 @@ func (o *UsageObserver) sseLine(line []byte) {
 		o.token = true
 	}
 	if u, ok := dataUsage(v); ok {
-		o.usage, o.found = u, true
+		o.usage, o.found = mergeUsage(o.usage, o.found, u), true
 	}
 }
 
@@ -270,6 +270,31 @@ func carriesToken(v []byte) bool {
 	return bytes.Contains(v, []byte(`"tool_calls":[{`))
 }
 
+// mergeUsage is the usage after a stream's next usage object: the latest,
+// except that one without input tokens keeps the earlier input count, as
+// Anthropic's stream sends it (input in message_start, the output count in
+// message_delta).
+func mergeUsage(prev Usage, had bool, next Usage) Usage {
+	if had && next.PromptTokens == 0 && prev.PromptTokens > 0 {
+		next.PromptTokens = prev.PromptTokens
+		next.TotalTokens = next.PromptTokens + next.CompletionTokens
+		if next.PromptTokensDetails == nil {
+			next.PromptTokensDetails = prev.PromptTokensDetails
+		}
+	}
+	return next
+}
+
+// isMessageStop reports whether an event is Anthropic's message_stop, the
+// end of a Messages API stream (which has no [DONE]).
+func isMessageStop(data []byte) bool {
+	if len(data) > 64 || !bytes.Contains(data, []byte(`"message_stop"`)) {
+		return false
+	}
+	s, e, ok := topLevelValue(data, "type")
+	return ok && string(data[s:e]) == `"message_stop"`
+}
+
 const (
 	dataPrefix = "data:"
 	usageKey   = `"usage"`
@@ -301,11 +326,14 @@ func dataUsage(v []byte) (Usage, bool) {
 	if s, e, ok := topLevelValue(v, "usage"); ok && v[s] == '{' {
 		return decodeUsage(v[s:e])
 	}
-	// The Responses API nests it: {"type":"response.completed","response":{…,"usage":{…}}}.
-	if s, e, ok := topLevelValue(v, "response"); ok && v[s] == '{' {
-		r := v[s:e]
-		if s, e, ok := topLevelValue(r, "usage"); ok && r[s] == '{' {
-			return decodeUsage(r[s:e])
+	// The Responses API nests it: {"type":"response.completed","response":{…,"usage":{…}}};
+	// Anthropic's message_start: {"type":"message_start","message":{…,"usage":{…}}}.
+	for _, outer := range [...]string{"response", "message"} {
+		if s, e, ok := topLevelValue(v, outer); ok && v[s] == '{' {
+			r := v[s:e]
+			if s, e, ok := topLevelValue(r, "usage"); ok && r[s] == '{' {
+				return decodeUsage(r[s:e])
+			}
 		}
 	}
 	return Usage{}, false

@@ -563,3 +563,18 @@ func TestUsageObserver_SawToken(t *testing.T) {
 		}
 	}
 }
+
+func TestUsageObserver_AnthropicStreamKeepsInputFromMessageStart(t *testing.T) {
+	o := NewUsageObserver("text/event-stream")
+	stream := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n" +
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+	_, _ = o.Write([]byte(stream))
+	u, ok := o.Usage()
+	if !ok || u.PromptTokens != 25 || u.CompletionTokens != 15 || u.TotalTokens != 40 {
+		t.Fatalf("usage %+v %v", u, ok)
+	}
+	if !o.Done() {
+		t.Fatal("message_stop ends an Anthropic stream")
+	}
+}

@@ -40,6 +40,7 @@ type Server struct {
 	mu       sync.Mutex
 	adapters []string // loaded LoRA adapters, in load order
 	failures *rand.Rand
+	pieces   map[uint32]string // token id → text, for /detokenize
 }
 
 // NewServer builds replica number replica (0-based) of cfg. The engine does
@@ -58,6 +59,10 @@ func NewServer(cfg Config, replica int, v *vocab) (*Server, error) {
 		readyAt:  time.Now().Add(time.Duration(float64(cfg.StartupDelay.Duration) / cfg.TimeScale)),
 		created:  time.Now().Unix(),
 		failures: rand.New(rand.NewPCG(uint64(cfg.Seed), uint64(replica)+1)),
+		pieces:   map[uint32]string{tokIMStart: "<|im_start|>", tokIMEnd: "<|im_end|>"},
+	}
+	for i, w := range vocabulary {
+		s.pieces[v.ids[i]] = w
 	}
 	for _, spec := range cfg.LoRAModules {
 		name, _, _ := strings.Cut(spec, "=") // vLLM's name=path form
@@ -68,6 +73,12 @@ func NewServer(cfg Config, replica int, v *vocab) (*Server, error) {
 	mux.HandleFunc("POST /v1/chat/completions", s.handleChat)
 	mux.HandleFunc("POST /v1/completions", s.handleCompletion)
 	mux.HandleFunc("GET /v1/models", s.handleModels)
+	mux.HandleFunc("GET /v1/models/{id...}", s.handleModel)
+	mux.HandleFunc("POST /v1/embeddings", s.handleEmbeddings)
+	mux.HandleFunc("POST /v1/responses", s.handleResponses)
+	mux.HandleFunc("POST /v1/messages", s.handleMessages)
+	mux.HandleFunc("POST /tokenize", s.handleTokenize)
+	mux.HandleFunc("POST /detokenize", s.handleDetokenize)
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("POST /v1/load_lora_adapter", s.handleLoadLoRA)
@@ -96,6 +107,11 @@ func (s *Server) handleHealth(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.models())
+}
+
+// models is the base model and every loaded adapter.
+func (s *Server) models() openai.ModelList {
 	base := s.cfg.ServedName()
 	list := openai.ModelList{Object: openai.ObjectList}
 	list.Data = append(list.Data, openai.Model{ID: base, Object: openai.ObjectModel, Created: s.created, OwnedBy: "vllm", Root: s.cfg.Model})
@@ -105,7 +121,7 @@ func (s *Server) handleModels(w http.ResponseWriter, _ *http.Request) {
 		list.Data = append(list.Data, openai.Model{ID: a, Object: openai.ObjectModel, Created: s.created, OwnedBy: "vllm", Root: a, Parent: &parent})
 	}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, list)
+	return list
 }
 
 type loraRequest struct {
@@ -116,17 +132,17 @@ type loraRequest struct {
 func (s *Server) handleLoadLoRA(w http.ResponseWriter, r *http.Request) {
 	var req loraRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	if req.Name == "" {
-		openai.WriteError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "lora_name must be provided."))
+		writeError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest, "lora_name must be provided."))
 		return
 	}
 	s.mu.Lock()
 	if req.Name == s.cfg.ServedName() || slices.Contains(s.adapters, req.Name) {
 		s.mu.Unlock()
-		openai.WriteError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest,
+		writeError(w, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest,
 			fmt.Sprintf("The lora adapter '%s' has already been loaded.", req.Name)))
 		return
 	}
@@ -138,14 +154,14 @@ func (s *Server) handleLoadLoRA(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleUnloadLoRA(w http.ResponseWriter, r *http.Request) {
 	var req loraRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	s.mu.Lock()
 	i := slices.Index(s.adapters, req.Name)
 	if i < 0 {
 		s.mu.Unlock()
-		openai.WriteError(w, openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
+		writeError(w, openai.NewError(http.StatusNotFound, openai.ErrTypeNotFound,
 			fmt.Sprintf("The lora adapter '%s' cannot be found.", req.Name)))
 		return
 	}
@@ -209,16 +225,19 @@ type generation struct {
 	seed      *int64
 	stream    bool
 	usage     bool // stream_options.include_usage
+	// instructions and maxOutput are echoed by the Responses API.
+	instructions *string
+	maxOutput    *int
 }
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	var req openai.ChatCompletionRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	if len(req.Messages) == 0 {
-		openai.WriteError(w, invalid("messages", "messages must be a non-empty array."))
+		writeError(w, invalid("messages", "messages must be a non-empty array."))
 		return
 	}
 	g := generation{
@@ -230,13 +249,13 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		stream:    req.Stream,
 		usage:     req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
 	}
-	s.generate(w, r, &g, true)
+	s.generate(w, r, &g, apiChat)
 }
 
 func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 	var req openai.CompletionRequest
 	if e := decodeBody(w, r, &req); e != nil {
-		openai.WriteError(w, e)
+		writeError(w, e)
 		return
 	}
 	prompt := req.Prompt.Tokens
@@ -244,7 +263,7 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 		prompt = openai.AppendTokens(nil, req.Prompt.Text)
 	}
 	if len(prompt) == 0 {
-		openai.WriteError(w, invalid("prompt", "The prompt must not be empty."))
+		writeError(w, invalid("prompt", "The prompt must not be empty."))
 		return
 	}
 	limit := 0
@@ -262,19 +281,44 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 		stream:    req.Stream,
 		usage:     req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
 	}
-	s.generate(w, r, &g, false)
+	s.generate(w, r, &g, apiCompletion)
 }
 
-// generate runs g on the engine and writes the response in the chat or
-// completions shape, streamed or not.
-func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation, chat bool) {
+// api is the API a generation request came in on: it decides the shape of
+// the answer and of errors.
+type api uint8
+
+const (
+	apiChat api = iota
+	apiCompletion
+	apiResponses
+	apiMessages
+)
+
+// fail writes e in the API's error shape: vLLM's for OpenAI's APIs,
+// Anthropic's for the Messages API.
+func fail(w http.ResponseWriter, a api, e *openai.Error) {
+	if a != apiMessages {
+		writeError(w, e)
+		return
+	}
+	body := e.AnthropicJSON()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.Status())
+	_, _ = w.Write(body)
+}
+
+// generate runs g on the engine and writes the response in the shape of
+// API a, streamed or not.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation, a api) {
 	if e := s.precheck(); e != nil {
-		openai.WriteError(w, e)
+		fail(w, a, e)
 		return
 	}
 	adapter, e := s.resolveModel(g.model)
 	if e != nil {
-		openai.WriteError(w, e)
+		fail(w, a, e)
 		return
 	}
 	g.adapter = adapter
@@ -282,12 +326,12 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation,
 		g.model = s.cfg.ServedName()
 	}
 	if g.limit < 0 {
-		openai.WriteError(w, invalid("max_tokens", "max_tokens must be at least 1, got "+strconv.Itoa(g.limit)+"."))
+		fail(w, a, invalid("max_tokens", "max_tokens must be at least 1, got "+strconv.Itoa(g.limit)+"."))
 		return
 	}
 	maxLen := s.cfg.MaxModelLen
 	if len(g.prompt) >= maxLen || len(g.prompt)+g.limit > maxLen {
-		openai.WriteError(w, invalid("messages", fmt.Sprintf(
+		fail(w, a, invalid("messages", fmt.Sprintf(
 			"This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the messages, %d in the completion). Please reduce the length of the messages or completion.",
 			maxLen, len(g.prompt)+g.limit, len(g.prompt), g.limit)))
 		return
@@ -296,19 +340,19 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation,
 	seq, err := s.engine.Submit(Request{Prompt: g.prompt, Output: plan.tokens(s.vocab), Adapter: adapter, FinishReason: plan.finish})
 	if err != nil {
 		if errors.Is(err, ErrEngineStopped) {
-			openai.WriteError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "The server is shutting down."))
+			fail(w, a, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "The server is shutting down."))
 			return
 		}
 		if errors.Is(err, ErrKVCacheFull) {
-			openai.WriteError(w, openai.NewError(s.cfg.KVFullStatus, failureType(s.cfg.KVFullStatus), "No KV cache blocks are free for this request (kv-full-status)."))
+			fail(w, a, openai.NewError(s.cfg.KVFullStatus, failureType(s.cfg.KVFullStatus), "No KV cache blocks are free for this request (kv-full-status)."))
 			return
 		}
-		openai.WriteError(w, invalid("messages", err.Error()))
+		fail(w, a, invalid("messages", err.Error()))
 		return
 	}
-	id := s.requestID(chat)
+	id := s.requestID(a)
 	if g.stream {
-		s.stream(w, r, g, seq, plan, id, chat)
+		s.stream(w, r, g, seq, plan, id, a)
 		return
 	}
 	select {
@@ -318,44 +362,70 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, g *generation,
 		return
 	}
 	if seq.Err() != nil {
-		openai.WriteError(w, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, seq.Err().Error()))
+		fail(w, a, openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, seq.Err().Error()))
 		return
 	}
 	usage := usageOf(seq)
 	created := time.Now().Unix()
 	text := plan.text(seq.OutputTokens())
-	if chat {
+	switch a {
+	case apiChat:
 		writeJSON(w, http.StatusOK, openai.ChatCompletion{
 			ID: id, Object: openai.ObjectChatCompletion, Created: created, Model: g.model,
 			Choices: []openai.ChatChoice{{Message: openai.ChatMessage{Role: "assistant", Content: openai.MessageContent{Text: text}}, FinishReason: plan.finish}},
 			Usage:   usage,
 		})
-		return
+	case apiCompletion:
+		finish := plan.finish
+		writeJSON(w, http.StatusOK, openai.Completion{
+			ID: id, Object: openai.ObjectTextCompletion, Created: created, Model: g.model,
+			Choices: []openai.CompletionChoice{{Text: text, FinishReason: &finish}},
+			Usage:   usage,
+		})
+	case apiResponses:
+		writeJSON(w, http.StatusOK, responseObject(id, created, g, plan.finish, text, usage))
+	case apiMessages:
+		writeJSON(w, http.StatusOK, messageObject(id, g.model, plan.finish, text, usage))
 	}
-	finish := plan.finish
-	writeJSON(w, http.StatusOK, openai.Completion{
-		ID: id, Object: openai.ObjectTextCompletion, Created: created, Model: g.model,
-		Choices: []openai.CompletionChoice{{Text: text, FinishReason: &finish}},
-		Usage:   usage,
-	})
 }
 
-// stream writes the SSE response as vLLM does: for chat a first chunk with
-// the assistant role, then one chunk per token (the last carrying the finish
-// reason), an optional usage chunk with no choices, and [DONE]. Tokens that
-// pile up while the client is slow are written together and flushed once.
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, g *generation, seq *Sequence, plan outputPlan, id string, chat bool) {
+// streamFormat renders one API's stream: the events before the first
+// token, one or more events per token, and the events after the last.
+type streamFormat interface {
+	start(dst []byte) []byte
+	token(dst []byte, word uint16, finish string) []byte
+	end(dst []byte, seq *Sequence, text string) []byte
+}
+
+// stream writes the SSE response as the API's server does (vLLM for chat
+// and completions, OpenAI's Responses API events, Anthropic's Messages
+// events). Tokens that pile up while the client is slow are written
+// together and flushed once.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, g *generation, seq *Sequence, plan outputPlan, id string, a api) {
 	created := time.Now().Unix()
+	var f streamFormat
+	switch a {
+	case apiChat, apiCompletion:
+		f = &openAIStream{chunks: newChunkEncoder(id, created, g.model, a == apiChat, s.vocab), id: id, created: created, g: g, chat: a == apiChat}
+	case apiResponses:
+		f = &responsesStream{id: id, created: created, g: g, finish: plan.finish}
+	case apiMessages:
+		f = &messagesStream{id: id, g: g, finish: plan.finish, input: seq.PromptTokens(), vocab: s.vocab}
+	}
 	sse := openai.NewSSEWriter(w)
-	chunks := newChunkEncoder(id, created, g.model, chat, s.vocab)
-	if chat {
-		empty := ""
-		first, _ := json.Marshal(openai.ChatCompletionChunk{ID: id, Object: openai.ObjectChatCompletionChunk, Created: created, Model: g.model,
-			Choices: []openai.ChatChunkChoice{{Delta: openai.ChatDelta{Role: "assistant", Content: &empty}}}})
-		if sse.Event(first) != nil {
-			s.engine.Abort(seq)
-			return
+	write := func(b []byte) bool {
+		if len(b) == 0 {
+			return true
 		}
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		sse.Flush()
+		return true
+	}
+	if !write(f.start(nil)) {
+		s.engine.Abort(seq)
+		return
 	}
 	sent := 0
 	var buf []byte
@@ -370,7 +440,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, g *generation, s
 			return
 		}
 		if finished && seq.Err() != nil {
-			return // the engine stopped; end the stream without [DONE]
+			return // the engine stopped; end the stream without its end events
 		}
 		n := seq.Generated()
 		buf = buf[:0]
@@ -379,35 +449,72 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, g *generation, s
 			if sent == seq.OutputTokens()-1 {
 				finish = plan.finish
 			}
-			buf = chunks.appendToken(buf, plan.words[sent], finish)
+			buf = f.token(buf, plan.words[sent], finish)
 		}
-		if len(buf) > 0 {
-			if _, err := w.Write(buf); err != nil {
-				s.engine.Abort(seq)
-				return
-			}
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush()
-			}
+		if !write(buf) {
+			s.engine.Abort(seq)
+			return
 		}
 		if finished {
 			break
 		}
 	}
-	if g.usage {
-		var payload []byte
-		if chat {
-			payload, _ = json.Marshal(openai.ChatCompletionChunk{ID: id, Object: openai.ObjectChatCompletionChunk, Created: created, Model: g.model,
+	write(f.end(nil, seq, plan.text(seq.Generated())))
+}
+
+// openAIStream is vLLM's stream of chat and completion chunks: for chat a
+// first chunk with the assistant role, one chunk per token (the last
+// carrying the finish reason), a usage chunk with no choices when
+// stream_options.include_usage is set, and [DONE].
+type openAIStream struct {
+	chunks  *chunkEncoder
+	id      string
+	created int64
+	g       *generation
+	chat    bool
+}
+
+func (o *openAIStream) start(dst []byte) []byte {
+	if !o.chat {
+		return dst
+	}
+	empty := ""
+	return appendData(dst, openai.ChatCompletionChunk{ID: o.id, Object: openai.ObjectChatCompletionChunk, Created: o.created, Model: o.g.model,
+		Choices: []openai.ChatChunkChoice{{Delta: openai.ChatDelta{Role: "assistant", Content: &empty}}}})
+}
+
+func (o *openAIStream) token(dst []byte, word uint16, finish string) []byte {
+	return o.chunks.appendToken(dst, word, finish)
+}
+
+func (o *openAIStream) end(dst []byte, seq *Sequence, _ string) []byte {
+	if o.g.usage {
+		if o.chat {
+			dst = appendData(dst, openai.ChatCompletionChunk{ID: o.id, Object: openai.ObjectChatCompletionChunk, Created: o.created, Model: o.g.model,
 				Choices: []openai.ChatChunkChoice{}, Usage: usageOf(seq)})
 		} else {
-			payload, _ = json.Marshal(openai.Completion{ID: id, Object: openai.ObjectTextCompletion, Created: created, Model: g.model,
+			dst = appendData(dst, openai.Completion{ID: o.id, Object: openai.ObjectTextCompletion, Created: o.created, Model: o.g.model,
 				Choices: []openai.CompletionChoice{}, Usage: usageOf(seq)})
 		}
-		if sse.Event(payload) != nil {
-			return
-		}
 	}
-	_ = sse.Done()
+	return append(dst, "data: "+openai.SSEDone+"\n\n"...)
+}
+
+// appendData appends v as one `data:` event.
+func appendData(dst []byte, v any) []byte {
+	b, _ := json.Marshal(v)
+	dst = append(dst, "data: "...)
+	dst = append(dst, b...)
+	return append(dst, '\n', '\n')
+}
+
+// appendEvent appends v as one event named name (`event:` and `data:`
+// lines), the framing of the Responses and Messages APIs.
+func appendEvent(dst []byte, name string, v any) []byte {
+	dst = append(dst, "event: "...)
+	dst = append(dst, name...)
+	dst = append(dst, '\n')
+	return appendData(dst, v)
 }
 
 func usageOf(seq *Sequence) *openai.Usage {
@@ -416,10 +523,15 @@ func usageOf(seq *Sequence) *openai.Usage {
 		PromptTokensDetails: &openai.PromptTokensDetails{CachedTokens: seq.CachedTokens()}}
 }
 
-func (s *Server) requestID(chat bool) string {
+func (s *Server) requestID(a api) string {
 	prefix := "cmpl-"
-	if chat {
+	switch a {
+	case apiChat:
 		prefix = "chatcmpl-"
+	case apiResponses:
+		prefix = "resp_"
+	case apiMessages:
+		prefix = "msg_"
 	}
 	return prefix + strconv.FormatUint(uint64(s.cfg.Port), 16) + "-" + strconv.FormatUint(s.ids.Add(1), 16)
 }
@@ -450,7 +562,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *openai.Error {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		openai.WriteError(w, openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, err.Error()))
+		writeError(w, openai.NewError(http.StatusInternalServerError, openai.ErrTypeServer, err.Error()))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -463,4 +575,25 @@ func writeText(w http.ResponseWriter, status int, text string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, text)
+}
+
+// writeError sends e in vLLM's error shape: OpenAI's envelope with the
+// HTTP status as a numeric "code" and vLLM's type names, which a gateway
+// in front passes through unchanged.
+func writeError(w http.ResponseWriter, e *openai.Error) {
+	body, _ := json.Marshal(struct {
+		Error vllmError `json:"error"`
+	}{vllmError{Message: e.Message, Type: e.Type, Param: e.Param, Code: e.Status()}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.Status())
+	_, _ = w.Write(body)
+}
+
+// vllmError is the error object vLLM sends.
+type vllmError struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Param   string `json:"param,omitempty"`
+	Code    int    `json:"code"`
 }

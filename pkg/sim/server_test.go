@@ -260,7 +260,7 @@ func TestServer_Errors(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
 			}
 			var e openai.ErrorResponse
-			if err := json.Unmarshal(body, &e); err != nil || e.Error.Type != tc.errType || e.Error.Message == "" || e.Error.Code != tc.status {
+			if err := json.Unmarshal(body, &e); err != nil || e.Error.Type != tc.errType || e.Error.Message == "" || e.Error.HTTPStatus != tc.status {
 				t.Fatalf("error body %s (%v)", body, err)
 			}
 		})

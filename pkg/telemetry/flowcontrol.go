@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,33 @@ type flowVecs struct {
 	queueBytes    *prometheus.GaugeVec
 	wait          *prometheus.HistogramVec
 	outcomes      *prometheus.CounterVec
+	// view, once RegisterPoolCollector set it, names the pools and
+	// priority bands whose series exist from the start.
+	view atomic.Pointer[PoolView]
+}
+
+var _ prometheus.Collector = (*flowVecs)(nil)
+
+// Describe implements prometheus.Collector.
+func (v *flowVecs) Describe(ch chan<- *prometheus.Desc) {
+	v.queueRequests.Describe(ch)
+	v.queueBytes.Describe(ch)
+	v.wait.Describe(ch)
+	v.outcomes.Describe(ch)
+}
+
+// Collect implements prometheus.Collector: every known pool's series are
+// declared first, so the very first scrape has them.
+func (v *flowVecs) Collect(ch chan<- prometheus.Metric) {
+	if view := v.view.Load(); view != nil {
+		for _, name := range (*view).PoolNames() {
+			v.declare(name, (*view).Priorities(name))
+		}
+	}
+	v.queueRequests.Collect(ch)
+	v.queueBytes.Collect(ch)
+	v.wait.Collect(ch)
+	v.outcomes.Collect(ch)
 }
 
 func newFlowVecs(reg prometheus.Registerer) *flowVecs {
@@ -40,7 +68,7 @@ func newFlowVecs(reg prometheus.Registerer) *flowVecs {
 			Help: "Flow-control outcomes (dispatched, rejected-saturated, rejected-ttl-expired, rejected-queue-full, canceled), by pool and priority."},
 			[]string{"pool", "priority", "outcome"}),
 	}
-	reg.MustRegister(v.queueRequests, v.queueBytes, v.wait, v.outcomes)
+	reg.MustRegister(v)
 	return v
 }
 
@@ -67,6 +95,21 @@ func (f *FlowMetrics) QueueChanged(priority int32, requests int, bytes int64) {
 type PoolView interface {
 	PoolNames() []string
 	Pool(name string) *datastore.Pool
+	// Priorities are the pool's priority bands (0 and its objectives').
+	Priorities(pool string) []int32
+}
+
+// declare makes pool's flow-control series exist for each priority band
+// before anything is queued: zero queues and an empty wait histogram. An
+// autoscaler or alert built on them (docs/autoscaling.md) then finds its
+// series on a fresh gateway instead of "no data".
+func (v *flowVecs) declare(pool string, priorities []int32) {
+	for _, pr := range priorities {
+		p := strconv.Itoa(int(pr))
+		v.queueRequests.WithLabelValues(pool, p)
+		v.queueBytes.WithLabelValues(pool, p)
+		v.wait.WithLabelValues(pool, p)
+	}
 }
 
 // poolCollector computes pool aggregates at scrape time from the
@@ -81,9 +124,12 @@ type poolCollector struct {
 
 // RegisterPoolCollector exports, per pool: average waiting queue and KV
 // utilization over ready endpoints with fresh metrics (the signals to
-// autoscale model servers on), the fraction of saturated endpoints, and
-// the number of ready endpoints.
+// autoscale model servers on; 0 while none is ready), the fraction of
+// saturated endpoints, and the number of ready endpoints. Every pool's
+// flow-control series exist from its first scrape, zero per priority
+// band, whether or not anything was ever queued.
 func (m *Metrics) RegisterPoolCollector(view PoolView, saturation func([]*datastore.Endpoint, time.Time) float64) {
+	m.flow.view.Store(&view)
 	m.Registry.MustRegister(&poolCollector{
 		view: view, saturation: saturation, maxAge: datastore.DefaultMaxAge,
 		avgQueue:  prometheus.NewDesc("igw_pool_average_queue_size", "Average waiting queue over the pool's ready endpoints with fresh metrics.", []string{"pool"}, nil),
@@ -121,9 +167,10 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 			n++
 		}
 		if n > 0 {
-			ch <- prometheus.MustNewConstMetric(c.avgQueue, prometheus.GaugeValue, queue/float64(n), name)
-			ch <- prometheus.MustNewConstMetric(c.avgKV, prometheus.GaugeValue, kv/float64(n), name)
+			queue, kv = queue/float64(n), kv/float64(n)
 		}
+		ch <- prometheus.MustNewConstMetric(c.avgQueue, prometheus.GaugeValue, queue, name)
+		ch <- prometheus.MustNewConstMetric(c.avgKV, prometheus.GaugeValue, kv, name)
 		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(n), name)
 		if c.saturation != nil {
 			ch <- prometheus.MustNewConstMetric(c.saturated, prometheus.GaugeValue, c.saturation(p.Endpoints, now), name)

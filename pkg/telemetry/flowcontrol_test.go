@@ -59,3 +59,35 @@ igw_pool_average_kv_cache_utilization{pool="ns/p"} 0.4
 		t.Fatal(err)
 	}
 }
+
+func TestFlowMetrics_SeriesExistFromTheFirstScrape(t *testing.T) {
+	s := datastore.NewStore(nil)
+	s.SetPool("ns/p", []datastore.EndpointSpec{{Name: "a", Address: "127.0.0.1:1"}})
+	s.SetObjectives(map[string]map[string]int32{"ns/p": {"batch": -1, "critical": 10}})
+	m := NewMetrics()
+	m.RegisterPoolCollector(s, nil)
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, f := range fams {
+		for _, mt := range f.GetMetric() {
+			var labels []string
+			for _, l := range mt.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			got[f.GetName()] = append(got[f.GetName()], strings.Join(labels, ","))
+		}
+	}
+	for _, name := range []string{"igw_flow_control_queue_size", "igw_flow_control_queue_bytes", "igw_flow_control_wait_seconds"} {
+		if want := []string{"pool=ns/p,priority=-1", "pool=ns/p,priority=0", "pool=ns/p,priority=10"}; strings.Join(got[name], " ") != strings.Join(want, " ") {
+			t.Errorf("%s series %v, want %v", name, got[name], want)
+		}
+	}
+	for _, name := range []string{"igw_pool_average_queue_size", "igw_pool_average_kv_cache_utilization"} {
+		if len(got[name]) != 1 {
+			t.Errorf("%s series %v, want one for the pool with no ready endpoint", name, got[name])
+		}
+	}
+}

@@ -712,8 +712,14 @@ func behaviourCases(outsider string) []behaviourCase {
 		{name: "chat without max_tokens", body: jsonBody(map[string]any{"model": testModel, "messages": hi}), want: 200},
 		{name: "completions", path: "/v1/completions", body: completion(testModel, nil), want: 200},
 		{name: "completions with a token-id prompt", path: "/v1/completions", body: completion(testModel, map[string]any{"prompt": []int{1, 2, 3, 4}})},
-		{name: "embeddings", path: "/v1/embeddings", body: jsonBody(map[string]any{"model": testModel, "input": "hello"})},
-		{name: "responses", path: "/v1/responses", body: jsonBody(map[string]any{"model": testModel, "input": "hello", "max_output_tokens": 8})},
+		{name: "embeddings", path: "/v1/embeddings", body: jsonBody(map[string]any{"model": testModel, "input": "hello"}), want: 200},
+		{name: "responses", path: "/v1/responses", body: jsonBody(map[string]any{"model": testModel, "input": "hello", "max_output_tokens": 8}), want: 200},
+		{name: "anthropic messages", path: "/v1/messages", want: 200,
+			body: jsonBody(map[string]any{"model": testModel, "system": "Be brief.", "messages": hi, "max_tokens": 8, "ignore_eos": true})},
+		{name: "anthropic messages, unknown model", path: "/v1/messages", want: 404,
+			body: jsonBody(map[string]any{"model": "no-such-model", "messages": hi, "max_tokens": 8})},
+		{name: "anthropic messages, malformed JSON", path: "/v1/messages", body: []byte(`{"model": "` + testModel + `", "messages": [`), want: 400},
+		{name: "retrieve an unknown model", method: http.MethodGet, path: "/v1/models/no-such-model", want: 404},
 
 		// Streaming.
 		{name: "chat streamed", body: chat{Model: testModel, User: "Count.", MaxTokens: 6, IgnoreEOS: true, Stream: true}.body(), want: 200},

@@ -25,6 +25,7 @@ import (
 	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/gateway"
+	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/sim"
 )
 
@@ -580,7 +581,9 @@ type errorBody struct {
 }
 
 // checkOpenAIError fails the test unless r has status want and an
-// OpenAI-shaped JSON error body {"error":{"message","type","code"}}.
+// OpenAI-shaped JSON error body {"error":{"message","type","code"}} with
+// OpenAI's type for the status (a model server's error passes unchanged:
+// vLLM's numeric code is one).
 func checkOpenAIError(t *testing.T, what string, r result, want int) {
 	t.Helper()
 	if r.Err != nil || r.Status != want {
@@ -591,8 +594,17 @@ func checkOpenAIError(t *testing.T, what string, r result, want int) {
 		t.Errorf("%s: Content-Type %q, want application/json", what, ct)
 	}
 	var e errorBody
-	if err := json.Unmarshal(r.Body, &e); err != nil || e.Error == nil || e.Error.Message == nil || *e.Error.Message == "" ||
-		e.Error.Type == nil || *e.Error.Type == "" || e.Error.Code == nil {
-		t.Errorf("%s: body %s is not an OpenAI error {\"error\":{\"message\",\"type\",\"code\"}} (%v)", what, r.Body, err)
+	var keys struct {
+		Error map[string]json.RawMessage `json:"error"`
+	}
+	err := json.Unmarshal(r.Body, &e)
+	if err == nil {
+		err = json.Unmarshal(r.Body, &keys)
+	}
+	_, hasCode := keys.Error["code"]
+	if err != nil || e.Error == nil || e.Error.Message == nil || *e.Error.Message == "" || e.Error.Type == nil ||
+		*e.Error.Type != openai.TypeForStatus(want) || !hasCode {
+		t.Errorf("%s: body %s is not an OpenAI error {\"error\":{\"message\",\"type\",\"code\"}} of type %s (%v)",
+			what, r.Body, openai.TypeForStatus(want), err)
 	}
 }

@@ -260,7 +260,7 @@ func TestQuota_StreamsAreCutAtTheBudget(t *testing.T) {
 				t.Fatalf("the cut stream does not end with [DONE]: %q", last)
 			}
 			var e openai.ErrorResponse
-			if err := json.Unmarshal([]byte(events[len(events)-2]), &e); err != nil || e.Error.Type != openai.ErrTypeRateLimit || e.Error.Code != http.StatusTooManyRequests {
+			if err := json.Unmarshal([]byte(events[len(events)-2]), &e); err != nil || e.Error.Type != openai.ErrTypeRateLimit || e.Error.Code != openai.CodeRateLimitExceeded {
 				t.Fatalf("the event before [DONE] is not a rate-limit error: %s", events[len(events)-2])
 			}
 			r := post(ctx, c, chatURL(gw.Addr()), chat{Model: testModel, User: "more", Stream: true}.body(), authHeaders())

@@ -84,7 +84,7 @@ func TestStreamBody_CutsAtTheBudgetWithAnErrorEventThenDone(t *testing.T) {
 				t.Errorf("last forwarded delta %s, want w24", evs[25])
 			}
 			var e openai.ErrorResponse
-			if err := json.Unmarshal([]byte(evs[26]), &e); err != nil || e.Error.Type != openai.ErrTypeRateLimit || e.Error.Code != 429 {
+			if err := json.Unmarshal([]byte(evs[26]), &e); err != nil || e.Error.Type != openai.ErrTypeRateLimit || e.Error.Code != openai.CodeRateLimitExceeded {
 				t.Errorf("error event %s (%v)", evs[26], err)
 			}
 			if evs[27] != openai.SSEDone {
