@@ -7,44 +7,27 @@ import (
 )
 
 // CachedPromptKey is the CycleState entry where a prefix-cache scorer
-// publishes, for the candidates it scored, how many of the prompt's bytes
-// each is expected to hold in its cache. A latency predictor charges only
-// the rest as prefill; without the entry it charges the whole prompt. The
-// entry is a *CachedPrompt; a later profile's scoring replaces it.
+// publishes how many of the prompt's bytes each endpoint is expected to
+// hold in its cache (a CachedPrompt). A latency predictor charges only the
+// rest as prefill; without the entry it charges the whole prompt.
 const CachedPromptKey StateKey = "scheduling/cached-prompt"
 
-// CachedPrompt is the value under CachedPromptKey.
-type CachedPrompt struct {
-	// Entries are in the order of the candidates that were scored.
-	Entries []CachedBytes
-}
-
-// CachedBytes is one endpoint's expected cached prompt bytes.
-type CachedBytes struct {
-	Endpoint *datastore.Endpoint
-	Bytes    int
-}
-
-// Bytes returns ep's cached bytes; i is where to look first (the
-// candidate's index in the cycle), so a scorer of the same cycle finds it
-// without a search.
-func (c *CachedPrompt) Bytes(ep *datastore.Endpoint, i int) (int, bool) {
-	if i >= 0 && i < len(c.Entries) && c.Entries[i].Endpoint == ep {
-		return c.Entries[i].Bytes, true
-	}
-	for _, e := range c.Entries {
-		if e.Endpoint == ep {
-			return e.Bytes, true
-		}
-	}
-	return 0, false
+// CachedPrompt tells how much of a request's prompt endpoints hold.
+type CachedPrompt interface {
+	// CachedBytesAt is candidate i's cached bytes, for the candidates
+	// being scored: within the cycle that published the entry it is a
+	// lookup of what was already computed, elsewhere it is CachedBytes.
+	CachedBytesAt(cands []Candidate, i int) int
+	// CachedBytes is ep's cached bytes, looked up in the index (a few
+	// hash probes), for use outside a scoring cycle.
+	CachedBytes(ep *datastore.Endpoint) int
 }
 
 // CachedPromptOf returns the request's published cached-prompt estimate,
 // or nil when no prefix-cache scorer ran.
-func CachedPromptOf(req *Request) *CachedPrompt {
+func CachedPromptOf(req *Request) CachedPrompt {
 	if v, ok := req.State().Read(CachedPromptKey); ok {
-		return v.(*CachedPrompt)
+		return v.(CachedPrompt)
 	}
 	return nil
 }

@@ -170,7 +170,7 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 		c := &cands[i]
 		cb := 0
 		if cached != nil {
-			cb, _ = cached.Bytes(c.Endpoint, i)
+			cb = cached.CachedBytesAt(cands, i)
 		}
 		w := s.weightsFor(c.Endpoint, prior)
 		x, z := features(c.Metrics, c.InFlight, c.Endpoint.ConcurrencyLimit(), len(req.Prompt), cb)
@@ -207,7 +207,7 @@ func (s *Scorer) PredictLatency(req *scheduling.Request, ep *datastore.Endpoint)
 	}
 	cb := 0
 	if cached := scheduling.CachedPromptOf(req); cached != nil {
-		cb, _ = cached.Bytes(ep, -1)
+		cb = cached.CachedBytes(ep)
 	}
 	x, z := features(m, ep.InFlight(), ep.ConcurrencyLimit(), len(req.Prompt), cb)
 	prior := s.prior.Load()
@@ -242,7 +242,7 @@ func (s *Scorer) PreRequest(_ context.Context, req *scheduling.Request, _ *sched
 	}
 	cb := 0
 	if cached := scheduling.CachedPromptOf(req); cached != nil {
-		cb, _ = cached.Bytes(target, -1)
+		cb = cached.CachedBytes(target)
 	}
 	// The request itself is already counted in flight.
 	x, z := features(m, max(0, target.InFlight()-1), target.ConcurrencyLimit(), len(req.Prompt), cb)

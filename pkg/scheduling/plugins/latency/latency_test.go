@@ -11,6 +11,7 @@ import (
 
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/scheduling"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/latency"
 	"github.com/igw-dev/igw/pkg/scheduling/schedtest"
 )
@@ -137,8 +138,7 @@ func TestScorer_ChargesOnlyTheUncachedPrompt(t *testing.T) {
 	a.ep.SetMetrics(idle)
 	b.ep.SetMetrics(idle)
 	req := &scheduling.Request{Prompt: make([]byte, 12<<10)}
-	req.State().Write(scheduling.CachedPromptKey, &scheduling.CachedPrompt{Entries: []scheduling.CachedBytes{
-		{Endpoint: a.ep, Bytes: 0}, {Endpoint: b.ep, Bytes: 12 << 10}}})
+	req.State().Write(scheduling.CachedPromptKey, cachedOn{b.ep: 12 << 10})
 	pa, _ := sc.PredictLatency(req, a.ep)
 	pb, _ := sc.PredictLatency(req, b.ep)
 	if !(pb.TTFT < pa.TTFT/3) {
@@ -266,5 +266,76 @@ func BenchmarkScore_100Endpoints(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sc.Score(ctx, req, cands, scores)
+	}
+}
+
+// cachedOn is a scheduling.CachedPrompt that says which endpoints hold
+// how many bytes.
+type cachedOn map[*datastore.Endpoint]int
+
+func (c cachedOn) CachedBytesAt(cands []scheduling.Candidate, i int) int { return c[cands[i].Endpoint] }
+func (c cachedOn) CachedBytes(ep *datastore.Endpoint) int                { return c[ep] }
+
+// With a latency predictor configured, the prefix-cache scorer publishes
+// each candidate's cached bytes for the cycle, and after PreRequest what
+// the chosen endpoint held before the request was credited to it; the
+// default profile (no predictor) publishes nothing.
+func TestPrefixScorerPublishesCachedPrompt(t *testing.T) {
+	sched, err := plugins.NewSchedulerFromYAML([]byte(`apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: prefix-cache-scorer
+  parameters: {blockSize: 4}
+- type: latency-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: prefix-cache-scorer
+    weight: 1
+  - pluginRef: latency-scorer
+    weight: 1
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a := schedtest.Endpoint("10.0.0.1:8000", &datastore.Metrics{UpdateTime: time.Now()}, 0)
+	b := schedtest.Endpoint("10.0.0.2:8000", &datastore.Metrics{UpdateTime: time.Now()}, 0)
+	warm := &scheduling.Request{Model: "m", Prompt: []byte("0000111122223333")}
+	res, err := sched.Schedule(ctx, warm, []*datastore.Endpoint{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched.PreRequest(ctx, warm, res, a) // a now holds the prompt's 4 blocks
+
+	req := &scheduling.Request{Model: "m", Prompt: []byte("00001111xxxxyyyy")} // shares 2 blocks
+	if res, err = sched.Schedule(ctx, req, []*datastore.Endpoint{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	cp := scheduling.CachedPromptOf(req)
+	if cp == nil {
+		t.Fatal("no cached-prompt entry with a latency predictor configured")
+	}
+	if got := cp.CachedBytes(a); got != 8 {
+		t.Errorf("a holds %d bytes, want 8 (two 4-byte blocks)", got)
+	}
+	if got := cp.CachedBytes(b); got != 0 {
+		t.Errorf("b holds %d bytes, want 0", got)
+	}
+	sched.PreRequest(ctx, req, res, b)
+	if got := cp.CachedBytes(b); got != 0 {
+		t.Errorf("after PreRequest b holds %d bytes, want what it held before (0)", got)
+	}
+
+	plain, err := plugins.NewDefaultScheduler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req = &scheduling.Request{Model: "m", Prompt: []byte("0000111122223333")}
+	if _, err := plain.Schedule(ctx, req, []*datastore.Endpoint{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if scheduling.CachedPromptOf(req) != nil {
+		t.Error("the default profile published cached bytes nobody reads")
 	}
 }

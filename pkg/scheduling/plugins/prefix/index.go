@@ -475,6 +475,32 @@ func (ix *Index) heldRun(hashes []uint64) int {
 	return lo
 }
 
+// runOf is how many leading blocks of hashes the endpoint at address
+// holds: a binary search over block positions (runs are prefix-closed;
+// see score), a few hash probes.
+func (ix *Index) runOf(hashes []uint64, address string) int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	s, ok := ix.slotOf[address]
+	if !ok || len(hashes) == 0 {
+		return 0
+	}
+	held := func(i int) bool { _, e := ix.findPair(hashes[i], s); return e != none }
+	if !held(0) {
+		return 0
+	}
+	lo, hi := 1, len(hashes) // blocks [0, lo) are held; block hi is not (or is beyond)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if held(mid) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
 // score writes, for each candidate, the number of leading blocks of hashes
 // its endpoint holds, divided by len(hashes).
 //

@@ -152,7 +152,34 @@ func (s *Scorer) Index() *Index { return s.index }
 type blocks struct {
 	hashes []uint64
 	buf    [64]uint64
-	cached scheduling.CachedPrompt
+	// For scheduling.CachedPrompt: the matched blocks of each candidate
+	// of the last cycle scored (aligned to the cycle's candidate slice).
+	s       *Scorer
+	matched []int32
+	cycle   []scheduling.Candidate
+	// sentTo held sentRun blocks when PreRequest recorded the request
+	// there, so CachedBytes reports what it held before, not the prompt
+	// it was just credited with.
+	sentTo  *datastore.Endpoint
+	sentRun int
+}
+
+var _ scheduling.CachedPrompt = (*blocks)(nil)
+
+// CachedBytesAt implements scheduling.CachedPrompt.
+func (b *blocks) CachedBytesAt(cands []scheduling.Candidate, i int) int {
+	if len(cands) == len(b.cycle) && len(cands) > 0 && &cands[0] == &b.cycle[0] {
+		return int(b.matched[i]) * b.s.params.BlockSize
+	}
+	return b.CachedBytes(cands[i].Endpoint)
+}
+
+// CachedBytes implements scheduling.CachedPrompt.
+func (b *blocks) CachedBytes(ep *datastore.Endpoint) int {
+	if ep == b.sentTo {
+		return b.sentRun * b.s.params.BlockSize
+	}
+	return b.s.index.runOf(b.hashes, ep.Address) * b.s.params.BlockSize
 }
 
 // Hashes returns req's block hashes, computing them on first use and
@@ -209,16 +236,15 @@ func (s *Scorer) publishCached(req *scheduling.Request, hashes []uint64, cands [
 	}
 	v, _ := req.State().Read(s.stateKey)
 	b := v.(*blocks)
-	entries := b.cached.Entries[:0]
-	if cap(entries) < len(cands) {
-		entries = make([]scheduling.CachedBytes, 0, len(cands))
+	if cap(b.matched) < len(cands) {
+		b.matched = make([]int32, len(cands))
 	}
+	b.matched = b.matched[:len(cands)]
 	for i := range cands {
-		n := int(scores[i]*float64(len(hashes)) + 0.5)
-		entries = append(entries, scheduling.CachedBytes{Endpoint: cands[i].Endpoint, Bytes: n * s.params.BlockSize})
+		b.matched[i] = int32(scores[i]*float64(len(hashes)) + 0.5)
 	}
-	b.cached.Entries = entries
-	req.State().Write(scheduling.CachedPromptKey, &b.cached)
+	b.s, b.cycle = s, cands
+	req.State().Write(scheduling.CachedPromptKey, b)
 }
 
 // overBound reports, for a candidate index, whether the candidate's
@@ -292,7 +318,14 @@ func (s *Scorer) PreRequest(_ context.Context, req *scheduling.Request, _ *sched
 	if target == nil {
 		return
 	}
-	s.index.Record(target.Address, s.Hashes(req))
+	hashes := s.Hashes(req)
+	if req.WantsCachedPrompt() {
+		v, _ := req.State().Read(s.stateKey)
+		b := v.(*blocks)
+		b.s, b.sentTo, b.sentRun = s, target, s.index.runOf(hashes, target.Address)
+		req.State().Write(scheduling.CachedPromptKey, b)
+	}
+	s.index.Record(target.Address, hashes)
 }
 
 // ForgetEndpoint implements scheduling.EndpointForgetter.
