@@ -52,6 +52,9 @@ func newFixture(t *testing.T, addrs ...string) *fixture {
 	// not see its fixture's metrics go stale.
 	sat := flowcontrol.DefaultSaturationConfig()
 	sat.MetricsStalenessThreshold = 10 * time.Second
+	// The fixture's servers report their queues rather than their slots:
+	// saturated at five waiting, as the tests below assume.
+	sat.QueueDepthThreshold = 5
 	satDet, err := flowcontrol.NewSaturationDetector(sat)
 	if err != nil {
 		t.Fatal(err)
@@ -607,7 +610,7 @@ func TestDirector_SchedulesOnlyWhereThereIsHeadroom(t *testing.T) {
 	if home == cold {
 		other = hot
 	}
-	// The prefix's home gets a queue at the threshold (default 5).
+	// The prefix's home gets a queue at the threshold (the fixture's 5).
 	f.set(home, datastore.Metrics{WaitingQueueSize: 5, RunningRequests: 4})
 	f.set(other, datastore.Metrics{WaitingQueueSize: 4, RunningRequests: 4}) // one short of it
 

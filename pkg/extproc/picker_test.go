@@ -341,7 +341,10 @@ func TestPicker_ShedWhenSaturated(t *testing.T) {
 		_ = fleet.Close(c)
 		wg.Wait()
 	})
-	cfg, err := engine.Schema().Parse("pool.yaml", []byte(configFor(fleet.Addrs())))
+	// Saturated at five waiting (the default, 0, would hold the priority-0
+	// request below until every slot of the one replica is free again).
+	cfg, err := engine.Schema().Parse("pool.yaml", []byte(configFor(fleet.Addrs())+
+		"---\napiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nsaturationDetector: {queueDepthThreshold: 5}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

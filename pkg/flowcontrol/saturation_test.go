@@ -17,7 +17,9 @@ func endpoint(ready bool, m *datastore.Metrics) *datastore.Endpoint {
 }
 
 func TestSaturationDetector_Thresholds(t *testing.T) {
-	d, err := NewSaturationDetector(DefaultSaturationConfig())
+	cfg := DefaultSaturationConfig()
+	cfg.QueueDepthThreshold = 5 // a server queue of up to four allowed
+	d, err := NewSaturationDetector(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,5 +102,39 @@ func TestSaturationDetector_RoomForSheddable(t *testing.T) {
 				t.Errorf("room = %v, want %v", got, tc.wantRoom)
 			}
 		})
+	}
+}
+
+// At the default threshold 0 an endpoint is saturated once every slot it
+// was learned to have is taken, counted from igw's own in-flight requests
+// and completions since the scrape; before the limit is known, once
+// anything waits there.
+func TestSaturationDetector_SlotsFullAtThresholdZero(t *testing.T) {
+	d, err := NewSaturationDetector(DefaultSaturationConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	e := endpoint(true, &datastore.Metrics{RunningRequests: 3, UpdateTime: now})
+	if d.EndpointSaturated(e, now) {
+		t.Error("limit unknown, nothing waiting: saturated")
+	}
+	e.SetMetrics(&datastore.Metrics{RunningRequests: 3, WaitingQueueSize: 1, UpdateTime: now})
+	if !d.EndpointSaturated(e, now) {
+		t.Error("a request waits: not saturated")
+	}
+	// Now known: 4 slots (the most seen running once it was full).
+	e.SetMetrics(&datastore.Metrics{RunningRequests: 4, WaitingQueueSize: 1, UpdateTime: now})
+	e.SetMetrics(&datastore.Metrics{RunningRequests: 3, UpdateTime: now})
+	if d.EndpointSaturated(e, now) || !d.FreeSlot(e) {
+		t.Error("3 of 4 slots taken: saturated or no free slot")
+	}
+	e.AddInFlight(4) // igw sent one more since the scrape (4 in flight)
+	if !d.EndpointSaturated(e, now) || d.FreeSlot(e) {
+		t.Error("4 of 4 slots taken: not saturated")
+	}
+	e.AddInFlight(-1) // one completed: the slot shows at once, before the next scrape
+	if d.EndpointSaturated(e, now) {
+		t.Error("a completion since the scrape freed a slot, still saturated")
 	}
 }

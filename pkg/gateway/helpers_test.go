@@ -42,6 +42,7 @@ type fakeServer struct {
 
 	mu      sync.Mutex
 	handler http.HandlerFunc
+	running atomic.Int64 // vllm:num_requests_running (see busy)
 	header  http.Header // of the last inference request
 	body    []byte
 	uri     string
@@ -58,8 +59,16 @@ func newFakeServer(t testing.TB) *fakeServer {
 
 // load sets what the next scrapes report.
 func (f *fakeServer) load(waiting int, kv float64) {
+	f.running.Store(0)
 	f.waiting.Store(int64(waiting))
 	f.kvBits.Store(math.Float64bits(kv))
+}
+
+// busy makes the server report running requests and nothing waiting:
+// occupied, with room (its concurrency limit is never learned).
+func (f *fakeServer) busy(running int) {
+	f.running.Store(int64(running))
+	f.waiting.Store(0)
 }
 
 func (f *fakeServer) setHandler(h http.HandlerFunc) {
@@ -91,9 +100,9 @@ func (f *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		fmt.Fprintf(w, "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name=\"m\"} %d\n"+
-			"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} 0\n"+
+			"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"m\"} %d\n"+
 			"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"m\"} %g\n",
-			f.waiting.Load(), math.Float64frombits(f.kvBits.Load()))
+			f.waiting.Load(), f.running.Load(), math.Float64frombits(f.kvBits.Load()))
 	case "/health":
 		w.WriteHeader(http.StatusOK)
 	case "/v1/models": // the scraper reads it after every health check

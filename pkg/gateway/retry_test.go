@@ -192,7 +192,7 @@ func TestGateway_ReadmitsRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newFakeServer(t)
-			srv.load(2, 0.3) // busy: two waiting
+			srv.busy(2) // two running: holding others, with room
 			var refused atomic.Int64
 			srv.setHandler(func(w http.ResponseWriter, r *http.Request) {
 				if refused.Add(1) <= int64(tc.refuse) {
@@ -206,7 +206,10 @@ func TestGateway_ReadmitsRefusals(t *testing.T) {
 				routeYAML("r", "  matches: [{model: {value: m}}]\n  backends: [{pool: p}]\n  retries: 0\n"),
 			), Options{})
 			waitCandidates(t, s, "p", 1)
-			waitMetrics(t, s, srv.addr, 2)
+			waitFor(t, "the server's running requests scraped", 5*time.Second, func() bool {
+				m := s.engine.Store().AllEndpoints()[0].Metrics()
+				return m != nil && m.RunningRequests == 2
+			})
 			c := newClient(t)
 			r := post(t, c, s, "/v1/chat/completions", chatBody("m"))
 			if r.status != tc.status {
