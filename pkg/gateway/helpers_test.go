@@ -43,7 +43,7 @@ type fakeServer struct {
 	mu      sync.Mutex
 	handler http.HandlerFunc
 	running atomic.Int64 // vllm:num_requests_running (see busy)
-	header  http.Header // of the last inference request
+	header  http.Header  // of the last inference request
 	body    []byte
 	uri     string
 }
