@@ -486,7 +486,8 @@ func (d *Director) flowController(pool string) *flowcontrol.Controller {
 	if d.flowObserver != nil {
 		obs = d.flowObserver(pool)
 	}
-	c, err := flowcontrol.NewController(d.flowCfg, func(r *flowcontrol.Request) (bool, bool) { return d.headroom(pool, r) }, obs)
+	ps := d.poolState(pool)
+	c, err := flowcontrol.NewController(d.flowCfg, func(r *flowcontrol.Request) (bool, bool) { return d.headroom(pool, ps, r) }, obs)
 	if err != nil { // the config was validated in New
 		panic(fmt.Sprintf("director: flow control: %v", err))
 	}
@@ -551,15 +552,15 @@ func (d *Director) withRoomForSheddable(eps []*datastore.Endpoint) []*datastore.
 // with metrics no older than the stale fallback). An endpoint can take a
 // request when it is not saturated; a sheddable request, or one of the
 // default priority without a latency objective while the pool has had
-// urgent ones (keepsReserve), also needs a slot beyond the reserved ones.
-// It allocates nothing: a queue polls it.
-func (d *Director) headroom(pool string, r *flowcontrol.Request) (ok, hasEndpoints bool) {
+// urgent ones (ps.reserving), also needs a slot beyond the reserved ones.
+// It allocates nothing and takes no lock: a queue polls it.
+func (d *Director) headroom(pool string, ps *poolState, r *flowcontrol.Request) (ok, hasEndpoints bool) {
 	p := d.store.Pool(pool)
 	if p == nil {
 		return false, false
 	}
 	now, sat := time.Now(), d.saturation.Load()
-	keep := r != nil && (r.Priority < 0 || !urgent(r.Priority, !r.Deadline.IsZero()) && d.reserving(pool, now))
+	keep := r != nil && (r.Priority < 0 || !urgent(r.Priority, !r.Deadline.IsZero()) && ps.reserving(now))
 	usable := max(d.maxAge, staleFallbackAge)
 	for _, e := range p.Endpoints {
 		if !datastore.IsCandidate(e, now, usable) {
@@ -583,13 +584,10 @@ func urgent(priority int32, hasTTFTObjective bool) bool { return priority > 0 ||
 // without urgent traffic uses every slot.
 const reserveWindow = 10 * time.Second
 
-// reserving reports whether pool had an urgent request within
+// reserving reports whether the pool had an urgent request within
 // reserveWindow of now.
-func (d *Director) reserving(pool string, now time.Time) bool {
-	d.poolsMu.Lock()
-	ps := d.pools[pool]
-	d.poolsMu.Unlock()
-	return ps != nil && now.UnixNano()-ps.urgentAt.Load() < int64(reserveWindow)
+func (ps *poolState) reserving(now time.Time) bool {
+	return now.UnixNano()-ps.urgentAt.Load() < int64(reserveWindow)
 }
 
 // admissionRejection maps flow control's refusal to the status clients

@@ -694,7 +694,7 @@ func TestDirector_ReservedSlotsForUrgentRequests(t *testing.T) {
 	standard := &flowcontrol.Request{}
 	slo := &flowcontrol.Request{Deadline: time.Now().Add(time.Second)}
 	high := &flowcontrol.Request{Priority: 10}
-	if ok, _ := f.dir.headroom(testPool, standard); !ok {
+	if ok, _ := f.dir.headroom(testPool, f.dir.poolState(testPool), standard); !ok {
 		t.Fatal("no urgent traffic yet: the default priority must have the last slot")
 	}
 	req := chat(t, "llama", "hi")
@@ -705,11 +705,11 @@ func TestDirector_ReservedSlotsForUrgentRequests(t *testing.T) {
 	}
 	dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
 	f.set(a, datastore.Metrics{RunningRequests: 3})
-	if ok, _ := f.dir.headroom(testPool, standard); ok {
+	if ok, _ := f.dir.headroom(testPool, f.dir.poolState(testPool), standard); ok {
 		t.Error("the default priority took the slot reserved while urgent requests are around")
 	}
 	for _, r := range []*flowcontrol.Request{slo, high, nil} {
-		if ok, _ := f.dir.headroom(testPool, r); !ok {
+		if ok, _ := f.dir.headroom(testPool, f.dir.poolState(testPool), r); !ok {
 			t.Errorf("%+v: no headroom on the reserved slot", r)
 		}
 	}
