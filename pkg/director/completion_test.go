@@ -49,7 +49,6 @@ func (c *completions) Dequeued(e *FlowEntry, outcome string, _ time.Duration) {
 	c.queued = append(c.queued, "-"+e.MetricModel+"/"+e.MetricTargetModel+":"+outcome)
 }
 
-
 func exchange(t *testing.T, f *fixture, model string, h http.Header) *Exchange {
 	t.Helper()
 	body := []byte(`{"model":"` + model + `","messages":[{"role":"user","content":"hi"}],"max_tokens":8}`)
