@@ -500,15 +500,16 @@ func (x *Exchange) finish(ctx context.Context, err error) {
 	if x.ttft == 0 { // a stream in which no event looked like output
 		x.ttft = x.byte1
 	}
-	x.d.obs.RequestDone(x.completion(took, usage.PromptTokens, usage.CompletionTokens, cached))
+	c := x.completion(took, usage.PromptTokens, usage.CompletionTokens, cached)
+	x.d.obs.RequestDone(c)
 	x.observeObjectives(pool, err, took, usage.CompletionTokens)
 	if x.obs != nil {
-		x.d.obs.Tokens(x.Model, pool, usage.PromptTokens, usage.CompletionTokens, cached)
+		x.d.obs.Tokens(c.MetricModel, pool, usage.PromptTokens, usage.CompletionTokens, cached)
 		tenant := ""
 		if x.Identity != nil {
 			tenant = x.Identity.Tenant
 		}
-		x.d.obs.TokenUsage(tenant, x.Model, genAIOperation(x.Parsed), usage.PromptTokens, usage.CompletionTokens)
+		x.d.obs.TokenUsage(tenant, c.MetricModel, genAIOperation(x.Parsed), usage.PromptTokens, usage.CompletionTokens)
 	}
 	if x.admitted != nil && x.admitted.Release != nil {
 		st := 0
