@@ -78,6 +78,7 @@ type eppFlags struct {
 	leaseName                           string
 	leaseDuration, renewDeadline        time.Duration
 	retryPeriod                         time.Duration
+	observe                             observeFlags
 }
 
 // kubeFlags reach the Kubernetes API server (igw epp and igw bbr).
@@ -128,6 +129,7 @@ leader reports ready on the gRPC health port. RBAC: config/rbac/epp.yaml.`,
 	}
 	f.register(cmd, 9002, 9003)
 	e.kube.register(cmd)
+	e.observe.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&e.configFile, "config-file", "", "standalone configuration file, as for igw serve; in Kubernetes mode a file holding only an EndpointPickerConfig")
 	fl.StringVar(&e.poolName, "pool-name", "", "InferencePool to serve (standalone: may be left out when the file has one pool)")
@@ -171,7 +173,8 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 		}
 	}
 	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: e.poolName, PoolNamespace: e.poolNamespace,
-		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone})
+		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone,
+		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 func newServeCommand() *cobra.Command {
 	var configFile, logLevel string
 	var drain time.Duration
+	var obs observeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the standalone inference gateway",
@@ -30,12 +31,13 @@ reloaded on SIGHUP and when it changes; a bad edit keeps the running config.`,
 			if err != nil {
 				return err
 			}
-			return runServe(cmd.Context(), log, configFile, drain)
+			return runServe(cmd.Context(), log, configFile, drain, obs)
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "standalone configuration file (required)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long shutdown waits for requests in flight")
+	obs.register(cmd)
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
@@ -48,13 +50,33 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Duration) error {
+// observeFlags are the observability switches igw serve and igw epp
+// share: both are off by default.
+type observeFlags struct {
+	accessLog, explainDecisions bool
+}
+
+func (o *observeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.accessLog, "access-log", false, "write one JSON access log record per request to stderr (request id, model, target model, objective, tenant, endpoint, status, TTFT, tokens, retries)")
+	cmd.Flags().BoolVar(&o.explainDecisions, "explain-decisions", false, "answer requests sent with x-igw-debug-decision: 1 with their scheduling decision explained in x-igw-decision (shows endpoints and their scores: for debugging, not for untrusted clients)")
+}
+
+// accessLogger is the access log's logger: JSON records on stderr, or nil
+// when the access log is off.
+func (o *observeFlags) accessLogger() *slog.Logger {
+	if !o.accessLog {
+		return nil
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+}
+
+func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Duration, obs observeFlags) error {
 	schema := configSchema()
 	cfg, err := schema.Load(path)
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(cfg, gateway.Options{Logger: log})
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions})
 	if err != nil {
 		return err
 	}

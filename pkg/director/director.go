@@ -89,6 +89,13 @@ type Request struct {
 	// TTFTObjective and TPOTObjective are the client's latency objectives
 	// (x-slo-ttft-ms, x-slo-tpot-ms); 0 takes the InferenceObjective's.
 	TTFTObjective, TPOTObjective time.Duration
+	// Routed reports that a route matched the model, which makes it a
+	// known model for metric labels (UnknownModel).
+	Routed bool
+	// Explain asks the scheduler to record the decision
+	// (Decision.Explanation); Begin sets it for a debug request when the
+	// Director explains decisions.
+	Explain bool
 }
 
 // Director runs the request lifecycle. Its scheduler and saturation
@@ -101,6 +108,7 @@ type Director struct {
 	policy     atomic.Pointer[Policy]
 	maxAge     time.Duration
 	obs        Observer
+	explain    bool
 	log        *slog.Logger
 	now        func() time.Time
 	started    time.Time
@@ -132,19 +140,24 @@ type Observer interface {
 	Scheduled(pool string, ep *datastore.Endpoint, took time.Duration, err error)
 	// Rejected is called for every Rejection of admission or scheduling.
 	Rejected(pool, model string, r *Rejection)
-	// RequestDone is called once per request with the status the client
-	// got (0: the response never started), the whole time and the time to
-	// the first response byte (0: none).
-	RequestDone(model, pool string, code int, took, ttft time.Duration)
+	// RequestDone is called once per request with what it came to: the
+	// status the client got, the times, sizes and usage (Completion).
+	RequestDone(c *Completion)
 	// Tokens and TokenUsage record a response's usage.
 	Tokens(model, pool string, input, output, cached int)
 	TokenUsage(tenant, model, operation string, input, output int)
 	// AuthRejected counts a refused credential by reason.
 	AuthRejected(reason string)
 	// Retried counts a retry on another endpoint; InFlight tracks requests
-	// on their way to a model server.
+	// on their way to a model server, by pool and model (as a metric
+	// label: see UnknownModel).
 	Retried(pool string)
-	InFlight(pool string, delta float64)
+	InFlight(pool, model string, delta float64)
+	// Queued and Dequeued bracket a request's stay in its pool's
+	// admission (flow control), with how it left (QueueDispatched, ...)
+	// and after how long; a request with headroom passes straight through.
+	Queued(e *FlowEntry)
+	Dequeued(e *FlowEntry, outcome string, waited time.Duration)
 	// AttemptTimedOut counts an attempt abandoned in phase "connect" or
 	// "first_byte"; ResponseBroken a response the model server's side cut
 	// before its end.
@@ -165,21 +178,23 @@ type Observer interface {
 // nopObserver is the Observer of a Director built without one.
 type nopObserver struct{}
 
-func (nopObserver) Scheduled(string, *datastore.Endpoint, time.Duration, error)   {}
-func (nopObserver) Rejected(string, string, *Rejection)                           {}
-func (nopObserver) RequestDone(string, string, int, time.Duration, time.Duration) {}
-func (nopObserver) Tokens(string, string, int, int, int)                          {}
-func (nopObserver) TokenUsage(string, string, string, int, int)                   {}
-func (nopObserver) AuthRejected(string)                                           {}
-func (nopObserver) Retried(string)                                                {}
-func (nopObserver) InFlight(string, float64)                                      {}
-func (nopObserver) AttemptTimedOut(string, string)                                {}
-func (nopObserver) ResponseBroken(string)                                         {}
-func (nopObserver) RetryDenied(string)                                            {}
-func (nopObserver) Readmitted(string)                                             {}
-func (nopObserver) LatencyObjective(string, string, bool)                         {}
-func (nopObserver) Ejected(string, string)                                        {}
-func (nopObserver) EjectedEndpoints(string, int)                                  {}
+func (nopObserver) Scheduled(string, *datastore.Endpoint, time.Duration, error) {}
+func (nopObserver) Rejected(string, string, *Rejection)                         {}
+func (nopObserver) RequestDone(*Completion)                                     {}
+func (nopObserver) Queued(*FlowEntry)                                           {}
+func (nopObserver) Dequeued(*FlowEntry, string, time.Duration)                  {}
+func (nopObserver) Tokens(string, string, int, int, int)                        {}
+func (nopObserver) TokenUsage(string, string, string, int, int)                 {}
+func (nopObserver) AuthRejected(string)                                         {}
+func (nopObserver) Retried(string)                                              {}
+func (nopObserver) InFlight(string, string, float64)                            {}
+func (nopObserver) AttemptTimedOut(string, string)                              {}
+func (nopObserver) ResponseBroken(string)                                       {}
+func (nopObserver) RetryDenied(string)                                          {}
+func (nopObserver) Readmitted(string)                                           {}
+func (nopObserver) LatencyObjective(string, string, bool)                       {}
+func (nopObserver) Ejected(string, string)                                      {}
+func (nopObserver) EjectedEndpoints(string, int)                                {}
 
 // Options configures a Director.
 type Options struct {
@@ -201,6 +216,12 @@ type Options struct {
 	// Logger receives outlier detection's ejections and returns (nil: no
 	// logs).
 	Logger *slog.Logger
+	// ExplainDecisions lets a request ask for its scheduling decision
+	// explained (HeaderDebugDecision: 1, answered in HeaderDecision). Off
+	// by default: the answer shows the pool's endpoints, their addresses
+	// and how loaded they are, which clients should not see unless the
+	// operator chose so.
+	ExplainDecisions bool
 }
 
 // New builds a Director.
@@ -233,7 +254,7 @@ func New(o Options) (*Director, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, log: o.Logger, now: time.Now, started: time.Now(),
+	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, log: o.Logger, now: time.Now, started: time.Now(),
 		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
 		known: map[string]bool{}, pools: map[string]*poolState{}}
 	d.scheduler.Store(o.Scheduler)
@@ -300,6 +321,9 @@ type Decision struct {
 	// TTFTObjective and TPOTObjective are the request's latency
 	// objectives (0: none), from its headers or its InferenceObjective.
 	TTFTObjective, TPOTObjective time.Duration
+	// Explanation is the scheduling cycle explained, when the request
+	// asked (Request.Explain); nil otherwise.
+	Explanation *scheduling.Explanation
 
 	sreq    *scheduling.Request
 	res     *scheduling.Result
@@ -337,8 +361,18 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 
 	flow := d.flowController(req.Pool)
-	if err := flow.Admit(ctx, flowcontrol.Request{FairnessID: req.FairnessID, Priority: priority, Bytes: int64(len(req.Body)),
-		Deadline: deadline}); err != nil {
+	entry := &FlowEntry{Pool: req.Pool, FairnessID: req.FairnessID, Priority: priority, MetricModel: model, MetricTargetModel: target}
+	if !d.modelKnown(req.Routed, req.Pool, model) {
+		entry.MetricModel = UnknownModel
+		if target == model {
+			entry.MetricTargetModel = UnknownModel
+		}
+	}
+	d.obs.Queued(entry)
+	err := flow.Admit(ctx, flowcontrol.Request{FairnessID: req.FairnessID, Priority: priority, Bytes: int64(len(req.Body)),
+		Deadline: deadline})
+	d.obs.Dequeued(entry, queueOutcome(err), time.Since(arrived))
+	if err != nil {
 		var rej *flowcontrol.Rejection
 		if !errors.As(err, &rej) {
 			return nil, err
@@ -394,6 +428,9 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		TTFTObjective: slo.TTFT,
 		TPOTObjective: slo.TPOT,
 	}
+	if req.Explain {
+		sreq.Explain = &scheduling.Explanation{}
+	}
 	start := time.Now()
 	res, err := sched.Schedule(ctx, sreq, candidates)
 	var primary *datastore.Endpoint
@@ -417,7 +454,7 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	handedOver = true
 	return &Decision{
 		Endpoints: distinct(res.Endpoints()), Model: model, TargetModel: target, Body: body,
-		Priority: priority, Pool: req.Pool, TTFTObjective: slo.TTFT, TPOTObjective: slo.TPOT, sreq: sreq, res: res, sched: sched, flow: flow, det: det, ps: ps,
+		Priority: priority, Pool: req.Pool, TTFTObjective: slo.TTFT, TPOTObjective: slo.TPOT, Explanation: sreq.Explain, sreq: sreq, res: res, sched: sched, flow: flow, det: det, ps: ps,
 	}, nil
 }
 
@@ -607,6 +644,22 @@ func admissionRejection(r *flowcontrol.Rejection) *Rejection {
 		rej.Message = "no ready model server in the pool"
 	}
 	return rej
+}
+
+// queueOutcome names how a request left flow control (err is Admit's).
+func queueOutcome(err error) string {
+	var rej *flowcontrol.Rejection
+	switch {
+	case err == nil:
+		return QueueDispatched
+	case errors.As(err, &rej) && rej.Reason == flowcontrol.ReasonTTLExpired:
+		return QueueEvictedTTL
+	case errors.As(err, &rej) && (rej.Reason == flowcontrol.ReasonQueueFull || rej.Reason == flowcontrol.ReasonSaturated):
+		return QueueRejectedCapacity
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return QueueEvictedCanceled
+	}
+	return QueueRejectedOther
 }
 
 func (d *Director) reject(pool, model string, r *Rejection) *Rejection {

@@ -67,6 +67,14 @@ type Exchange struct {
 	restore  *openai.ModelRestorer
 	stream   bool // the response is an event stream (SSE)
 	finished bool
+	reason   string // the dropped reason of a refusal
+	retries  int
+	// respBytes counts the body bytes sent to the client.
+	respBytes int64
+	// labelled is set once mModel and mTarget, the metric labels of the
+	// model and target model, are computed (metricModels).
+	labelled        bool
+	mModel, mTarget string
 	// wrap holds the start of a non-JSON error response (a proxy's or a
 	// web server's plain-text 404) while it is turned into an error body
 	// in the API's shape; nil for every other response.
@@ -138,7 +146,8 @@ func (x *Exchange) Endpoints() []string {
 func (x *Exchange) Try(ctx context.Context, addr string) {
 	if !x.inFlight {
 		x.inFlight = true
-		x.d.obs.InFlight(x.Pool(), 1)
+		m, _ := x.metricModels()
+		x.d.obs.InFlight(x.Pool(), m, 1)
 		if x.Decision != nil {
 			x.ps = x.Decision.ps // looked up once, by Decide
 		} else {
@@ -206,6 +215,7 @@ func (x *Exchange) Readmit(ctx context.Context, status int) ([]string, *Reply) {
 		return nil, x.decideFailed(ctx, err)
 	}
 	x.Decision, x.Body = dec, dec.Body
+	x.explained(dec)
 	return x.Endpoints(), nil
 }
 
@@ -247,6 +257,7 @@ func (x *Exchange) Retry(ctx context.Context, status int, err error) {
 		x.att.Finish(ctx, scheduling.Response{StatusCode: status, Err: err})
 		x.att = nil
 	}
+	x.retries++
 	x.d.obs.Retried(x.Pool())
 }
 
@@ -308,7 +319,9 @@ func (x *Exchange) ResponseBody(chunk []byte, final bool) []byte {
 		if !final {
 			return nil
 		}
-		return x.wrappedError()
+		out := x.wrappedError()
+		x.respBytes += int64(len(out))
+		return out
 	}
 	if x.obs != nil {
 		_, _ = x.obs.Write(chunk)
@@ -326,8 +339,11 @@ func (x *Exchange) ResponseBody(chunk []byte, final bool) []byte {
 		}
 	}
 	if x.restore != nil {
-		return x.restore.Write(chunk, final)
+		out := x.restore.Write(chunk, final)
+		x.respBytes += int64(len(out))
+		return out
 	}
+	x.respBytes += int64(len(chunk))
 	return chunk
 }
 
@@ -472,7 +488,8 @@ func (x *Exchange) finish(ctx context.Context, err error) {
 			Streamed: x.stream})
 	}
 	if x.inFlight {
-		x.d.obs.InFlight(x.Pool(), -1)
+		m, _ := x.metricModels()
+		x.d.obs.InFlight(x.Pool(), m, -1)
 		x.ps.active.Add(-1)
 	}
 	if x.retrying {
@@ -483,15 +500,16 @@ func (x *Exchange) finish(ctx context.Context, err error) {
 	if x.ttft == 0 { // a stream in which no event looked like output
 		x.ttft = x.byte1
 	}
-	x.d.obs.RequestDone(x.Model, pool, x.status, took, x.ttft)
+	c := x.completion(took, usage.PromptTokens, usage.CompletionTokens, cached)
+	x.d.obs.RequestDone(c)
 	x.observeObjectives(pool, err, took, usage.CompletionTokens)
 	if x.obs != nil {
-		x.d.obs.Tokens(x.Model, pool, usage.PromptTokens, usage.CompletionTokens, cached)
+		x.d.obs.Tokens(c.MetricModel, pool, usage.PromptTokens, usage.CompletionTokens, cached)
 		tenant := ""
 		if x.Identity != nil {
 			tenant = x.Identity.Tenant
 		}
-		x.d.obs.TokenUsage(tenant, x.Model, genAIOperation(x.Parsed), usage.PromptTokens, usage.CompletionTokens)
+		x.d.obs.TokenUsage(tenant, c.MetricModel, genAIOperation(x.Parsed), usage.PromptTokens, usage.CompletionTokens)
 	}
 	if x.admitted != nil && x.admitted.Release != nil {
 		st := 0

@@ -24,7 +24,19 @@ const (
 	HeaderRetryAfter = "Retry-After"
 	// HeaderWWWAuthenticate carries the RFC 6750 challenge of a 401.
 	HeaderWWWAuthenticate = "Www-Authenticate"
+	// HeaderDebugDecision, set to "1" on a request, asks for the
+	// scheduling decision explained in the response's HeaderDecision —
+	// honoured only when the Director was built with ExplainDecisions,
+	// since the answer shows the pool's endpoints and their load.
+	HeaderDebugDecision = "X-Igw-Debug-Decision"
+	// HeaderDecision carries a scheduling.Explanation as JSON: the
+	// profile, the top candidates' per-scorer scores and the picks.
+	HeaderDecision = "X-Igw-Decision"
 )
+
+// maxExplainedCandidates bounds the candidates per profile in
+// HeaderDecision, so a large pool's explanation fits a response header.
+const maxExplainedCandidates = 10
 
 // RoutingHeaders are set only by the gateway (or the Director): whatever a
 // client sends under these names is removed before anything reads the

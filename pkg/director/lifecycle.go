@@ -211,13 +211,36 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 
 		TTFTObjective: ttftSLO,
 		TPOTObjective: tpotSLO,
+		Routed:        x.Route != nil,
+		Explain:       d.explain && in.Header.Get(HeaderDebugDecision) == "1",
 	}
 	dec, err := d.Decide(ctx, x.dreq)
 	if err != nil {
 		return nil, x.decideFailed(ctx, err)
 	}
 	x.Decision, x.Body = dec, dec.Body
+	x.explained(dec)
 	return x, nil
+}
+
+// explained adds dec's explanation, when the request asked for one, to
+// the response headers: JSON, the top maxExplainedCandidates candidates
+// of each profile.
+func (x *Exchange) explained(dec *Decision) {
+	if dec.Explanation == nil {
+		return
+	}
+	dec.Explanation.Top(maxExplainedCandidates)
+	b, err := json.Marshal(dec.Explanation)
+	if err != nil {
+		return
+	}
+	h := make(http.Header, len(x.ResponseHeader)+1)
+	for k, v := range x.ResponseHeader {
+		h[k] = v
+	}
+	h.Set(HeaderDecision, string(b))
+	x.ResponseHeader = h
 }
 
 // decideFailed is the reply to a request Decide did not admit.
@@ -351,7 +374,7 @@ func (x *Exchange) refuse(e *openai.Error, reason string, extra http.Header) *Re
 	body := e.Body(openai.KindForPath(x.in.Path))
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	x.status = e.Status()
+	x.status, x.reason = e.Status(), reason
 	x.finish(context.Background(), nil)
 	return &Reply{Status: e.Status(), Header: h, Body: body, Reason: reason}
 }

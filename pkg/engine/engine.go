@@ -70,6 +70,12 @@ type Options struct {
 	// Admission builds each configuration's admission policy (default:
 	// token quotas from QuotaPolicies).
 	Admission AdmissionBuilder
+	// AccessLog, when set, receives one record per request
+	// (telemetry.Metrics.EnableAccessLog); nil: no access log.
+	AccessLog *slog.Logger
+	// ExplainDecisions lets requests ask for their scheduling decision
+	// explained (director.Options.ExplainDecisions); off by default.
+	ExplainDecisions bool
 }
 
 // Engine holds one running configuration and everything built from it.
@@ -111,6 +117,9 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	}
 	e := &Engine{log: o.Logger, metrics: telemetry.NewMetrics(), validator: openai.NewValidator(), maxAge: o.MetricsMaxAge,
 		external: o.ExternalDiscovery}
+	if o.AccessLog != nil {
+		e.metrics.EnableAccessLog(o.AccessLog)
+	}
 	e.quotas = quota.NewAdmissions(e.metrics.Registry, o.Logger)
 	e.admission = o.Admission
 	if e.admission == nil {
@@ -145,7 +154,8 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	e.scheduler, e.epc, e.flow, e.policy = sched, epc, flow, pol
 	e.sat.Store(sat)
 	d, err := director.New(director.Options{Store: e.store, Scheduler: sched, Saturation: sat, MaxAge: e.maxAge,
-		Observer: e.metrics, FlowControl: flow, FlowObserver: e.metrics.Flow, Policy: pol, Logger: e.log})
+		Observer: e.metrics, FlowControl: flow, FlowObserver: e.metrics.Flow, Policy: pol, Logger: e.log,
+		ExplainDecisions: o.ExplainDecisions})
 	if err != nil {
 		closeAdmission(pol.Admission)
 		return nil, fmt.Errorf("engine: %w", err)

@@ -34,6 +34,11 @@ type Options struct {
 	// configuration (when New builds the engine); nil: token quotas from
 	// the configuration's QuotaPolicies.
 	Admission engine.AdmissionBuilder
+	// AccessLog and ExplainDecisions are the engine's (when New builds
+	// it): a logger for one record per request, and whether requests may
+	// ask for their scheduling decision explained.
+	AccessLog        *slog.Logger
+	ExplainDecisions bool
 }
 
 // Server is the standalone data plane: the HTTP listeners in front of an
@@ -67,7 +72,8 @@ type Server struct {
 // New builds a Server and its engine from cfg; nothing listens until
 // Start.
 func New(cfg *config.Config, o Options) (*Server, error) {
-	e, err := engine.New(cfg, engine.Options{Logger: o.Logger, Scraper: o.Scraper, Admission: o.Admission})
+	e, err := engine.New(cfg, engine.Options{Logger: o.Logger, Scraper: o.Scraper, Admission: o.Admission,
+		AccessLog: o.AccessLog, ExplainDecisions: o.ExplainDecisions})
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,11 @@ type Request struct {
 	// none. Latency-aware scorers prefer endpoints predicted to meet them.
 	TTFTObjective, TPOTObjective time.Duration
 
+	// Explain, when set, receives what the cycle did: each candidate's
+	// per-scorer scores and the picks (a debug request; see Explanation).
+	// Nil on the default path, which then records nothing.
+	Explain *Explanation
+
 	state       CycleState
 	wantsCached bool // the scheduler has a latency predictor; see WantsCachedPrompt
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/igw-dev/igw/pkg/datastore"
@@ -311,6 +312,9 @@ func (s *Scheduler) Schedule(ctx context.Context, req *Request, candidates []*da
 			Err: fmt.Errorf("%w: %w", err, ErrNoEndpoint)}
 	}
 	res.PrimaryProfile = primary
+	if req.Explain != nil {
+		req.Explain.Primary = primary
+	}
 	if res.primary() == nil {
 		return nil, newError(ReasonNoProfile, primary, s.handler.TypedName().String(), "primary profile %q has no result", primary)
 	}
@@ -348,6 +352,10 @@ func (s *Scheduler) runProfile(ctx context.Context, req *Request, p *Profile, sc
 				v = 1
 			}
 			total[i] += ws.Weight * v
+			tmp[i] = v
+		}
+		if req.Explain != nil {
+			req.Explain.scores = append(req.Explain.scores, slices.Clone(tmp))
 		}
 	}
 	want := 1 + s.fallbacks
@@ -364,6 +372,9 @@ func (s *Scheduler) runProfile(ctx context.Context, req *Request, p *Profile, sc
 			return nil, &Error{Reason: ReasonFilteredOut, Profile: p.name, Plugin: p.picker.TypedName().String(),
 				Err: fmt.Errorf("picker returned index %d out of range [0,%d)", i, n)}
 		}
+	}
+	if req.Explain != nil {
+		explainProfile(req, p, work, total, picked)
 	}
 	return picked, nil
 }

@@ -473,7 +473,9 @@ func (e *Engine) apply(plan []step, d time.Duration) {
 			e.stats.promptTokens += uint64(s.promptLen)
 			e.metrics.ttft.Observe(e.simulated(now.Sub(s.arrival)))
 		} else {
-			e.metrics.itl.Observe(e.simulated(now.Sub(s.lastToken)))
+			itl := e.simulated(now.Sub(s.lastToken))
+			e.metrics.itl.Observe(itl)
+			e.metrics.tpot.Observe(itl)
 		}
 		s.lastToken = now
 		if int(g) == s.outputLen {
@@ -494,6 +496,8 @@ func (e *Engine) finish(s *Sequence, now time.Time) {
 	s.state = stateFinished
 	e.stats.finished[s.finish]++
 	e.metrics.e2e.Observe(e.simulated(now.Sub(s.arrival)))
+	e.metrics.promptTokens.Observe(float64(s.promptLen))
+	e.metrics.generationTokens.Observe(float64(s.generated.Load()))
 	close(s.done)
 }
 

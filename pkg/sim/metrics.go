@@ -20,7 +20,12 @@ type metricNames struct {
 	prefixQueries, prefixHits            string
 	preemptions, requestSuccess          string
 	ttft, e2e, queueTime, itl            string
-	loraInfo                             string // "" when the engine has none
+	// tpot is the older name of the inter-token latency histogram, which
+	// vLLM still exports beside itl: dashboards built before the rename
+	// (the reference EPP's model-server panel) query it.
+	tpot                       string
+	promptHist, generationHist string // tokens per request
+	loraInfo                   string // "" when the engine has none
 }
 
 func namesFor(engine string) metricNames {
@@ -33,6 +38,8 @@ func namesFor(engine string) metricNames {
 			preemptions: "sglang:num_retractions_total", requestSuccess: "sglang:num_requests_total",
 			ttft: "sglang:time_to_first_token_seconds", e2e: "sglang:e2e_request_latency_seconds",
 			queueTime: "sglang:queue_time_seconds", itl: "sglang:inter_token_latency_seconds",
+			tpot:       "sglang:time_per_output_token_seconds",
+			promptHist: "sglang:request_prompt_tokens", generationHist: "sglang:request_generation_tokens",
 		}
 	}
 	return metricNames{
@@ -43,6 +50,8 @@ func namesFor(engine string) metricNames {
 		preemptions: "vllm:num_preemptions_total", requestSuccess: "vllm:request_success_total",
 		ttft: "vllm:time_to_first_token_seconds", e2e: "vllm:e2e_request_latency_seconds",
 		queueTime: "vllm:request_queue_time_seconds", itl: "vllm:inter_token_latency_seconds",
+		tpot:       "vllm:time_per_output_token_seconds",
+		promptHist: "vllm:request_prompt_tokens", generationHist: "vllm:request_generation_tokens",
 		loraInfo: "vllm:lora_requests_info",
 	}
 }
@@ -52,11 +61,13 @@ var (
 	ttftBuckets    = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0}
 	latencyBuckets = []float64{0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0}
 	itlBuckets     = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0}
+	tokenBuckets   = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000}
 )
 
 // engineMetrics are the latency histograms the engine observes as it runs.
 type engineMetrics struct {
-	ttft, e2e, queueTime, itl prometheus.Observer
+	ttft, e2e, queueTime, itl, tpot prometheus.Observer
+	promptTokens, generationTokens  prometheus.Observer
 }
 
 // collector reports the engine's state at scrape time: gauges are read
@@ -104,6 +115,10 @@ func newMetrics(reg prometheus.Registerer, engine string, model string) (*engine
 		e2e:       hist(n.e2e, "Histogram of end to end request latency in seconds.", latencyBuckets),
 		queueTime: hist(n.queueTime, "Histogram of time spent in WAITING phase for request.", latencyBuckets),
 		itl:       hist(n.itl, "Histogram of inter-token latency in seconds.", itlBuckets),
+		tpot:      hist(n.tpot, "Histogram of time per output token in seconds (the inter-token latency under its older name).", itlBuckets),
+
+		promptTokens:     hist(n.promptHist, "Number of prefill tokens processed, per request.", tokenBuckets),
+		generationTokens: hist(n.generationHist, "Number of generation tokens processed, per request.", tokenBuckets),
 	}
 	attach := func(e *Engine) {
 		desc := func(name, help string, variable ...string) *prometheus.Desc {

@@ -468,15 +468,21 @@ func TestServer_MetricsNamesPerEngine(t *testing.T) {
 					t.Errorf("%s missing", name)
 				}
 			}
-			for _, name := range []string{n.ttft, n.e2e, n.queueTime, n.itl} {
+			for _, name := range []string{n.ttft, n.e2e, n.queueTime, n.itl, n.tpot, n.promptHist, n.generationHist} {
 				f, ok := fams[name]
 				if !ok || f.Metric[0].Histogram == nil {
 					t.Errorf("histogram %s missing", name)
 					continue
 				}
-				if name != n.itl && f.Metric[0].Histogram.GetSampleCount() != 1 {
+				if name != n.itl && name != n.tpot && f.Metric[0].Histogram.GetSampleCount() != 1 {
 					t.Errorf("%s count %d, want 1", name, f.Metric[0].Histogram.GetSampleCount())
 				}
+			}
+			if a, b := fams[n.itl].Metric[0].Histogram.GetSampleCount(), fams[n.tpot].Metric[0].Histogram.GetSampleCount(); a != 2 || b != a {
+				t.Errorf("inter-token latency count %d, time per output token count %d, want 2 each", a, b)
+			}
+			if got := fams[n.generationHist].Metric[0].Histogram.GetSampleSum(); got != 3 {
+				t.Errorf("%s sum %v, want 3", n.generationHist, got)
 			}
 			if got := gaugeValue(t, fams, n.generationTokens); got != 3 {
 				t.Errorf("generation tokens %v, want 3", got)

@@ -120,6 +120,9 @@ type poolCollector struct {
 	maxAge     time.Duration
 
 	avgQueue, avgKV, saturated, ready *prometheus.Desc
+	// The reference picker's pool metrics (upstream.go), labelled by the
+	// pool's name and, per pod, by the names of its members only.
+	upAvgQueue, upAvgKV, upReady, upPodQueue *prometheus.Desc
 }
 
 // RegisterPoolCollector exports, per pool: average waiting queue and KV
@@ -136,6 +139,11 @@ func (m *Metrics) RegisterPoolCollector(view PoolView, saturation func([]*datast
 		avgKV:     prometheus.NewDesc("igw_pool_average_kv_cache_utilization", "Average KV-cache utilization (0..1) over the pool's ready endpoints with fresh metrics.", []string{"pool"}, nil),
 		saturated: prometheus.NewDesc("igw_pool_saturation", "Fraction of the pool's endpoints without headroom (1 for an empty pool).", []string{"pool"}, nil),
 		ready:     prometheus.NewDesc("igw_pool_ready_endpoints", "Endpoints of the pool that are ready with fresh metrics.", []string{"pool"}, nil),
+
+		upAvgQueue: prometheus.NewDesc("inference_pool_average_queue_size", "The average number of requests pending in the model server queue.", []string{"name"}, nil),
+		upAvgKV:    prometheus.NewDesc("inference_pool_average_kv_cache_utilization", "The average kv cache utilization for an inference server pool.", []string{"name"}, nil),
+		upReady:    prometheus.NewDesc("inference_pool_ready_pods", "The number of ready pods in the inference server pool.", []string{"name"}, nil),
+		upPodQueue: prometheus.NewDesc("inference_pool_per_pod_queue_size", "The total number of requests pending in the model server queue for each underlying pod.", []string{"name", "model_server_pod"}, nil),
 	})
 }
 
@@ -145,18 +153,25 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.avgKV
 	ch <- c.saturated
 	ch <- c.ready
+	ch <- c.upAvgQueue
+	ch <- c.upAvgKV
+	ch <- c.upReady
+	ch <- c.upPodQueue
 }
 
 // Collect implements prometheus.Collector.
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
-	for _, name := range c.view.PoolNames() {
+	names := c.view.PoolNames()
+	labels := poolLabels(names)
+	for _, name := range names {
 		p := c.view.Pool(name)
 		if p == nil {
 			continue
 		}
 		var queue, kv float64
 		n := 0
+		seen := make(map[string]bool, len(p.Endpoints))
 		for _, e := range p.Endpoints {
 			if !datastore.IsCandidate(e, now, c.maxAge) {
 				continue
@@ -165,6 +180,10 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 			queue += float64(m.WaitingQueueSize)
 			kv += m.KVCacheUsage
 			n++
+			if pod := podName(e); !seen[pod] {
+				seen[pod] = true
+				ch <- prometheus.MustNewConstMetric(c.upPodQueue, prometheus.GaugeValue, float64(m.WaitingQueueSize), labels[name], pod)
+			}
 		}
 		if n > 0 {
 			queue, kv = queue/float64(n), kv/float64(n)
@@ -172,8 +191,20 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.avgQueue, prometheus.GaugeValue, queue, name)
 		ch <- prometheus.MustNewConstMetric(c.avgKV, prometheus.GaugeValue, kv, name)
 		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(n), name)
+		ch <- prometheus.MustNewConstMetric(c.upAvgQueue, prometheus.GaugeValue, queue, labels[name])
+		ch <- prometheus.MustNewConstMetric(c.upAvgKV, prometheus.GaugeValue, kv, labels[name])
+		ch <- prometheus.MustNewConstMetric(c.upReady, prometheus.GaugeValue, float64(n), labels[name])
 		if c.saturation != nil {
 			ch <- prometheus.MustNewConstMetric(c.saturated, prometheus.GaugeValue, c.saturation(p.Endpoints, now), name)
 		}
 	}
+}
+
+// podName is an endpoint's model_server_pod label: its name in the pool
+// (the pod, or the static endpoint's name), else its address.
+func podName(e *datastore.Endpoint) string {
+	if e.Name != "" {
+		return e.Name
+	}
+	return e.Address
 }

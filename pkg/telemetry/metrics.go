@@ -1,10 +1,14 @@
-// Package telemetry holds igw's own Prometheus metrics: what the gateway
-// served (requests, latency, time to first token, tokens by model and pool),
-// where the scheduler sent requests and how long it took to decide, and
-// what was rejected and why.
+// Package telemetry holds igw's Prometheus metrics: its own (what the
+// gateway served — requests, latency, time to first token, tokens by model
+// and pool —, where the scheduler sent requests and how long it took to
+// decide, and what was rejected and why) and the reference Endpoint
+// Picker's under their upstream names (upstream.go), both fed from the
+// Director's Observer events; and the optional access log, one record per
+// request from the same events.
 package telemetry
 
 import (
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -37,6 +41,8 @@ type Metrics struct {
 	resilience    *resilienceVecs
 	front         *frontVecs
 	slo           *sloVecs
+	upstream      *upstreamVecs
+	accessLog     *slog.Logger // nil: no access log
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -79,6 +85,7 @@ func NewMetrics() *Metrics {
 	m.resilience = newResilienceVecs(reg)
 	m.front = newFrontVecs(reg)
 	m.slo = newSLOVecs(reg)
+	m.upstream = newUpstreamVecs(reg)
 	return m
 }
 
@@ -97,13 +104,19 @@ func (m *Metrics) Rejected(pool, _ string, r *director.Rejection) {
 	m.rejections.WithLabelValues(pool, r.Reason).Inc()
 }
 
-// RequestDone records one answered request. ttft is zero when no body byte
-// was sent.
-func (m *Metrics) RequestDone(model, pool string, code int, took, ttft time.Duration) {
-	m.requests.WithLabelValues(model, pool, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(model, pool).Observe(took.Seconds())
-	if ttft > 0 {
-		m.ttft.WithLabelValues(model, pool).Observe(ttft.Seconds())
+// RequestDone implements director.Observer: it records one answered
+// request in igw's metrics and the reference picker's, and writes its
+// access log record when the access log is on.
+func (m *Metrics) RequestDone(c *director.Completion) {
+	model, pool := c.MetricModel, c.Pool
+	m.requests.WithLabelValues(model, pool, strconv.Itoa(c.Status)).Inc()
+	m.duration.WithLabelValues(model, pool).Observe(c.Took.Seconds())
+	if c.TTFT > 0 {
+		m.ttft.WithLabelValues(model, pool).Observe(c.TTFT.Seconds())
+	}
+	m.upstream.done(c)
+	if m.accessLog != nil {
+		m.logAccess(c)
 	}
 }
 
@@ -123,5 +136,9 @@ func (m *Metrics) Tokens(model, pool string, input, output, cached int) {
 // Retried records a retry on a fallback endpoint.
 func (m *Metrics) Retried(pool string) { m.retries.WithLabelValues(pool).Inc() }
 
-// InFlight adjusts the in-flight gauge of pool.
-func (m *Metrics) InFlight(pool string, delta float64) { m.inFlight.WithLabelValues(pool).Add(delta) }
+// InFlight implements director.Observer: it adjusts the in-flight gauges
+// of pool and of model (the reference picker's running requests).
+func (m *Metrics) InFlight(pool, model string, delta float64) {
+	m.inFlight.WithLabelValues(pool).Add(delta)
+	m.upstream.running.WithLabelValues(model).Add(delta)
+}

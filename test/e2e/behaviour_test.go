@@ -246,11 +246,20 @@ type plane struct {
 // returns their front doors, serve first.
 func startPlanes(t *testing.T, path, pool string) []plane {
 	t.Helper()
-	_, api, admin := startServeProc(t, path)
+	planes, _ := startPlanesWith(t, path, pool)
+	return planes
+}
+
+// startPlanesWith is startPlanes with extra flags for both processes; it
+// also returns the processes, serve first.
+func startPlanesWith(t *testing.T, path, pool string, extra ...string) ([]plane, []*proc) {
+	t.Helper()
+	sp, api, admin := startServeProc(t, path, extra...)
 	serve := plane{name: "igw serve", base: "http://" + api, metrics: "http://" + admin + "/metrics"}
 
-	p := startProc(t, "igw epp", "epp", "--config-file", path, "--pool-name", pool, "--secure-serving=false",
-		"--address", "127.0.0.1", "--grpc-port", "0", "--grpc-health-port", "0", "--metrics-port", "0", "--log-level", "debug")
+	args := append([]string{"epp", "--config-file", path, "--pool-name", pool, "--secure-serving=false",
+		"--address", "127.0.0.1", "--grpc-port", "0", "--grpc-health-port", "0", "--metrics-port", "0", "--log-level", "debug"}, extra...)
+	p := startProc(t, "igw epp", args...)
 	m := p.waitOutput(t, eppServingLine, 1, 30*time.Second)[0]
 	conn, err := grpc.NewClient(m[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -265,7 +274,7 @@ func startPlanes(t *testing.T, path, pool string) []plane {
 		conn.Close()
 	})
 	epp := plane{name: "igw epp", base: front.URL, metrics: "http://" + m[3] + "/metrics"}
-	return []plane{serve, epp}
+	return []plane{serve, epp}, []*proc{sp, p}
 }
 
 // behaviourCase is one request of the table.

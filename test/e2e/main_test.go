@@ -194,11 +194,11 @@ func startSimProc(t *testing.T, name string, replicas int, extra ...string) (*pr
 }
 
 // startServeProc runs `igw serve --config path` (a configuration whose
-// listeners are on 127.0.0.1:0), waits for it to be ready and returns it
-// with its API and admin addresses.
-func startServeProc(t *testing.T, path string) (p *proc, api, admin string) {
+// listeners are on 127.0.0.1:0) with extra flags, waits for it to be
+// ready and returns it with its API and admin addresses.
+func startServeProc(t *testing.T, path string, extra ...string) (p *proc, api, admin string) {
 	t.Helper()
-	p = startProc(t, "igw serve", "serve", "--config", path, "--log-level", "debug")
+	p = startProc(t, "igw serve", append([]string{"serve", "--config", path, "--log-level", "debug"}, extra...)...)
 	m := p.waitOutput(t, serveAddrLine, 1, 15*time.Second)[0]
 	api, admin = m[1], m[2]
 	waitReady(t, admin)
