@@ -3,6 +3,8 @@ package kvevents
 import (
 	"runtime"
 	"testing"
+
+	"github.com/igw-dev/igw/pkg/datastore"
 )
 
 func stored(hashes ...uint64) Event {
@@ -186,6 +188,25 @@ func BenchmarkIndex_Match(b *testing.B) {
 	for b.Loop() {
 		if ix.Match("a", prompt, 0) != 128 {
 			b.Fatal("no match")
+		}
+	}
+}
+
+func TestDefaultAddress_LabelsThenDefaultPort(t *testing.T) {
+	cases := []struct {
+		addr   string
+		labels map[string]string
+		want   string
+	}{
+		{"10.0.0.7:8000", nil, "tcp://10.0.0.7:5557"},
+		{"10.0.0.7:8000", map[string]string{datastore.KVEventsPortLabel: "6000"}, "tcp://10.0.0.7:6000"},
+		{"[fd00::1]:8000", nil, "tcp://[fd00::1]:5557"},
+		{"10.0.0.7:8000", map[string]string{datastore.KVEventsEndpointLabel: "tcp://kv:1", datastore.KVEventsPortLabel: "6000"}, "tcp://kv:1"},
+	}
+	for _, c := range cases {
+		got, ok := DefaultAddress(datastore.NewEndpoint("e", c.addr, "p", datastore.EngineVLLM, c.labels))
+		if !ok || got != c.want {
+			t.Errorf("%s %v: %q, want %q", c.addr, c.labels, got, c.want)
 		}
 	}
 }

@@ -21,20 +21,12 @@ import (
 // endpoint tcp://*:5557).
 const DefaultPort = 5557
 
-// Labels an endpoint may carry to say where its KV events are published;
-// without them, DefaultAddress uses the endpoint's host and DefaultPort.
-const (
-	// LabelEndpoint is a full ZeroMQ address, e.g. "tcp://10.0.0.7:5557".
-	LabelEndpoint = "igw.dev/kv-events-endpoint"
-	// LabelPort is a port on the endpoint's own host.
-	LabelPort = "igw.dev/kv-events-port"
-)
-
 // DefaultAddress is where ep publishes its KV-cache events: the
-// LabelEndpoint label, else the endpoint's host with the LabelPort label's
-// port, else with DefaultPort.
+// datastore.KVEventsEndpointLabel label, else the endpoint's host with the
+// datastore.KVEventsPortLabel label's port (a static ModelServer's
+// spec.kvEventsPort), else with DefaultPort.
 func DefaultAddress(ep *datastore.Endpoint) (string, bool) {
-	if a := ep.Labels[LabelEndpoint]; a != "" {
+	if a := ep.Labels[datastore.KVEventsEndpointLabel]; a != "" {
 		return a, true
 	}
 	host, _, err := net.SplitHostPort(ep.Address)
@@ -42,7 +34,7 @@ func DefaultAddress(ep *datastore.Endpoint) (string, bool) {
 		return "", false
 	}
 	port := strconv.Itoa(DefaultPort)
-	if p := ep.Labels[LabelPort]; p != "" {
+	if p := ep.Labels[datastore.KVEventsPortLabel]; p != "" {
 		port = p
 	}
 	return "tcp://" + net.JoinHostPort(host, port), true
