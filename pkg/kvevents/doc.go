@@ -58,6 +58,12 @@
 // so a full default cap is about 11.5 MiB per endpoint, and an engine with
 // 26,000 blocks about 2.3 MiB.
 //
+// # Where it runs
+//
+// The engine (package engine) builds one Index and one Subscriber, feeds
+// the Subscriber every endpoint set, and keeps it active while the
+// scheduler has a precise-prefix-cache-scorer, which reads the Index.
+//
 // # What is not here yet (issue 15)
 //
 // The index is keyed by the engine's own block hashes. Matching a request

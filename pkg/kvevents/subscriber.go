@@ -80,10 +80,11 @@ type Stats struct {
 type Subscriber struct {
 	opts Options
 
-	mu      sync.Mutex
-	desired []*datastore.Endpoint
-	wake    chan struct{}
-	stats   map[string]*endpointStats
+	mu       sync.Mutex
+	desired  []*datastore.Endpoint
+	inactive bool // SetActive(false): subscribe to nothing
+	wake     chan struct{}
+	stats    map[string]*endpointStats
 
 	running atomic.Bool
 }
@@ -120,6 +121,20 @@ func NewSubscriber(opts Options) (*Subscriber, error) {
 func (s *Subscriber) SetEndpoints(eps []*datastore.Endpoint) {
 	s.mu.Lock()
 	s.desired = append(s.desired[:0:0], eps...)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetActive turns subscribing on (the default) or off while keeping the
+// endpoint set, so a composition root can feed SetEndpoints on every change
+// and decide separately whether anyone reads the index. Off closes every
+// subscription and forgets its entries.
+func (s *Subscriber) SetActive(active bool) {
+	s.mu.Lock()
+	s.inactive = !active
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -170,7 +185,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		s.mu.Lock()
 		desired := map[string]string{}
 		for _, ep := range s.desired {
-			if ep == nil {
+			if ep == nil || s.inactive {
 				continue
 			}
 			if addr, ok := s.opts.Address(ep); ok {

@@ -27,8 +27,11 @@
 //
 // Until both are attached every candidate scores 0: the scorer gives no
 // signal rather than a wrong one, and the profile's other scorers decide.
-// The engine does not build a Subscriber or attach an index yet either; so
-// today the plugin can be configured and tested, not yet used end to end.
+// The engine (package engine) attaches its index and, while a scheduler has
+// this plugin, subscribes to every endpoint's KV-cache events; with no
+// tokenizer yet it logs at start that the scorer scores 0. So today the
+// plugin can be configured, its index is live, but it does not steer
+// requests until part 3 supplies the PromptHasher.
 //
 // Parameters:
 //

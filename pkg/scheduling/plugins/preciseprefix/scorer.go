@@ -86,14 +86,27 @@ func (s *Scorer) TypedName() scheduling.TypedName {
 }
 
 // Attach gives the scorer the index it reads and the hasher that turns
-// prompts into the engine's block hashes; either nil detaches (scores 0).
-// Safe to call while scoring.
+// prompts into the engine's block hashes; without both it scores 0. Safe
+// to call while scoring.
 func (s *Scorer) Attach(index Index, hasher PromptHasher) {
-	if index == nil || hasher == nil {
-		s.deps.Store(nil)
-		return
-	}
 	s.deps.Store(&deps{index: index, hasher: hasher})
+}
+
+// AttachIndex gives the scorer the index, keeping its hasher: what the
+// engine does today, with no tokenizer to hash prompts yet (part 3).
+func (s *Scorer) AttachIndex(index Index) {
+	var hasher PromptHasher
+	if d := s.deps.Load(); d != nil {
+		hasher = d.hasher
+	}
+	s.Attach(index, hasher)
+}
+
+// Hashing reports whether the scorer can hash prompts (a PromptHasher is
+// attached); without one it gives no signal, which the engine logs.
+func (s *Scorer) Hashing() bool {
+	d := s.deps.Load()
+	return d != nil && d.hasher != nil
 }
 
 // hashed is the request's prompt hashes, computed once per request.
@@ -106,6 +119,9 @@ type hashed struct {
 // Score implements scheduling.Scorer.
 func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []scheduling.Candidate, scores []float64) {
 	d := s.deps.Load()
+	if d != nil && (d.index == nil || d.hasher == nil) {
+		d = nil
+	}
 	h := s.prompt(req, d)
 	if !h.ok || len(h.hashes) == 0 {
 		clear(scores)
