@@ -39,6 +39,14 @@
 // leaves the set has its subscription closed and then its entries removed
 // (Index.Forget), so no stale entry outlives it.
 //
+// Limits of the transport. A subscription joins asynchronously (ZeroMQ's
+// slow joiner) and there is no replay: blocks stored before it delivers are
+// unknown to the index, which costs hits, never gives false ones. The
+// pure-Go ZeroMQ library (github.com/go-zeromq/zmq4) allocates each frame
+// at the size its peer declares before the payload limit here applies, so
+// publishers must be trusted model servers on the cluster network (restrict
+// the port with a NetworkPolicy).
+//
 // # Index
 //
 // Per endpoint, the set of blocks its engine holds, keyed by the engine's
