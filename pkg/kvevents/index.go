@@ -281,21 +281,12 @@ func (ix *Index) Match(endpoint string, hashes []uint64, lora uint32) int {
 	if len(ep.groups) == 0 {
 		return 0
 	}
-	has := func(h uint64, g uint32) bool {
-		i, ok := ep.byKey[blockKey{h, lora, g}]
-		return ok && ep.entries[i].epoch == ep.epoch
-	}
 	// Full-attention groups: the longest run from the first block.
 	n := len(hashes)
 	for g, info := range ep.groups {
-		if info.windowBlocks != 0 {
-			continue
+		if info.windowBlocks == 0 {
+			n = ep.run(hashes[:n], lora, g)
 		}
-		run := 0
-		for run < n && has(hashes[run], g) {
-			run++
-		}
-		n = run
 	}
 	// Sliding-window groups: shorten the match until each holds the window
 	// of blocks ending at it.
@@ -306,7 +297,7 @@ func (ix *Index) Match(endpoint string, hashes []uint64, lora uint32) int {
 				continue
 			}
 			for i := max(n-info.windowBlocks, 0); i < n; i++ {
-				if !has(hashes[i], g) {
+				if !ep.holds(blockKey{hashes[i], lora, g}) {
 					ok = false
 					break
 				}
@@ -321,6 +312,22 @@ func (ix *Index) Match(endpoint string, hashes []uint64, lora uint32) int {
 		n--
 	}
 	return n
+}
+
+// run is how many leading hashes group g holds for certain.
+func (ep *endpointIndex) run(hashes []uint64, lora, g uint32) int {
+	for i, h := range hashes {
+		if !ep.holds(blockKey{h, lora, g}) {
+			return i
+		}
+	}
+	return len(hashes)
+}
+
+// holds reports whether k is tracked and certain.
+func (ep *endpointIndex) holds(k blockKey) bool {
+	i, ok := ep.byKey[k]
+	return ok && ep.entries[i].epoch == ep.epoch
 }
 
 // EndpointStats describe one endpoint's entries.
