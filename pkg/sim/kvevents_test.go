@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +24,17 @@ func TestKVEventsConfig_ParsesVLLMJSONAndRejectsUnknownFields(t *testing.T) {
 	}
 	if _, err := ParseKVEventsConfig(`{"enable_kv_cache_events":true,"endpiont":"x"}`); err == nil {
 		t.Error("unknown field accepted")
+	}
+	path := filepath.Join(t.TempDir(), "sim.yaml")
+	if err := os.WriteFile(path, []byte("kv-events-config:\n  enable_kv_cache_events: true\n  endpoint: tcp://*:6000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fromFile := DefaultConfig()
+	if err := LoadConfigFile(path, &fromFile); err != nil {
+		t.Fatal(err)
+	}
+	if !fromFile.KVEvents.Enabled() || fromFile.KVEvents.Endpoint != "tcp://*:6000" || fromFile.Validate() != nil {
+		t.Errorf("from YAML: %+v", fromFile.KVEvents)
 	}
 	cfg := DefaultConfig()
 	cfg.KVEvents = &KVEventsConfig{EnableKVCacheEvents: true, Endpoint: "ipc:///tmp/x"}
