@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -71,6 +72,7 @@ func bindSimFlags(f *pflag.FlagSet, cfg *sim.Config) {
 	f.Float64Var(&cfg.FailureRate, "failure-rate", cfg.FailureRate, "fraction of requests answered with --failure-status")
 	f.IntVar(&cfg.FailureStatus, "failure-status", cfg.FailureStatus, "HTTP status of injected failures")
 	f.IntVar(&cfg.KVFullStatus, "kv-full-status", cfg.KVFullStatus, "answer a request the KV cache cannot admit now with this HTTP status instead of queueing it, as some engines do (0: queue, as vLLM does)")
+	f.Var(kvEventsFlag{&cfg.KVEvents}, "kv-events-config", `vLLM's KV-cache events config as JSON, e.g. '{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557"}'; replica i publishes on port+i`)
 	f.DurationVar(&cfg.StartupDelay.Duration, "startup-delay", cfg.StartupDelay.Duration, "time /health reports 503 after start")
 	f.DurationVar(&cfg.Perf.StepFloor.Duration, "step-floor", cfg.Perf.StepFloor.Duration, "fixed cost of one engine step")
 	f.Float64Var(&cfg.Perf.PrefillTokensPerSecond, "prefill-tokens-per-second", cfg.Perf.PrefillTokensPerSecond, "prefill throughput")
@@ -78,6 +80,31 @@ func bindSimFlags(f *pflag.FlagSet, cfg *sim.Config) {
 	f.DurationVar(&cfg.Perf.DecodeSeqCost.Duration, "decode-seq-cost", cfg.Perf.DecodeSeqCost.Duration, "step cost per decoding sequence")
 	f.IntVar(&cfg.Perf.MeanOutputTokens, "mean-output-tokens", cfg.Perf.MeanOutputTokens, "median output length when ignore_eos is not set")
 }
+
+// kvEventsFlag reads vLLM's --kv-events-config JSON into a config.
+type kvEventsFlag struct{ cfg **sim.KVEventsConfig }
+
+func (f kvEventsFlag) String() string {
+	if f.cfg == nil || *f.cfg == nil {
+		return ""
+	}
+	b, err := json.Marshal(*f.cfg)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func (f kvEventsFlag) Set(s string) error {
+	k, err := sim.ParseKVEventsConfig(s)
+	if err != nil {
+		return err
+	}
+	*f.cfg = k
+	return nil
+}
+
+func (kvEventsFlag) Type() string { return "json" }
 
 // overlayFlags copies every flag set on the command line onto cfg.
 func overlayFlags(cmdline *pflag.FlagSet, cfg *sim.Config) error {
@@ -104,8 +131,11 @@ func runSim(ctx context.Context, cfg sim.Config) error {
 	if err != nil {
 		return err
 	}
-	for _, a := range fleet.Addrs() {
+	for i, a := range fleet.Addrs() {
 		fmt.Printf("serving %s on http://%s\n", cfg.ServedName(), a)
+		if kv := fleet.Servers()[i].KVEventsAddr(); kv != "" {
+			fmt.Printf("publishing KV-cache events of http://%s on %s\n", a, kv)
+		}
 	}
 	<-ctx.Done()
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)

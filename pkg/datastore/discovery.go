@@ -9,6 +9,18 @@ import "github.com/igw-dev/igw/api/v1alpha2"
 // ModelServer without spec.engine reads it too, as a pod would.
 const EngineTypeLabel = "inference.networking.k8s.io/engine-type"
 
+// Labels that say where a model server publishes its KV-cache events
+// (REFERENCE §10), read by the KV-event subscriber (package kvevents). A
+// pod carries them as labels; a static ModelServer's spec.kvEventsPort sets
+// the port one.
+const (
+	// KVEventsEndpointLabel is a full ZeroMQ address, e.g.
+	// "tcp://10.0.0.7:5557".
+	KVEventsEndpointLabel = "igw.dev/kv-events-endpoint"
+	// KVEventsPortLabel is a port on the server's own host.
+	KVEventsPortLabel = "igw.dev/kv-events-port"
+)
+
 // EngineFromLabels is the engine a model server's labels name in
 // EngineTypeLabel, vllm when they name none: ModelServers in a file and
 // pods in a cluster are read the same way.

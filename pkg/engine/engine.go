@@ -31,12 +31,14 @@ import (
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/flowcontrol"
+	"github.com/igw-dev/igw/pkg/kvevents"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/policy/guard"
 	"github.com/igw-dev/igw/pkg/policy/quota"
 	"github.com/igw-dev/igw/pkg/scheduling"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins/preciseprefix"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
@@ -80,10 +82,14 @@ type Options struct {
 
 // Engine holds one running configuration and everything built from it.
 type Engine struct {
-	log       *slog.Logger
-	store     *datastore.Store
-	scraper   *modelserver.Scraper
-	director  *director.Director
+	log      *slog.Logger
+	store    *datastore.Store
+	scraper  *modelserver.Scraper
+	director *director.Director
+	// kvIndex is what the model servers report caching (their KV-cache
+	// events), fed by kvSub while the scheduler has a plugin that reads it.
+	kvIndex   *kvevents.Index
+	kvSub     *kvevents.Subscriber
 	metrics   *telemetry.Metrics
 	validator *openai.Validator
 	maxAge    time.Duration
@@ -137,11 +143,16 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e.scraper = scraper
+	e.kvIndex = kvevents.NewIndex(0)
+	if e.kvSub, err = kvevents.NewSubscriber(kvevents.Options{Index: e.kvIndex, Log: e.log}); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
 	e.store = datastore.NewStore(e.endpointsChanged)
 	sched, err := buildScheduler(cfg)
 	if err != nil {
 		return nil, err
 	}
+	e.useKVEvents(sched)
 	sat, flow, err := e.admissionSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -254,10 +265,31 @@ func (e *Engine) discover(cfg *config.Config) {
 // in step with the endpoint set (called under the datastore's writer lock).
 func (e *Engine) endpointsChanged(all []*datastore.Endpoint) {
 	e.scraper.SetEndpoints(all)
+	e.kvSub.SetEndpoints(all)
 	if e.director != nil {
 		e.director.EndpointsChanged(all)
 	}
 }
+
+// useKVEvents gives sched's KV-event readers (precise-prefix-cache-scorer)
+// the index and subscribes to the endpoints' events while one exists.
+func (e *Engine) useKVEvents(sched *scheduling.Scheduler) {
+	wanted := false
+	for _, p := range sched.Plugins() {
+		if s, ok := p.(*preciseprefix.Scorer); ok {
+			wanted = true
+			s.AttachIndex(e.kvIndex)
+			if !s.Hashing() {
+				e.log.Warn("precise-prefix-cache-scorer scores 0: no tokenizer to hash prompts as the engine does yet (issue 15 part 3); KV-cache events are subscribed and indexed", "plugin", s.TypedName().String())
+			}
+		}
+	}
+	e.kvSub.SetActive(wanted)
+}
+
+// KVIndex is what the model servers report caching, from their KV-cache
+// events; empty unless the scheduler has a precise-prefix-cache-scorer.
+func (e *Engine) KVIndex() *kvevents.Index { return e.kvIndex }
 
 // Reload applies a new configuration. A configuration that fails to build
 // leaves the running one in place; one serving a single pool must still
@@ -295,6 +327,9 @@ func (e *Engine) Reload(cfg *config.Config) error {
 	if prev.Admission != nil && prev.Admission != pol.Admission {
 		defer closeAdmission(prev.Admission)
 	}
+	if sched != e.scheduler {
+		e.useKVEvents(sched)
+	}
 	e.scheduler, e.epc, e.policy = sched, epc, pol
 	e.sat.Store(sat)
 	e.director.SetScheduler(sched)
@@ -313,10 +348,19 @@ func digest(cfg *config.Config) string {
 	return cfg.Digest
 }
 
-// Run scrapes the model servers until ctx ends.
+// Run scrapes the model servers, and subscribes to their KV-cache events
+// when the scheduler reads them, until ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
-	if err := e.scraper.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	var wg sync.WaitGroup
+	var subErr error
+	wg.Go(func() { subErr = e.kvSub.Run(ctx) })
+	err := e.scraper.Run(ctx)
+	wg.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("engine: scraper: %w", err)
+	}
+	if subErr != nil && !errors.Is(subErr, context.Canceled) {
+		return fmt.Errorf("engine: kv events: %w", subErr)
 	}
 	return nil
 }

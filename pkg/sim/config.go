@@ -1,9 +1,13 @@
 package sim
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -78,6 +82,89 @@ type Config struct {
 	// do (and as vLLM does not); 0 queues it.
 	KVFullStatus int      `json:"kv-full-status"`
 	StartupDelay Duration `json:"startup-delay"`
+
+	// KVEvents is vLLM's --kv-events-config: when enabled, every replica
+	// publishes its KV-cache events (blocks stored, evicted, cleared) over
+	// ZeroMQ, so a router can track exactly what each replica caches.
+	KVEvents *KVEventsConfig `json:"kv-events-config,omitempty"`
+}
+
+// KVEventsConfig is vLLM's KVEventsConfig, with its JSON field names, so
+// the --kv-events-config a vLLM deployment uses works here unchanged.
+type KVEventsConfig struct {
+	// EnableKVCacheEvents turns publishing on.
+	EnableKVCacheEvents bool `json:"enable_kv_cache_events"`
+	// Publisher is "zmq" (the default once enabled) or "null".
+	Publisher string `json:"publisher,omitempty"`
+	// Endpoint is where replica 0's PUB socket binds, e.g. "tcp://*:5557";
+	// replica i binds port+i (port 0: an ephemeral port for each).
+	Endpoint string `json:"endpoint,omitempty"`
+	// ReplayEndpoint is vLLM's replay ROUTER socket; the simulator has none
+	// and rejects the setting rather than ignore it.
+	ReplayEndpoint string `json:"replay_endpoint,omitempty"`
+	// BufferSteps is how many batches vLLM keeps for replay; accepted and
+	// unused, since there is no replay.
+	BufferSteps int `json:"buffer_steps,omitempty"`
+	// HWM is the PUB socket's high-water mark in messages: past it,
+	// messages to slow subscribers are dropped (sequence numbers show it).
+	HWM int `json:"hwm,omitempty"`
+	// MaxQueueSize bounds the batches waiting to be encoded and sent; a full
+	// queue drops the batch, and the gap in sequence numbers shows it.
+	MaxQueueSize int `json:"max_queue_size,omitempty"`
+	// Topic is the first frame of every message. Empty, the simulator uses
+	// the convention kv@<replica address>@<served model name>.
+	Topic string `json:"topic,omitempty"`
+}
+
+// Enabled reports whether events are published.
+func (k *KVEventsConfig) Enabled() bool {
+	return k != nil && k.EnableKVCacheEvents && k.Publisher != "null"
+}
+
+// withDefaults fills vLLM's defaults.
+func (k KVEventsConfig) withDefaults() KVEventsConfig {
+	if k.Publisher == "" {
+		k.Publisher = "zmq"
+	}
+	if k.Endpoint == "" {
+		k.Endpoint = "tcp://*:5557"
+	}
+	if k.HWM == 0 {
+		k.HWM = 100_000
+	}
+	if k.MaxQueueSize == 0 {
+		k.MaxQueueSize = 100_000
+	}
+	return k
+}
+
+// ParseKVEventsConfig reads vLLM's --kv-events-config JSON. Unknown fields
+// are errors, as everywhere in igw's configuration.
+func ParseKVEventsConfig(s string) (*KVEventsConfig, error) {
+	var k KVEventsConfig
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&k); err != nil {
+		return nil, fmt.Errorf("kv-events-config: %w", err)
+	}
+	return &k, nil
+}
+
+// hostPort splits the endpoint "tcp://host:port".
+func (k *KVEventsConfig) hostPort() (host string, port int, err error) {
+	rest, ok := strings.CutPrefix(k.Endpoint, "tcp://")
+	if !ok {
+		return "", 0, fmt.Errorf("kv-events-config: endpoint %q: only tcp://host:port is supported", k.Endpoint)
+	}
+	h, p, err := net.SplitHostPort(rest)
+	if err != nil {
+		return "", 0, fmt.Errorf("kv-events-config: endpoint %q: %w", k.Endpoint, err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return "", 0, fmt.Errorf("kv-events-config: endpoint %q: bad port", k.Endpoint)
+	}
+	return h, n, nil
 }
 
 // Performance is the step-time model: how long one engine step takes given
@@ -171,6 +258,18 @@ func (c *Config) Validate() error {
 	check(c.FailureStatus >= 400 && c.FailureStatus <= 599, "failure-status: must be 400..599, got %d", c.FailureStatus)
 	check(c.KVFullStatus == 0 || c.KVFullStatus >= 400 && c.KVFullStatus <= 599, "kv-full-status: must be 0 or 400..599, got %d", c.KVFullStatus)
 	check(c.StartupDelay.Duration >= 0, "startup-delay: must not be negative")
+	if c.KVEvents.Enabled() {
+		k := c.KVEvents.withDefaults()
+		check(k.Publisher == "zmq", "kv-events-config: publisher must be zmq or null, got %q", k.Publisher)
+		check(k.ReplayEndpoint == "", "kv-events-config: replay_endpoint is not supported by the simulator")
+		check(k.HWM >= 0, "kv-events-config: hwm must not be negative")
+		check(k.MaxQueueSize >= 0, "kv-events-config: max_queue_size must not be negative")
+		if _, port, err := k.hostPort(); err != nil {
+			errs = append(errs, err)
+		} else {
+			check(port == 0 || port+c.Replicas-1 <= 65535, "kv-events-config: endpoint port %d with %d replicas is outside 1..65535", port, c.Replicas)
+		}
+	}
 	check(c.Perf.StepFloor.Duration >= 0, "performance.step-floor: must not be negative")
 	check(c.Perf.PrefillTokensPerSecond > 0, "performance.prefill-tokens-per-second: must be > 0")
 	check(c.Perf.ContextTokenCost.Duration >= 0, "performance.context-token-cost: must not be negative")

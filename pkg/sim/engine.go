@@ -94,6 +94,9 @@ type Engine struct {
 	resident []string // LoRA adapters in GPU slots, least recently used first
 	stopped  bool
 	stats    engineStats
+	// sink receives the KV-cache events of each schedule and apply, in
+	// order, with mu held; nil when events are off. It must not block.
+	sink func([]kvEvent)
 }
 
 // engineStats are the engine's monotonic counters, read by the collector.
@@ -237,6 +240,7 @@ func (e *Engine) Run(ctx context.Context) {
 		e.mu.Lock()
 		var d time.Duration
 		plan, d = e.schedule(plan[:0])
+		e.flushEvents()
 		e.mu.Unlock()
 		if len(plan) == 0 {
 			select {
@@ -254,6 +258,7 @@ func (e *Engine) Run(ctx context.Context) {
 		}
 		e.mu.Lock()
 		e.apply(plan, d)
+		e.flushEvents()
 		e.mu.Unlock()
 		clear(plan) // drop references to finished sequences
 	}
@@ -459,8 +464,21 @@ func (e *Engine) apply(plan []step, d time.Duration) {
 		s.computed += st.n
 		if full := s.computed / bs; full > s.committed {
 			s.ensureHashes(full, bs)
+			run := -1 // first block of a run newly stored, for the event
 			for b := s.committed; b < full; b++ {
-				e.kv.commit(s.blocks[b], s.hashes[b])
+				if e.kv.commit(s.blocks[b], s.hashes[b]) {
+					if run < 0 {
+						run = b
+					}
+					continue
+				}
+				if run >= 0 {
+					e.noteStored(s, run, b)
+					run = -1
+				}
+			}
+			if run >= 0 {
+				e.noteStored(s, run, full)
 			}
 			s.committed = full
 		}
@@ -499,6 +517,64 @@ func (e *Engine) finish(s *Sequence, now time.Time) {
 	e.metrics.promptTokens.Observe(float64(s.promptLen))
 	e.metrics.generationTokens.Observe(float64(s.generated.Load()))
 	close(s.done)
+}
+
+// noteStored records a BlockStored event for s's blocks from..to-1.
+func (e *Engine) noteStored(s *Sequence, from, to int) {
+	if !e.kv.record {
+		return
+	}
+	bs := e.cfg.BlockSize
+	ev := kvEvent{
+		hashes:  slices.Clone(s.hashes[from:to]),
+		tokens:  s.tokens[from*bs : to*bs], // never written after Submit
+		adapter: s.adapter,
+	}
+	if from > 0 {
+		ev.parent, ev.hasParent = s.hashes[from-1], true
+	}
+	e.kv.noteStored(ev)
+}
+
+// flushEvents hands the recorded KV-cache events to the sink (e.mu held).
+func (e *Engine) flushEvents() {
+	if e.sink == nil {
+		return
+	}
+	if evs := e.kv.takeEvents(); len(evs) > 0 {
+		e.sink(evs)
+	}
+}
+
+// setEventSink turns KV-cache events on; call before Run.
+func (e *Engine) setEventSink(sink func([]kvEvent)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sink = sink
+	e.kv.record = sink != nil
+}
+
+// ResetPrefixCache empties the prefix cache, as vLLM's
+// /reset_prefix_cache does, when no running sequence holds a block (vLLM
+// refuses otherwise too); it reports whether it did. Subscribers to KV
+// events see AllBlocksCleared.
+func (e *Engine) ResetPrefixCache() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ok := e.kv.reset()
+	e.flushEvents()
+	return ok
+}
+
+// CachedBlockHashes is the hash of every block in the prefix cache, sorted:
+// the debug view that tests compare a router's KV-event index against.
+// Hashes are the ones the replica publishes in its KV-cache events.
+func (e *Engine) CachedBlockHashes() []uint64 {
+	e.mu.Lock()
+	h := e.kv.cachedHashes()
+	e.mu.Unlock()
+	slices.Sort(h)
+	return h
 }
 
 // ensureHashes extends s.hashes to the first n full blocks of its tokens.

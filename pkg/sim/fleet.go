@@ -52,9 +52,16 @@ func StartFleet(cfg Config, log *slog.Logger) (*Fleet, error) {
 		rc := cfg
 		rc.Port = ln.Addr().(*net.TCPAddr).Port
 		srv, err := NewServer(rc, i, v)
+		if err == nil && cfg.KVEvents.Enabled() {
+			var p *kvPublisher
+			if p, err = newKVPublisher(rc, i, ln.Addr().String(), log); err == nil {
+				srv.attachKVEvents(p)
+			}
+		}
 		if err != nil {
 			_ = ln.Close()
 			f.closeListeners()
+			f.closePublishers()
 			return nil, err
 		}
 		f.servers = append(f.servers, srv)
@@ -97,6 +104,20 @@ func (f *Fleet) Close(ctx context.Context) error {
 		}
 	}
 	f.wg.Wait()
+	errs = append(errs, f.closePublishers())
+	return errors.Join(errs...)
+}
+
+// closePublishers stops the replicas' KV-event publishers once their
+// engines are stopped.
+func (f *Fleet) closePublishers() error {
+	var errs []error
+	for _, srv := range f.servers {
+		if srv.kv != nil {
+			srv.engine.setEventSink(nil)
+			errs = append(errs, srv.kv.close())
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -29,6 +29,32 @@ type kvCache struct {
 	numFree            int
 	// cached maps a full block's hash to the block holding it.
 	cached map[uint64]int32
+	// record turns on events: what entered and left the prefix cache, in
+	// order, until the engine takes them (takeEvents).
+	record bool
+	events []kvEvent
+}
+
+// kvEventKind is the tag of a KV-cache event (vLLM's event class names).
+type kvEventKind uint8
+
+const (
+	kvBlockStored kvEventKind = iota
+	kvBlockRemoved
+	kvAllBlocksCleared
+)
+
+// kvEvent is one change to the prefix cache, as vLLM reports it. For
+// stored blocks, tokens are the blocks' token ids (len(hashes)·blockSize of
+// them), parent the hash of the block before the first (hasParent false for
+// a sequence's first block) and adapter the LoRA adapter ("" for none).
+type kvEvent struct {
+	kind      kvEventKind
+	hashes    []uint64
+	parent    uint64
+	hasParent bool
+	tokens    []uint32
+	adapter   string
 }
 
 type kvBlock struct {
@@ -129,6 +155,7 @@ func (c *kvCache) allocate(dst []int32, n int) []int32 {
 		if blk.hashed {
 			if c.cached[blk.hash] == b {
 				delete(c.cached, blk.hash)
+				c.noteRemoved(blk.hash)
 			}
 			blk.hashed = false
 		}
@@ -139,17 +166,74 @@ func (c *kvCache) allocate(dst []int32, n int) []int32 {
 }
 
 // commit records that block b now holds the full block with hash h, so
-// later requests can hit it. The first block to hold a hash keeps it.
-func (c *kvCache) commit(b int32, h uint64) {
+// later requests can hit it. The first block to hold a hash keeps it; it
+// reports whether h entered the cache.
+func (c *kvCache) commit(b int32, h uint64) bool {
 	blk := &c.blocks[b]
 	if blk.hashed {
-		return
+		return false
 	}
 	if _, dup := c.cached[h]; dup {
-		return
+		return false
 	}
 	blk.hash, blk.hashed = h, true
 	c.cached[h] = b
+	return true
+}
+
+// noteRemoved records that h left the cache, joining a BlockRemoved that
+// is the latest event, as vLLM batches the evictions of one allocation.
+func (c *kvCache) noteRemoved(h uint64) {
+	if !c.record {
+		return
+	}
+	if n := len(c.events); n > 0 && c.events[n-1].kind == kvBlockRemoved {
+		c.events[n-1].hashes = append(c.events[n-1].hashes, h)
+		return
+	}
+	c.events = append(c.events, kvEvent{kind: kvBlockRemoved, hashes: []uint64{h}})
+}
+
+// noteStored records that a run of consecutive blocks of one sequence
+// entered the cache.
+func (c *kvCache) noteStored(ev kvEvent) {
+	if c.record {
+		ev.kind = kvBlockStored
+		c.events = append(c.events, ev)
+	}
+}
+
+// takeEvents hands over the events recorded so far.
+func (c *kvCache) takeEvents() []kvEvent {
+	ev := c.events
+	c.events = nil
+	return ev
+}
+
+// reset empties the prefix cache, as vLLM's reset_prefix_cache: only when
+// no block is referenced by a live sequence; it reports whether it did.
+func (c *kvCache) reset() bool {
+	if c.numFree != len(c.blocks) {
+		return false
+	}
+	for i := range c.blocks {
+		c.blocks[i].hashed = false
+	}
+	clear(c.cached)
+	if c.record {
+		c.events = append(c.events, kvEvent{kind: kvAllBlocksCleared})
+	}
+	return true
+}
+
+// cachedHashes is the hashes of every block in the prefix cache, in no
+// particular order: the debug view tests compare a router's index with.
+func (c *kvCache) cachedHashes() []uint64 {
+	out := make([]uint64, 0, len(c.cached))
+	for h := range c.cached {
+		out = append(out, h)
+	}
+	return out
 }
 
 // release drops a sequence's references, last block first, so that the

@@ -37,6 +37,8 @@ type Server struct {
 	ids     atomic.Uint64
 	created int64
 
+	kv *kvPublisher // nil unless --kv-events-config enables events
+
 	mu       sync.Mutex
 	adapters []string // loaded LoRA adapters, in load order
 	failures *rand.Rand
@@ -83,12 +85,62 @@ func NewServer(cfg Config, replica int, v *vocab) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("POST /v1/load_lora_adapter", s.handleLoadLoRA)
 	mux.HandleFunc("POST /v1/unload_lora_adapter", s.handleUnloadLoRA)
+	mux.HandleFunc("POST /reset_prefix_cache", s.handleResetPrefixCache)
+	mux.HandleFunc("GET /debug/kv-cache", s.handleKVCacheDump)
 	s.mux = mux
 	return s, nil
 }
 
 // Engine exposes the replica's engine, for tests and the fleet's reports.
 func (s *Server) Engine() *Engine { return s.engine }
+
+// KVEventsAddr is the ZeroMQ address ("tcp://host:port") the replica
+// publishes its KV-cache events on, "" when events are off.
+func (s *Server) KVEventsAddr() string {
+	if s.kv == nil {
+		return ""
+	}
+	return s.kv.addr
+}
+
+// DropKVEventBatches makes the replica lose its next n event batches
+// before they reach the socket, their sequence numbers spent: fault
+// injection for tests of a subscriber's gap handling.
+func (s *Server) DropKVEventBatches(n int) {
+	if s.kv != nil {
+		s.kv.dropNext.Add(int64(n))
+	}
+}
+
+// attachKVEvents starts publishing the engine's KV-cache events; call
+// before Run.
+func (s *Server) attachKVEvents(p *kvPublisher) {
+	s.kv = p
+	s.engine.setEventSink(p.enqueue)
+}
+
+// handleResetPrefixCache is vLLM's POST /reset_prefix_cache: 200 when the
+// cache was emptied, 409 while running sequences hold blocks.
+func (s *Server) handleResetPrefixCache(w http.ResponseWriter, _ *http.Request) {
+	if !s.engine.ResetPrefixCache() {
+		writeError(w, &openai.Error{HTTPStatus: http.StatusConflict, Type: "BadRequestError", Message: "the prefix cache has blocks in use by running requests"})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// KVCacheDump is GET /debug/kv-cache: the replica's prefix-cache contents,
+// for comparing a router's view with the truth.
+type KVCacheDump struct {
+	BlockSize int `json:"block_size"`
+	// Blocks are the hashes of the cached blocks, sorted, as the replica's
+	// KV-cache events name them.
+	Blocks []uint64 `json:"blocks"`
+}
+
+func (s *Server) handleKVCacheDump(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, KVCacheDump{BlockSize: s.cfg.BlockSize, Blocks: s.engine.CachedBlockHashes()})
+}
 
 // Run drives the engine until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.engine.Run(ctx) }

@@ -55,18 +55,27 @@ func ResolveEndpoints(pool *v1.InferencePool, servers []*ModelServer) []Endpoint
 		if engine == "" {
 			engine = datastore.EngineFromLabels(s.Labels)
 		}
+		nth := 0 // index among the server's ports, for its KV-events port
 		for _, tp := range pool.Spec.TargetPorts {
 			if !s.listensOn(tp.Number) {
 				continue
 			}
 			port := strconv.Itoa(int(tp.Number))
+			labels := maps.Clone(s.Labels)
+			if s.Spec.KVEventsPort != 0 {
+				if labels == nil {
+					labels = map[string]string{}
+				}
+				labels[datastore.KVEventsPortLabel] = strconv.Itoa(int(s.Spec.KVEventsPort) + nth)
+			}
+			nth++
 			out = append(out, Endpoint{
 				Name:    s.Name + ":" + port,
 				Address: net.JoinHostPort(s.Spec.Address, port),
 				Pool:    poolName,
 				Server:  s.Name,
 				Port:    int32(tp.Number),
-				Labels:  maps.Clone(s.Labels),
+				Labels:  labels,
 				Engine:  engine,
 			})
 		}

@@ -105,3 +105,27 @@ func TestResolveEndpoints_EndpointFields(t *testing.T) {
 		t.Errorf("spec.engine must win over the label, got %s", got)
 	}
 }
+
+// TestResolveEndpoints_KVEventsPortPerServerPort: spec.kvEventsPort
+// becomes the endpoints' igw.dev/kv-events-port label, one port up for
+// each further port of the server, as `igw sim --replicas` lays them out.
+func TestResolveEndpoints_KVEventsPortPerServerPort(t *testing.T) {
+	l := map[string]string{"app": "llama"}
+	s := server("default", "sim", "127.0.0.1", l, 8001, 8002, 8003)
+	s.Spec.KVEventsPort = 5557
+	eps := ResolveEndpoints(pool("default", "p", l, 8001, 8003), []*ModelServer{s})
+	var got []string
+	for _, ep := range eps {
+		got = append(got, ep.Labels[datastore.KVEventsPortLabel])
+	}
+	if want := []string{"5557", "5558"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("kv-events ports %v, want %v", got, want)
+	}
+	if _, ok := s.Labels[datastore.KVEventsPortLabel]; ok {
+		t.Error("the server's own labels were modified")
+	}
+	plain := server("default", "plain", "127.0.0.2", l)
+	if eps := ResolveEndpoints(pool("default", "p", l, 8001), []*ModelServer{plain}); eps[0].Labels[datastore.KVEventsPortLabel] != "" {
+		t.Error("a server without kvEventsPort got the label")
+	}
+}

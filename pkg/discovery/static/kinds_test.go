@@ -132,6 +132,8 @@ spec:
 			`(ModelServer "s"): metadata.labels["inference.networking.k8s.io/engine-type"]: unknown engine "tgi"`},
 		{"server port", ms + "  address: h\n  ports: [{number: 99999}]\n",
 			`(ModelServer "s"): spec.ports[0].number: must be 1..65535, not 99999`},
+		{"server kv events port", ms + "  address: h\n  kvEventsPort: 70000\n",
+			`(ModelServer "s"): spec.kvEventsPort: must be 1..65471, not 70000`},
 		{"server namespace", "apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata: {name: s, namespace: Prod}\nspec: {address: h}\n",
 			`(ModelServer "Prod/s"): metadata.namespace: a lowercase RFC 1123 label`},
 	}

@@ -52,6 +52,15 @@ type ModelServerSpec struct {
 	// inference.networking.k8s.io/engine-type is used, and without that
 	// label "vllm". After Parse it is always set.
 	Engine datastore.Engine `json:"engine,omitempty"`
+
+	// KVEventsPort is the port the server publishes its KV-cache events on
+	// (vLLM's --kv-events-config endpoint, e.g. 5557), which precise
+	// prefix-cache routing subscribes to. A server with several of the
+	// pool's target ports publishes on KVEventsPort plus the port's index
+	// among them, as `igw sim --replicas` does. Unset, the label
+	// igw.dev/kv-events-port (or igw.dev/kv-events-endpoint) is used, and
+	// without those vLLM's default 5557.
+	KVEventsPort int32 `json:"kvEventsPort,omitempty"`
 }
 
 // listensOn reports whether the server serves port: always when it lists

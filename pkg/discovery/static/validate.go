@@ -185,6 +185,9 @@ func validateModelServer(s *ModelServer, f *config.Fields) {
 		f.Errorf("spec.ports", "at most %d ports, not %d", maxServerPorts, n)
 	}
 	validatePorts(f, "spec.ports", s.Spec.Ports)
+	if p := s.Spec.KVEventsPort; p < 0 || p > 65535-maxServerPorts {
+		f.Errorf("spec.kvEventsPort", "must be 1..%d, not %d", 65535-maxServerPorts, p)
+	}
 
 	label, hasLabel := s.Labels[datastore.EngineTypeLabel]
 	if hasLabel && !knownEngine(datastore.Engine(label)) {

@@ -7,6 +7,7 @@
 //	queue-scorer                  plugins/queue
 //	kv-cache-utilization-scorer   plugins/kvcache
 //	prefix-cache-scorer           plugins/prefix
+//	precise-prefix-cache-scorer   plugins/preciseprefix
 //	lora-affinity-scorer          plugins/lora
 //	running-requests-size-scorer  plugins/running
 //	least-request                 plugins/leastrequest

@@ -10,6 +10,7 @@ import (
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/leastrequest"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/lora"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/maxscore"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins/preciseprefix"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/prefix"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/queue"
 	"github.com/igw-dev/igw/pkg/scheduling/plugins/random"
@@ -26,6 +27,7 @@ func RegisterAll(r *scheduling.Registry) error {
 		queue.Register,
 		kvcache.Register,
 		prefix.Register,
+		preciseprefix.Register,
 		latency.Register,
 		lora.Register,
 		running.Register,

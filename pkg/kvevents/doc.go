@@ -1,0 +1,84 @@
+// Package kvevents tracks exactly what every model server holds in its
+// prefix cache, from the KV-cache events vLLM and SGLang publish
+// (REFERENCE.md §10), so that prefix-aware routing can rest on facts instead
+// of igw's memory of where it sent what (the approximate prefix scorer):
+// events survive replica evictions and restarts, and every igw replica that
+// subscribes sees the same view without coordinating.
+//
+// # Wire format
+//
+// ZeroMQ PUB/SUB; a message is [topic, sequence (8-byte big-endian uint64),
+// payload]; the payload is msgpack EventBatch = [timestamp, events,
+// data_parallel_rank?], events arrays tagged "BlockStored",
+// "BlockRemoved", "AllBlocksCleared". Decoder reads them by position,
+// tolerating missing trailing fields (older engines, msgspec's
+// omit_defaults) and extra ones (newer engines), skipping unknown event
+// tags; block hashes may be uint64, int64 or bytes (last 8 bytes,
+// big-endian). Every length is checked against Limits and against the bytes
+// left, so a malformed payload fails without allocating what it claims;
+// FuzzDecoder pins that.
+//
+// # Subscriber
+//
+// One SUB socket per endpoint, dialled at Options.Address (DefaultAddress:
+// the label igw.dev/kv-events-endpoint, else the endpoint's host and the
+// label igw.dev/kv-events-port, else vLLM's default port 5557), filtering
+// on the topic prefix "kv@". Each endpoint's messages are applied in order
+// by its own goroutine. The sequence number decides what the index trusts:
+//
+//   - the next number: applied;
+//   - a jump forward (lost messages), an undecodable payload, or a lost
+//     connection: the endpoint's entries become uncertain (Index.MarkGap)
+//     and are not matched until the engine stores them again; the endpoint
+//     has resynchronised when no uncertain entry is left, at once on
+//     AllBlocksCleared;
+//   - a number going back: the publisher restarted, so its engine's cache
+//     is empty; the endpoint's entries are dropped (Index.Clear).
+//
+// SetEndpoints is level-based like the metrics scraper's: an endpoint that
+// leaves the set has its subscription closed and then its entries removed
+// (Index.Forget), so no stale entry outlives it.
+//
+// Limits of the transport. A subscription joins asynchronously (ZeroMQ's
+// slow joiner) and there is no replay: blocks stored before it delivers are
+// unknown to the index, which costs hits, never gives false ones. The
+// pure-Go ZeroMQ library (github.com/go-zeromq/zmq4) allocates each frame
+// at the size its peer declares before the payload limit here applies, so
+// publishers must be trusted model servers on the cluster network (restrict
+// the port with a NetworkPolicy).
+//
+// # Index
+//
+// Per endpoint, the set of blocks its engine holds, keyed by the engine's
+// block hash, the LoRA adapter (lora_name, else lora_id; adapters never
+// share blocks) and the KV-cache group (group_idx). Match counts the
+// leading blocks of a prompt an endpoint holds for certain; for hybrid
+// models every group must hold what a hit needs — full-attention groups
+// every block of the prefix, sliding-window groups (kv_cache_spec_kind or
+// sliding_window) the window of blocks ending at it — so sliding-window
+// caches give no false hits.
+//
+// Memory is bounded: each endpoint tracks at most the index's capacity of
+// blocks (DefaultCapacity, 131,072: five times an H100's 26,000 blocks for
+// an 8B model); past it the oldest stored block is dropped. A tracked block
+// costs about 92 bytes (a 32-byte entry plus its map slot):
+// BenchmarkIndex_StoreMillionBlocks measures 87.6 MiB per million blocks,
+// so a full default cap is about 11.5 MiB per endpoint, and an engine with
+// 26,000 blocks about 2.3 MiB.
+//
+// # Where it runs
+//
+// The engine (package engine) builds one Index and one Subscriber, feeds
+// the Subscriber every endpoint set, and keeps it active while the
+// scheduler has a precise-prefix-cache-scorer, which reads the Index.
+//
+// # What is not here yet (issue 15)
+//
+// The index is keyed by the engine's own block hashes. Matching a request
+// therefore needs the prompt's block hashes as the engine computes them,
+// which needs the model's tokenizer and chat template and the engine's hash
+// function (part 3). The seam is Index.Match's hashes argument: part 3
+// will key blocks by igw's own chained hash of token ids, computed from the
+// TokenIDs each BlockStored carries (Event.TokenIDs, ParentHash), and map
+// the engine's hashes to them so that BlockRemoved still finds them.
+package kvevents
