@@ -13,10 +13,11 @@ type SaturationConfig struct {
 	// QueueDepthThreshold: an endpoint with at least this many waiting
 	// requests is saturated. Once the endpoint's concurrency limit is
 	// known, waiting is what it holds (Endpoint.Busy) beyond the limit,
-	// fresher than its scraped queue; 0 then means saturated as soon as
-	// every slot is taken, so requests wait in igw's queue, in priority
-	// and deadline order, rather than in the server's (until the limit is
-	// known, 0 acts as 1).
+	// fresher than its scraped queue. 0 means saturated as soon as every
+	// slot is taken or the server queues anything itself, so requests
+	// wait in igw's queue, in priority and deadline order, rather than in
+	// the server's; until the limit is known it means an estimated queue
+	// of 5.
 	QueueDepthThreshold int `json:"queueDepthThreshold"`
 	// KVCacheUtilThreshold: an endpoint with at least this KV-cache
 	// utilization (0..1) is saturated.
@@ -91,18 +92,30 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 		return true // it refused a request when it held this many
 	}
 	waiting := m.EstimatedQueue(e.InFlight())
-	if limit := e.ConcurrencyLimit(); limit > 0 {
-		// What it holds beyond its slots, fresher than its scrape; the
-		// scraped queue still counts when it runs fewer than its limit
-		// (its KV cache is the bound now).
-		beyond := e.Busy() - limit
-		if d.cfg.QueueDepthThreshold == 0 {
-			return beyond >= 0 || waiting >= 1
+	limit := e.ConcurrencyLimit()
+	if d.cfg.QueueDepthThreshold == 0 {
+		switch {
+		case m.WaitingQueueSize > 0:
+			return true // the server queues: below its limit, its KV cache is the bound now
+		case limit > 0:
+			return e.Busy() >= limit // igw's count, fresher than the scrape
 		}
-		waiting = max(waiting, beyond)
+		// Never seen full, so its slots are unknown: igw's estimate of
+		// what waits there, at the threshold other pickers use. (At 1 it
+		// would let one request a scrape interval through to a server
+		// that runs short requests and never fills up.)
+		return waiting >= unknownLimitQueueDepth
 	}
-	return waiting >= max(1, d.cfg.QueueDepthThreshold)
+	if limit > 0 {
+		// What it holds beyond its slots, fresher than its scrape.
+		waiting = max(waiting, e.Busy()-limit)
+	}
+	return waiting >= d.cfg.QueueDepthThreshold
 }
+
+// unknownLimitQueueDepth is queueDepthThreshold 0's bound on the estimated
+// queue of a server whose slot count is not known yet.
+const unknownLimitQueueDepth = 5
 
 // RoomForSheddable reports whether e has a running slot a sheddable
 // request may take: its requests (igw's in flight, or what it reports

@@ -107,8 +107,8 @@ func TestSaturationDetector_RoomForSheddable(t *testing.T) {
 
 // At the default threshold 0 an endpoint is saturated once every slot it
 // was learned to have is taken, counted from igw's own in-flight requests
-// and completions since the scrape; before the limit is known, once
-// anything waits there.
+// and completions since the scrape, or once it queues anything itself;
+// before the limit is known, at an estimated queue of 5.
 func TestSaturationDetector_SlotsFullAtThresholdZero(t *testing.T) {
 	d, err := NewSaturationDetector(DefaultSaturationConfig())
 	if err != nil {
@@ -136,5 +136,26 @@ func TestSaturationDetector_SlotsFullAtThresholdZero(t *testing.T) {
 	e.AddInFlight(-1) // one completed: the slot shows at once, before the next scrape
 	if d.EndpointSaturated(e, now) {
 		t.Error("a completion since the scrape freed a slot, still saturated")
+	}
+
+	// Requests sent since the scrape count against the slots, not as a
+	// queue: a burst fills a server within one scrape interval.
+	burst := endpoint(true, &datastore.Metrics{RunningRequests: 4, WaitingQueueSize: 1, UpdateTime: now})
+	burst.SetMetrics(&datastore.Metrics{RunningRequests: 1, UpdateTime: now})
+	burst.AddInFlight(3)
+	if d.EndpointSaturated(burst, now) {
+		t.Error("3 of 4 slots taken (2 sent since the scrape): saturated")
+	}
+	// Slots unknown (never seen full): an estimated queue of 5, as other
+	// pickers, not 1, so a server of short requests is not throttled to
+	// one request per scrape.
+	fresh := endpoint(true, &datastore.Metrics{RunningRequests: 1, UpdateTime: now})
+	fresh.AddInFlight(5) // estimated queue 4
+	if d.EndpointSaturated(fresh, now) {
+		t.Error("slots unknown, estimated queue 4: saturated")
+	}
+	fresh.AddInFlight(1)
+	if !d.EndpointSaturated(fresh, now) {
+		t.Error("slots unknown, estimated queue 5: not saturated")
 	}
 }
