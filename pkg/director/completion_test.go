@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +133,12 @@ func TestDirector_ExplainsDecisionsOnlyWhenEnabledAndAsked(t *testing.T) {
 			f.dir.explain = tt.enabled
 			x := exchange(t, f, "llama", tt.header)
 			defer x.Finish(context.Background(), nil)
+			if x.Header().Get(HeaderDebugDecision) != "" {
+				t.Errorf("%s is forwarded to the model server", HeaderDebugDecision)
+			}
+			if _, remove := x.HeaderEdits(); tt.header != nil && !slices.Contains(remove, HeaderDebugDecision) {
+				t.Errorf("header edits drop %v, want %s among them (ext_proc forwards by mutation)", remove, HeaderDebugDecision)
+			}
 			got := x.ResponseHeader.Get(HeaderDecision)
 			if (got != "") != tt.want {
 				t.Fatalf("%s = %q, want present %v", HeaderDecision, got, tt.want)

@@ -199,6 +199,10 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	if e != nil {
 		return nil, x.refuse(e, "", nil)
 	}
+	explain := d.explain && in.Header.Get(HeaderDebugDecision) == "1"
+	if in.Header.Get(HeaderDebugDecision) != "" {
+		x.delHeader(HeaderDebugDecision) // for the gateway, not the model server
+	}
 	x.dreq = &Request{
 		ID:         x.requestID(),
 		Pool:       x.Backend.Pool,
@@ -212,7 +216,7 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 		TTFTObjective: ttftSLO,
 		TPOTObjective: tpotSLO,
 		Routed:        x.Route != nil,
-		Explain:       d.explain && in.Header.Get(HeaderDebugDecision) == "1",
+		Explain:       explain,
 	}
 	dec, err := d.Decide(ctx, x.dreq)
 	if err != nil {
