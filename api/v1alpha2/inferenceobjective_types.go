@@ -91,14 +91,25 @@ const (
 	AnnotationSLOTPOT = "igw.dev/slo-tpot-ms"
 )
 
-// maxLatencyObjectiveMs bounds the annotations (one hour), as the request
-// headers are bounded.
-const maxLatencyObjectiveMs = 3_600_000
+// MaxLatencyObjective bounds a latency objective, in the annotations as
+// in the request headers: anything longer is a mistake (a value in
+// microseconds, say), not an objective.
+const MaxLatencyObjective = time.Hour
+
+// ParseLatencyObjective reads a latency objective written as a whole
+// number of milliseconds from 1 to MaxLatencyObjective, the form of both
+// the igw.dev/slo-* annotations and the x-slo-*-ms request headers.
+func ParseLatencyObjective(v string) (time.Duration, error) {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms < 1 || ms > MaxLatencyObjective.Milliseconds() {
+		return 0, fmt.Errorf("must be a whole number of milliseconds from 1 to %d, got %q", MaxLatencyObjective.Milliseconds(), v)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
 
 // LatencyObjectives returns the objective's default time-to-first-token
 // and time-per-output-token objectives (0: none), or an error naming the
-// annotation whose value is not a whole number of milliseconds in
-// 1..3,600,000.
+// annotation whose value ParseLatencyObjective refuses.
 func (o *InferenceObjective) LatencyObjectives() (ttft, tpot time.Duration, err error) {
 	for _, a := range []struct {
 		key string
@@ -108,12 +119,11 @@ func (o *InferenceObjective) LatencyObjectives() (ttft, tpot time.Duration, err 
 		if !ok {
 			continue
 		}
-		ms, perr := strconv.ParseInt(v, 10, 64)
-		if perr != nil || ms < 1 || ms > maxLatencyObjectiveMs {
-			return 0, 0, fmt.Errorf("annotation %s: must be a whole number of milliseconds from 1 to %d, got %q",
-				a.key, maxLatencyObjectiveMs, v)
+		d, perr := ParseLatencyObjective(v)
+		if perr != nil {
+			return 0, 0, fmt.Errorf("annotation %s: %w", a.key, perr)
 		}
-		*a.to = time.Duration(ms) * time.Millisecond
+		*a.to = d
 	}
 	return ttft, tpot, nil
 }

@@ -1,8 +1,11 @@
 package director
 
 import (
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Header names of the lifecycle (REFERENCE §2–§3), in the canonical form
@@ -37,6 +40,13 @@ const (
 // maxExplainedCandidates bounds the candidates per profile in
 // HeaderDecision, so a large pool's explanation fits a response header.
 const maxExplainedCandidates = 10
+
+// RetryAfterValue is d as a Retry-After value: whole seconds, rounded up
+// (a client retrying on time must find room) and at least 1. Every 429
+// the gateway gives formats it here (admission, quotas).
+func RetryAfterValue(d time.Duration) string {
+	return strconv.FormatInt(max(1, int64(math.Ceil(d.Seconds()))), 10)
+}
 
 // RoutingHeaders are set only by the gateway (or the Director): whatever a
 // client sends under these names is removed before anything reads the

@@ -253,7 +253,7 @@ func (x *Exchange) decideFailed(ctx context.Context, err error) *Reply {
 	if errors.As(err, &rej) {
 		var h http.Header
 		if rej.Status == http.StatusTooManyRequests {
-			h = http.Header{HeaderRetryAfter: {retryAfter(rej.RetryAfter)}}
+			h = http.Header{HeaderRetryAfter: {RetryAfterValue(rej.RetryAfter)}}
 		}
 		return x.refuse(rej.OpenAI(), rej.Reason, h)
 	}

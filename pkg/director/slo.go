@@ -2,11 +2,10 @@ package director
 
 import (
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
+	"github.com/igw-dev/igw/api/v1alpha2"
 	"github.com/igw-dev/igw/pkg/openai"
 )
 
@@ -16,14 +15,10 @@ const (
 	HeaderSLOTPOT = "X-Slo-Tpot-Ms"
 )
 
-// maxObjective bounds a latency objective; anything longer is not a
-// latency objective but a mistake (a value in microseconds, say).
-const maxObjective = time.Hour
-
-// latencyObjectives reads the request's latency objectives. A value that
-// is not a whole number of milliseconds in 1..3,600,000 is the client's
-// mistake and answered 400 rather than ignored, so a typo does not
-// silently drop the objective.
+// latencyObjectives reads the request's latency objectives. A value
+// v1alpha2.ParseLatencyObjective refuses is the client's mistake and
+// answered 400 rather than ignored, so a typo does not silently drop the
+// objective.
 func latencyObjectives(h http.Header) (ttft, tpot time.Duration, e *openai.Error) {
 	for _, f := range []struct {
 		name string
@@ -33,18 +28,13 @@ func latencyObjectives(h http.Header) (ttft, tpot time.Duration, e *openai.Error
 		if v == "" {
 			continue
 		}
-		ms, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || ms < 1 || ms > maxObjective.Milliseconds() {
+		d, err := v1alpha2.ParseLatencyObjective(v)
+		if err != nil {
 			return 0, 0, openai.NewError(http.StatusBadRequest, openai.ErrTypeInvalidRequest,
-				fmt.Sprintf("header %s must be a whole number of milliseconds from 1 to %d, got %s",
-					f.name, maxObjective.Milliseconds(), openai.Echo(v)))
+				fmt.Sprintf("header %s: must be a whole number of milliseconds from 1 to %d, got %s",
+					f.name, v1alpha2.MaxLatencyObjective.Milliseconds(), openai.Echo(v)))
 		}
-		*f.to = time.Duration(ms) * time.Millisecond
+		*f.to = d
 	}
 	return ttft, tpot, nil
-}
-
-// retryAfter is a Retry-After value in whole seconds, at least 1.
-func retryAfter(d time.Duration) string {
-	return strconv.FormatInt(max(1, int64(math.Ceil(d.Seconds()))), 10)
 }

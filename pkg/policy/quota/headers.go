@@ -2,10 +2,11 @@ package quota
 
 import (
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/igw-dev/igw/pkg/director"
 )
 
 // The OpenAI rate-limit headers (OpenAI sends them as
@@ -56,7 +57,7 @@ func (d *Decision) SetHeaders(h http.Header) {
 		set(HeaderResetTokens, FormatReset(tok.ResetIn))
 	}
 	if !d.Admitted && d.RetryAfter > 0 {
-		set("Retry-After", strconv.FormatInt(RetryAfterSeconds(d.RetryAfter), 10))
+		set(director.HeaderRetryAfter, director.RetryAfterValue(d.RetryAfter))
 	}
 }
 
@@ -80,12 +81,6 @@ func FormatReset(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
-}
-
-// RetryAfterSeconds is d in whole seconds for a Retry-After header, rounded
-// up (a client retrying on time must find room) and at least 1.
-func RetryAfterSeconds(d time.Duration) int64 {
-	return max(1, int64(math.Ceil(d.Seconds())))
 }
 
 // Message is the text of the 429 a refused request gets: which limit, how

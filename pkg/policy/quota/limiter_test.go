@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/igw-dev/igw/internal/testredis"
+	"github.com/igw-dev/igw/pkg/director"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -311,7 +312,7 @@ func TestFormatReset_OpenAIStyle(t *testing.T) {
 			t.Errorf("FormatReset(%v) = %q, want %q", d, got, want)
 		}
 	}
-	if RetryAfterSeconds(1100*time.Millisecond) != 2 || RetryAfterSeconds(time.Millisecond) != 1 {
+	if director.RetryAfterValue(1100*time.Millisecond) != "2" || director.RetryAfterValue(time.Millisecond) != "1" {
 		t.Error("Retry-After must round up to whole seconds, at least 1")
 	}
 }
