@@ -62,3 +62,27 @@ func (s *Scheduler) PredictLatency(req *Request, ep *datastore.Endpoint) (Predic
 	}
 	return s.predictor.PredictLatency(req, ep)
 }
+
+// CostModel is implemented by plugins that have learned what, on one
+// endpoint, a KiB of prompt to prefill and a request waiting ahead each
+// add to time to first token (the latency-scorer's per-endpoint weights).
+// The prefix-cache scorer's load bound uses it to ask the real question —
+// does the prefill a cached prefix saves there outweigh the wait its longer
+// queue adds? — instead of allowing a fixed queue difference, which is too
+// strict for long shared prompts on a fast-prefilling server and too loose
+// for short ones.
+type CostModel interface {
+	Plugin
+	// Costs returns ep's learned seconds of TTFT per KiB of uncached
+	// prompt and per request waiting ahead; ok is false until they are
+	// learned (from ep or, for a new endpoint, from the pool's others).
+	Costs(ep *datastore.Endpoint) (perKiB, perAhead float64, ok bool)
+}
+
+// CostModelUser is implemented by plugins that use the scheduler's cost
+// model when one is configured; NewScheduler hands it over before the
+// first cycle.
+type CostModelUser interface {
+	Plugin
+	UseCostModel(CostModel)
+}

@@ -232,6 +232,17 @@ func NewScheduler(cfg *EndpointPickerConfig, reg *Registry, opts ...Option) (*Sc
 			s.predictor = h
 		}
 	}
+	// The first cost model configured serves every plugin that uses one.
+	for _, p := range s.plugins {
+		if cm, ok := p.(CostModel); ok {
+			for _, q := range s.plugins {
+				if u, ok := q.(CostModelUser); ok {
+					u.UseCostModel(cm)
+				}
+			}
+			break
+		}
+	}
 	return s, nil
 }
 

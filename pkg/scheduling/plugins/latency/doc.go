@@ -7,7 +7,9 @@
 // measured behaviour gives it.
 //
 // Type name: latency-scorer (a Scorer, PreRequest and ResponseComplete
-// hook, and the scheduler's LatencyPredictor).
+// hook, the scheduler's LatencyPredictor, and its CostModel: its learned
+// TTFT costs per uncached KiB and per request ahead price the
+// prefix-cache-scorer's load bound).
 //
 // The model. Each endpoint has two recursive-least-squares regressions
 // with exponential forgetting, so they follow an endpoint whose speed

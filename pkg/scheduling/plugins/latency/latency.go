@@ -31,6 +31,7 @@ var (
 	_ scheduling.ResponseComplete  = (*Scorer)(nil)
 	_ scheduling.EndpointForgetter = (*Scorer)(nil)
 	_ scheduling.LatencyPredictor  = (*Scorer)(nil)
+	_ scheduling.CostModel         = (*Scorer)(nil)
 )
 
 // Parameters are the latency-scorer's configuration; see the package doc.
@@ -219,6 +220,22 @@ func (s *Scorer) PredictLatency(req *scheduling.Request, ep *datastore.Endpoint)
 	}
 	ttft, tpot := predict(w, &x, &z)
 	return scheduling.Prediction{TTFT: seconds(ttft), TPOT: seconds(tpot)}, true
+}
+
+// Costs implements scheduling.CostModel: ep's TTFT weights for uncached
+// prompt KiB and for requests ahead (the pool's prior for an endpoint
+// still learning). Not ok before any endpoint has learned from
+// minObservations responses, or while a weight is not positive (a model
+// that has not seen queueing yet cannot price it).
+func (s *Scorer) Costs(ep *datastore.Endpoint) (perKiB, perAhead float64, ok bool) {
+	prior := s.prior.Load()
+	s.mu.RLock()
+	w := s.weightsFor(ep, prior)
+	s.mu.RUnlock()
+	if w.n < s.params.MinObservations || !(w.ttft[1] > 0) || !(w.ttft[2] > 0) {
+		return 0, 0, false
+	}
+	return w.ttft[1], w.ttft[2], true
 }
 
 func seconds(v float64) time.Duration { return time.Duration(v * float64(time.Second)) }

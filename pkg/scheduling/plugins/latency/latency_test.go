@@ -339,3 +339,82 @@ schedulingProfiles:
 		t.Error("the default profile published cached bytes nobody reads")
 	}
 }
+
+// With a latency-scorer in the configuration, the prefix-cache scorer's
+// load bound is priced by what each endpoint has learned: a holder keeps
+// its prefix score while the prefill its hit saves outweighs the wait its
+// longer queue adds, so a long shared prompt keeps its affinity at a queue
+// difference the fixed bound (4) would not allow, and a short one loses it
+// at a difference the fixed bound would.
+func TestPrefixScorerLoadBoundIsPricedByTheCostModel(t *testing.T) {
+	const config = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: prefix-cache-scorer
+- type: latency-scorer
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: prefix-cache-scorer
+    weight: 1
+  - pluginRef: latency-scorer
+    weight: 1
+`
+	sched, err := plugins.NewSchedulerFromYAML([]byte(config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prefixScorer scheduling.Scorer
+	var lat *latency.Scorer
+	for _, p := range sched.Plugins() {
+		switch p.TypedName().Type {
+		case "prefix-cache-scorer":
+			prefixScorer = p.(scheduling.Scorer)
+		case latency.Type:
+			lat = p.(*latency.Scorer)
+		}
+	}
+	// Both servers prefill at 10 ms per KiB and wait 20 ms per request
+	// ahead: a cached KiB is worth half a request of queue.
+	rng := rand.New(rand.NewPCG(7, 7))
+	a := newServer("10.0.0.1:8000", 0.02, 0.010, 0.020, 0.01)
+	b := newServer("10.0.0.2:8000", 0.02, 0.010, 0.020, 0.01)
+	teach(t, lat, a, 300, rng)
+	teach(t, lat, b, 300, rng)
+	perKiB, perAhead, ok := lat.Costs(a.ep)
+	if !ok || perKiB < 0.005 || perKiB > 0.015 || perAhead < 0.005 || perAhead > 0.040 {
+		t.Fatalf("learned costs %v per KiB, %v per request ahead (ok %v), want about 10 ms and 20 ms", perKiB, perAhead, ok)
+	}
+
+	ctx := context.Background()
+	holderKeeps := func(promptBytes, extraQueue int) bool {
+		t.Helper()
+		prompt := []byte(strings.Repeat("x", promptBytes))
+		prefixScorer.(scheduling.PreRequest).PreRequest(ctx, &scheduling.Request{Model: "m", Prompt: prompt}, nil, a.ep)
+		cands := schedtest.Candidates(a.ep, b.ep)
+		for i := range cands {
+			m := datastore.Metrics{RunningRequests: 8, UpdateTime: time.Now()}
+			if i == 0 {
+				m.WaitingQueueSize = extraQueue
+			}
+			cands[i].Metrics, cands[i].InFlight = &m, 0
+		}
+		scores := make([]float64, len(cands))
+		prefixScorer.Score(ctx, &scheduling.Request{Model: "m", Prompt: prompt}, cands, scores)
+		return scores[0] > 0.9
+	}
+	// 16 KiB cached saves ~160 ms: worth ~8 requests ahead.
+	if !holderKeeps(16<<10, 6) {
+		t.Error("a 16 KiB cached prompt lost its affinity at 6 requests of extra queue (saves ~160 ms, costs ~120 ms)")
+	}
+	if holderKeeps(16<<10, 24) {
+		t.Error("a 16 KiB cached prompt kept its affinity at 24 requests of extra queue (saves ~160 ms, costs ~480 ms)")
+	}
+	// 1 KiB cached saves ~10 ms: not worth one request ahead.
+	if holderKeeps(1<<10, 2) {
+		t.Error("a 1 KiB cached prompt kept its affinity at 2 requests of extra queue (saves ~10 ms, costs ~40 ms)")
+	}
+	if !holderKeeps(1<<10, 0) {
+		t.Error("a 1 KiB cached prompt lost its affinity without any extra queue")
+	}
+}

@@ -42,6 +42,17 @@
 // the holders' score), so a hot group grows onto a stable second replica
 // whose cache warms, and different groups spill to different replicas.
 //
+// Cost-aware bound. With a latency-scorer in the configuration (it is the
+// scheduler's scheduling.CostModel), the bound for an endpoint that holds
+// part of the prompt is priced instead of fixed: it keeps its prefix score
+// while its extra queue × its learned TTFT cost per request ahead stays
+// below its cached KiB × its learned TTFT cost per KiB of prefill — the
+// wait the imbalance adds against the prefill the hit saves. A long shared
+// prompt on a slow-prefilling server so keeps its affinity through a
+// deeper queue than a short prompt on a fast one. Until the endpoint's
+// costs are learned, and for spill targets, the fixed maxQueueImbalance
+// applies.
+//
 // Memory: one shared index for all endpoints (see index.go): 24 bytes per
 // tracked (block, endpoint) pair plus 16–32 bytes per distinct block hash,
 // at most 56 bytes per tracked block (a test asserts <= 64). Scoring finds
@@ -65,7 +76,9 @@
 //	maxQueueImbalance       int  default 4      waiting requests above the
 //	                                            shortest queue beyond which
 //	                                            an endpoint loses its prefix
-//	                                            score; negative disables
+//	                                            score (the fallback of the
+//	                                            cost-aware bound); negative
+//	                                            disables
 //
 // Example:
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -33,6 +34,7 @@ var (
 	_ scheduling.Scorer            = (*Scorer)(nil)
 	_ scheduling.PreRequest        = (*Scorer)(nil)
 	_ scheduling.EndpointForgetter = (*Scorer)(nil)
+	_ scheduling.CostModelUser     = (*Scorer)(nil)
 )
 
 // Parameters are the prefix-cache-scorer's configuration; see the package
@@ -92,6 +94,21 @@ type Scorer struct {
 	stateKey scheduling.StateKey
 	index    *Index
 	scratch  sync.Pool // *scoreScratch for Index.score
+	// costs prices the load bound when the profile has a cost model (a
+	// latency-scorer); nil until one is handed over.
+	costs atomic.Pointer[costModel]
+}
+
+// costModel boxes the scheduler's cost model for an atomic pointer.
+type costModel struct{ scheduling.CostModel }
+
+// UseCostModel implements scheduling.CostModelUser: from then on the load
+// bound compares, per holder of the prefix, the prefill its hit saves
+// with the wait its longer queue adds (see overBound).
+func (s *Scorer) UseCostModel(cm scheduling.CostModel) {
+	if cm != nil {
+		s.costs.Store(&costModel{cm})
+	}
 }
 
 // New returns a prefix-cache scorer named name; p must be valid.
@@ -212,17 +229,26 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	s.index.score(hashes, cands, scores, sc)
 	s.scratch.Put(sc)
 	s.publishCached(req, hashes, cands, scores)
-	over := overBound(cands, s.params.MaxQueueImbalance)
-	held := false
+	over := s.overBound(cands, scores, len(hashes))
+	held, dropped := false, false
 	for i := range cands {
-		if over(i) {
-			scores[i] = 0
-		} else if scores[i] > 0 {
+		switch {
+		case scores[i] > 0 && over(i):
+			scores[i] = -1 // a holder over the bound: no spill target either
+			dropped = true
+		case scores[i] > 0:
 			held = true
 		}
 	}
 	if !held {
 		s.spill(hashes, cands, scores, over)
+	}
+	if dropped {
+		for i, v := range scores {
+			if v < 0 {
+				scores[i] = 0
+			}
+		}
 	}
 }
 
@@ -247,23 +273,51 @@ func (s *Scorer) publishCached(req *scheduling.Request, hashes []uint64, cands [
 	req.State().Write(scheduling.CachedPromptKey, b)
 }
 
-// overBound reports, for a candidate index, whether the candidate's
-// estimated waiting queue exceeds the shortest one by more than limit
-// (never, with a negative limit). Such a candidate gets no prefix score: a
-// cached prefix saves one prefill, a queue delays every request behind it,
-// and without the bound a hot shared prefix sends all of its traffic to
-// one endpoint while others idle.
-func overBound(cands []scheduling.Candidate, limit int) func(i int) bool {
-	if limit < 0 {
-		return func(int) bool { return false }
-	}
+// overBound reports, for a candidate index, whether the candidate is over
+// the load bound and gets no prefix score: a cached prefix saves one
+// prefill, a queue delays every request behind it, and without the bound a
+// hot shared prefix sends all of its traffic to one endpoint while others
+// idle. matched are the candidates' match fractions of a prompt of n
+// blocks (the scores before the bound).
+//
+// With a cost model (scheduling.CostModel, a latency-scorer in the
+// profile) that has learned the candidate, a holder of the prefix is over
+// the bound when the wait its extra queue adds (requests beyond the
+// shortest candidate queue × its learned cost per request ahead) exceeds
+// the prefill its hit saves (cached KiB × its learned cost per KiB): the
+// bound then follows the prompt's length and the server's speed. Otherwise
+// — no cost model, nothing learned yet, or a candidate that holds nothing
+// (a spill target) — it is over when its estimated waiting queue exceeds
+// the shortest by more than maxQueueImbalance (never, when negative).
+func (s *Scorer) overBound(cands []scheduling.Candidate, matched []float64, n int) func(i int) bool {
+	limit := s.params.MaxQueueImbalance
 	shortest := -1
 	for i := range cands {
 		if q := cands[i].Metrics.EstimatedQueue(cands[i].InFlight); shortest < 0 || q < shortest {
 			shortest = q
 		}
 	}
-	return func(i int) bool { return cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit }
+	cm := s.costs.Load()
+	if cm == nil {
+		if limit < 0 {
+			return func(int) bool { return false }
+		}
+		return func(i int) bool { return cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit }
+	}
+	blockKiB := float64(s.params.BlockSize) / 1024
+	return func(i int) bool {
+		extra := cands[i].Metrics.EstimatedQueue(cands[i].InFlight) - shortest
+		if extra <= 0 {
+			return false
+		}
+		if matched[i] > 0 {
+			if perKiB, perAhead, ok := cm.Costs(cands[i].Endpoint); ok {
+				saved := matched[i] * float64(n) * blockKiB * perKiB
+				return float64(extra)*perAhead > saved
+			}
+		}
+		return limit >= 0 && extra > limit
+	}
 }
 
 // spill places a prompt that no candidate within the load bound holds but
@@ -286,7 +340,7 @@ func (s *Scorer) spill(hashes []uint64, cands []scheduling.Candidate, scores []f
 	key := hashes[k-1]
 	target, best := -1, uint64(0)
 	for i := range cands {
-		if over(i) {
+		if scores[i] < 0 || over(i) {
 			continue
 		}
 		if w := rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > best {
