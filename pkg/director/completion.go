@@ -42,8 +42,9 @@ type Completion struct {
 	// FromServer reports that Status is a model server's answer, not a
 	// refusal of the gateway.
 	FromServer bool
-	// Took is the whole time; TTFT the time to the first token (0: none).
-	Took, TTFT time.Duration
+	// Took is the whole time; TTFT the time to the first token (0: none);
+	// Queued the part of both spent in admission (Decision.Queued).
+	Took, TTFT, Queued time.Duration
 	// RequestBytes and ResponseBytes are the body sizes received from
 	// the client and sent back.
 	RequestBytes, ResponseBytes int64
@@ -65,6 +66,9 @@ func (x *Exchange) completion(took time.Duration, inTok, outTok, cached int) *Co
 		Took: took, TTFT: x.ttft, RequestBytes: int64(len(x.in.Body)), ResponseBytes: x.respBytes,
 		HasUsage: x.obs != nil, InputTokens: inTok, OutputTokens: outTok, CachedTokens: cached,
 		Retries: x.retries, Streamed: x.stream,
+	}
+	if x.Decision != nil {
+		c.Queued = x.Decision.Queued
 	}
 	if x.dreq != nil {
 		c.Objective, c.Tenant = x.dreq.Objective, x.dreq.FairnessID

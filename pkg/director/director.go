@@ -324,6 +324,10 @@ type Decision struct {
 	// Explanation is the scheduling cycle explained, when the request
 	// asked (Request.Explain); nil otherwise.
 	Explanation *scheduling.Explanation
+	// Queued is how long admission held the request (0 when the pool had
+	// room): with the time to first token it tells an operator whether a
+	// slow request waited in igw or at the model server.
+	Queued time.Duration
 
 	sreq    *scheduling.Request
 	res     *scheduling.Result
@@ -371,7 +375,8 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	d.obs.Queued(entry)
 	err := flow.Admit(ctx, flowcontrol.Request{FairnessID: req.FairnessID, Priority: priority, Bytes: int64(len(req.Body)),
 		Deadline: deadline})
-	d.obs.Dequeued(entry, queueOutcome(err), time.Since(arrived))
+	queued := time.Since(arrived)
+	d.obs.Dequeued(entry, queueOutcome(err), queued)
 	if err != nil {
 		var rej *flowcontrol.Rejection
 		if !errors.As(err, &rej) {
@@ -454,7 +459,7 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	handedOver = true
 	return &Decision{
 		Endpoints: distinct(res.Endpoints()), Model: model, TargetModel: target, Body: body,
-		Priority: priority, Pool: req.Pool, TTFTObjective: slo.TTFT, TPOTObjective: slo.TPOT, Explanation: sreq.Explain, sreq: sreq, res: res, sched: sched, flow: flow, det: det, ps: ps,
+		Priority: priority, Pool: req.Pool, TTFTObjective: slo.TTFT, TPOTObjective: slo.TPOT, Explanation: sreq.Explain, Queued: queued, sreq: sreq, res: res, sched: sched, flow: flow, det: det, ps: ps,
 	}, nil
 }
 

@@ -323,10 +323,12 @@ func TestDirector_QueuesNonSheddableRequestsUntilHeadroom(t *testing.T) {
 	f.store.SetObjectives(map[string]map[string]int32{testPool: {"interactive": 10}})
 	f.set("10.0.0.1:8000", saturated)
 	done := make(chan error, 1)
+	var dec *Decision
 	go func() {
 		req := chat(t, "llama", "hi")
 		req.Objective, req.FairnessID = "interactive", "tenant-a"
-		_, err := f.dir.Decide(context.Background(), req)
+		var err error
+		dec, err = f.dir.Decide(context.Background(), req)
 		done <- err
 	}()
 	deadline := time.Now().Add(5 * time.Second)
@@ -341,6 +343,9 @@ func TestDirector_QueuesNonSheddableRequestsUntilHeadroom(t *testing.T) {
 		t.Fatalf("Decide returned %v while the pool was saturated", err)
 	default:
 	}
+	queuedAt := time.Now() // it arrived before this
+	time.Sleep(20 * time.Millisecond)
+	held := time.Since(queuedAt)
 	f.set("10.0.0.1:8000", datastore.Metrics{}) // headroom appears
 	select {
 	case err := <-done:
@@ -349,6 +354,11 @@ func TestDirector_QueuesNonSheddableRequestsUntilHeadroom(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the queued request was not dispatched when headroom appeared")
+	}
+	// The decision says how long admission held it (the access log's
+	// queue_seconds): at least as long as the pool had no room.
+	if dec.Queued < held {
+		t.Errorf("Decision.Queued = %v, want at least the %v the request was held", dec.Queued, held)
 	}
 }
 

@@ -14,7 +14,7 @@ const AccessLogMessage = "access"
 // EnableAccessLog turns on the access log: one record per request at Info
 // level on log (igw's JSON logger), written when the request completes,
 // with its id, model, target model, objective, tenant, endpoint, status,
-// time to first token, duration, tokens and retries. It is off unless
+// time to first token, time in admission, duration, tokens and retries. It is off unless
 // asked for (igw serve and igw epp --access-log): at high request rates a
 // record per request is a cost not every operator wants. Call it before
 // serving.
@@ -32,6 +32,7 @@ func (m *Metrics) logAccess(c *director.Completion) {
 		slog.String("endpoint", c.Endpoint),
 		slog.Int("status", c.Status),
 		slog.Float64("ttft_seconds", c.TTFT.Seconds()),
+		slog.Float64("queue_seconds", c.Queued.Seconds()),
 		slog.Float64("duration_seconds", c.Took.Seconds()),
 		slog.Int("input_tokens", c.InputTokens),
 		slog.Int("output_tokens", c.OutputTokens),

@@ -139,14 +139,14 @@ func TestAccessLog_OneJSONRecordPerRequest(t *testing.T) {
 	}
 	m.EnableAccessLog(slog.New(slog.NewJSONHandler(&buf, nil)))
 	m.RequestDone(&director.Completion{ID: "r1", Model: "llama", MetricModel: "llama", TargetModel: "llama-v2", Objective: "critical",
-		Tenant: "team-a", Endpoint: "10.0.0.1:8000", Status: 200, TTFT: 150 * time.Millisecond, Took: time.Second,
+		Tenant: "team-a", Endpoint: "10.0.0.1:8000", Status: 200, TTFT: 150 * time.Millisecond, Queued: 20 * time.Millisecond, Took: time.Second,
 		InputTokens: 10, OutputTokens: 4, Retries: 1})
 	var rec map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
 		t.Fatalf("%v: %s", err, buf.Bytes())
 	}
 	want := map[string]any{"msg": AccessLogMessage, "request_id": "r1", "model": "llama", "target_model": "llama-v2", "objective": "critical",
-		"tenant": "team-a", "endpoint": "10.0.0.1:8000", "status": 200.0, "ttft_seconds": 0.15, "duration_seconds": 1.0,
+		"tenant": "team-a", "endpoint": "10.0.0.1:8000", "status": 200.0, "ttft_seconds": 0.15, "queue_seconds": 0.02, "duration_seconds": 1.0,
 		"input_tokens": 10.0, "output_tokens": 4.0, "retries": 1.0}
 	for k, v := range want {
 		if rec[k] != v {
