@@ -54,7 +54,9 @@ type CompareOptions struct {
 	ReadyTimeout time.Duration
 	// KeepRequests also writes every request's measurements to
 	// logs/<contender>.requests.json, to study a run over time (results.json
-	// keeps only summaries).
+	// keeps only summaries), and runs igw's contenders with --access-log, so
+	// logs/<contender>.gateway.log has the gateway's record of each (time
+	// in admission, endpoint, retries).
 	KeepRequests bool
 }
 
@@ -393,7 +395,13 @@ func startContender(ctx context.Context, o CompareOptions, c Contender, fleet *S
 		if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 			return "", nil, err
 		}
-		p, err := startProcess(ctx, "igw serve", []string{o.Binary, "serve", "--config", cfgPath, "--log-level", "warn"},
+		args := []string{o.Binary, "serve", "--config", cfgPath, "--log-level", "warn"}
+		if o.KeepRequests {
+			// Each request's record from the gateway's side too (time in
+			// admission, endpoint, retries), beside the client's.
+			args = append(args, "--access-log")
+		}
+		p, err := startProcess(ctx, "igw serve", args,
 			filepath.Join(logs, c.Name+".gateway.log"), nil)
 		if err != nil {
 			return "", nil, err

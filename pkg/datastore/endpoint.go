@@ -206,3 +206,17 @@ func (e *Endpoint) Busy() int {
 	}
 	return int(busy)
 }
+
+// Waiting is the best estimate of how many requests wait in the server's
+// own queue now: what its last scrape reported waiting less igw's
+// requests that completed since — each completion frees a running slot
+// the engine fills from its queue at its next step. Without it, a queue
+// the scrape caught for an instant (a request sent just before it, not
+// yet admitted) would hold every request a whole scrape interval.
+func (e *Endpoint) Waiting() int {
+	m := e.metrics.Load()
+	if m == nil {
+		return 0
+	}
+	return max(0, m.WaitingQueueSize-int(e.finished.Load()))
+}

@@ -95,8 +95,11 @@ func (d *SaturationDetector) EndpointSaturated(e *datastore.Endpoint, now time.T
 	limit := e.ConcurrencyLimit()
 	if d.cfg.QueueDepthThreshold == 0 {
 		switch {
-		case m.WaitingQueueSize > 0:
-			return true // the server queues: below its limit, its KV cache is the bound now
+		case e.Waiting() > 0:
+			// The server queues (as of its scrape, less what igw saw
+			// complete since): below its limit, its KV cache is the
+			// bound now.
+			return true
 		case limit > 0:
 			return e.Busy() >= limit // igw's count, fresher than the scrape
 		}

@@ -138,6 +138,26 @@ func TestSaturationDetector_SlotsFullAtThresholdZero(t *testing.T) {
 		t.Error("a completion since the scrape freed a slot, still saturated")
 	}
 
+	// A queue the scrape caught is gone once as many of igw's requests
+	// completed since: the engine admitted the waiting ones into the
+	// freed slots, so the endpoint is not held saturated until the next
+	// scrape.
+	q := endpoint(true, &datastore.Metrics{RunningRequests: 4, WaitingQueueSize: 1, UpdateTime: now})
+	q.SetMetrics(&datastore.Metrics{RunningRequests: 4, WaitingQueueSize: 2, UpdateTime: now})
+	q.AddInFlight(6)
+	q.AddInFlight(-1)
+	if !d.EndpointSaturated(q, now) || q.Waiting() != 1 {
+		t.Errorf("2 waiting at the scrape, 1 completed since: not saturated (estimated waiting %d)", q.Waiting())
+	}
+	q.AddInFlight(-1)
+	if q.Waiting() != 0 || !d.EndpointSaturated(q, now) {
+		t.Errorf("2 waiting at the scrape, 2 completed since: estimated waiting %d, want 0, and 4 of 4 slots taken", q.Waiting())
+	}
+	q.AddInFlight(-1)
+	if d.EndpointSaturated(q, now) {
+		t.Error("2 waiting at the scrape, 3 completed since (3 of 4 slots taken): saturated")
+	}
+
 	// Requests sent since the scrape count against the slots, not as a
 	// queue: a burst fills a server within one scrape interval.
 	burst := endpoint(true, &datastore.Metrics{RunningRequests: 4, WaitingQueueSize: 1, UpdateTime: now})
