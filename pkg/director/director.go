@@ -749,7 +749,7 @@ func (a *Attempt) noteRefusal(status int) {
 		return
 	}
 	a.refusal = true
-	if a.ep.Busy() > 1 {
+	if refusedForRoom(a.ep, status) {
 		a.ep.NoteRefusal(time.Now())
 	}
 }
@@ -757,6 +757,13 @@ func (a *Attempt) noteRefusal(status int) {
 // isRefusalStatus: the statuses engines refuse work with when full.
 func isRefusalStatus(status int) bool {
 	return status == http.StatusTooManyRequests || status == http.StatusInternalServerError || status == http.StatusServiceUnavailable
+}
+
+// refusedForRoom reports whether ep answering status is a refusal for lack
+// of room: a refusal status from a server that holds other requests (this
+// one counted). The same status from an idle server is a fault.
+func refusedForRoom(ep *datastore.Endpoint, status int) bool {
+	return isRefusalStatus(status) && ep.Busy() > 1
 }
 
 // Endpoint is where the attempt went.

@@ -183,7 +183,7 @@ const MaxReadmissions = 3
 // from a server holding other requests — which Readmit handles better
 // than a retry on a fallback chosen before the server filled up.
 func (x *Exchange) Refused(status int) bool {
-	return x.att != nil && isRefusalStatus(status) && x.att.ep.Busy() > 1
+	return x.att != nil && refusedForRoom(x.att.ep, status)
 }
 
 // Readmit sends a request a model server refused for lack of room back
