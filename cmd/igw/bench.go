@@ -232,7 +232,7 @@ index.html into --out; child process configurations and logs go to
 	fl.IntVar(&f.fleetPort, "fleet-port", 0, "first replica's port (0: free ports); needed by URL contenders")
 	fl.StringVar(&f.igw, "igw", "", "igw binary that runs the fleet and the built-in contenders (default: this one)")
 	fl.DurationVar(&f.readyTimeout, "ready-timeout", 60*time.Second, "how long a fleet or contender may take to become ready")
-	fl.BoolVar(&f.keepRequests, "keep-requests", false, "also write every request's measurements to --out/logs/<contender>.requests.json")
+	fl.BoolVar(&f.keepRequests, "keep-requests", false, "also write every request's measurements to --out/logs/<contender>.requests.json, and run igw's contenders with --access-log (their logs/<contender>.gateway.log)")
 	_ = cmd.MarkFlagRequired("workload")
 	return cmd
 }
