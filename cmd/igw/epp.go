@@ -172,9 +172,14 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 			cfg = &config.Config{Source: "(default EndpointPickerConfig)"}
 		}
 	}
+	tracer, stopTracing, err := e.observe.startTracing(ctx, log, "igw-epp")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: e.poolName, PoolNamespace: e.poolNamespace,
 		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone,
-		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions})
+		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions, Tracer: tracer})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/igw-dev/igw/internal/bufpool"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director/outlier"
@@ -109,6 +111,7 @@ type Director struct {
 	maxAge     time.Duration
 	obs        Observer
 	explain    bool
+	tracer     trace.Tracer // nil: tracing off
 	log        *slog.Logger
 	now        func() time.Time
 	started    time.Time
@@ -222,6 +225,11 @@ type Options struct {
 	// and how loaded they are, which clients should not see unless the
 	// operator chose so.
 	ExplainDecisions bool
+	// Tracer, when set, traces each request the sampler keeps: a span for
+	// the request and its steps, W3C traceparent accepted from the client
+	// (or Envoy) and sent to the model server (trace.go). nil: no tracing,
+	// and no cost.
+	Tracer trace.Tracer
 }
 
 // New builds a Director.
@@ -254,7 +262,7 @@ func New(o Options) (*Director, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, log: o.Logger, now: time.Now, started: time.Now(),
+	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, tracer: o.Tracer, log: o.Logger, now: time.Now, started: time.Now(),
 		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
 		known: map[string]bool{}, pools: map[string]*poolState{}}
 	d.scheduler.Store(o.Scheduler)
@@ -372,6 +380,12 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	err := flow.Admit(ctx, flowcontrol.Request{FairnessID: req.FairnessID, Priority: priority, Bytes: int64(len(req.Body)),
 		Deadline: deadline})
 	d.obs.Dequeued(entry, queueOutcome(err), time.Since(arrived))
+	var traced *requestTrace
+	if d.tracer != nil {
+		if traced = tracedStep(ctx); traced != nil {
+			traced.admission(arrived, entry, queueOutcome(err))
+		}
+	}
 	if err != nil {
 		var rej *flowcontrol.Rejection
 		if !errors.As(err, &rej) {
@@ -428,7 +442,9 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		TTFTObjective: slo.TTFT,
 		TPOTObjective: slo.TPOT,
 	}
-	if req.Explain {
+	if req.Explain || traced != nil {
+		// A traced request's scheduling span carries the best
+		// candidates' scores; only a request that asked gets them back.
 		sreq.Explain = &scheduling.Explanation{}
 	}
 	start := time.Now()
@@ -438,6 +454,16 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		primary = res.Primary()
 	}
 	d.obs.Scheduled(req.Pool, primary, time.Since(start), err)
+	if traced != nil {
+		addr := ""
+		if primary != nil {
+			addr = primary.Address
+		}
+		traced.schedule(start, addr, sreq.Explain, err)
+		if !req.Explain {
+			sreq.Explain = nil
+		}
+	}
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
