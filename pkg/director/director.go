@@ -112,6 +112,9 @@ type Director struct {
 	obs        Observer
 	explain    bool
 	tracer     trace.Tracer // nil: tracing off
+	decisions  func(pool string, ex *scheduling.Explanation)
+	every      uint64 // one decision in every is explained for decisions
+	decided    atomic.Uint64
 	log        *slog.Logger
 	now        func() time.Time
 	started    time.Time
@@ -230,6 +233,11 @@ type Options struct {
 	// (or Envoy) and sent to the model server (trace.go). nil: no tracing,
 	// and no cost.
 	Tracer trace.Tracer
+	// Decisions, when set, receives one scheduling decision in
+	// DecisionsEvery explained (the candidates' scores), for the live
+	// dashboard. It must copy what it keeps: the explanation is reused.
+	Decisions      func(pool string, ex *scheduling.Explanation)
+	DecisionsEvery int
 }
 
 // New builds a Director.
@@ -262,7 +270,7 @@ func New(o Options) (*Director, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, tracer: o.Tracer, log: o.Logger, now: time.Now, started: time.Now(),
+	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, tracer: o.Tracer, decisions: o.Decisions, every: uint64(max(1, o.DecisionsEvery)), log: o.Logger, now: time.Now, started: time.Now(),
 		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
 		known: map[string]bool{}, pools: map[string]*poolState{}}
 	d.scheduler.Store(o.Scheduler)
@@ -442,7 +450,8 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		TTFTObjective: slo.TTFT,
 		TPOTObjective: slo.TPOT,
 	}
-	if req.Explain || traced != nil {
+	sampled := d.decisions != nil && d.decided.Add(1)%d.every == 0
+	if req.Explain || traced != nil || sampled {
 		// A traced request's scheduling span carries the best
 		// candidates' scores; only a request that asked gets them back.
 		sreq.Explain = &scheduling.Explanation{}
@@ -454,15 +463,18 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		primary = res.Primary()
 	}
 	d.obs.Scheduled(req.Pool, primary, time.Since(start), err)
+	if sampled && err == nil {
+		d.decisions(req.Pool, sreq.Explain)
+	}
 	if traced != nil {
 		addr := ""
 		if primary != nil {
 			addr = primary.Address
 		}
 		traced.schedule(start, addr, sreq.Explain, err)
-		if !req.Explain {
-			sreq.Explain = nil
-		}
+	}
+	if !req.Explain {
+		sreq.Explain = nil // scores for the trace or the dashboard only
 	}
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {

@@ -228,6 +228,9 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	dash := s.metrics.DashboardHandler(s.engine.Store())
+	mux.Handle("GET "+telemetry.DashboardPath, dash)
+	mux.Handle("GET "+telemetry.DashboardJSONPath, dash)
 	return mux
 }
 
