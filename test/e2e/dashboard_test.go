@@ -94,7 +94,8 @@ func domCharts(dom string) []map[string]string {
 func TestDashboard_LiveInChromium(t *testing.T) {
 	chromiumTool().Path(t) // skip or fail before starting anything
 	_, addrs := startSimProc(t, "igw sim", 2, "--model", testModel, "--time-scale", "2")
-	_, api, admin := startServeProc(t, obsConfig(t, addrs))
+	cfg := obsConfig(t, addrs)
+	_, api, admin := startServeProc(t, cfg)
 	client := newClient()
 	warmUp(t, client, plane{name: "igw serve", base: "http://" + api})
 
@@ -214,4 +215,32 @@ func TestDashboard_LiveInChromium(t *testing.T) {
 		t.Fatalf("screenshot %s: %d bytes, err %v", shot, len(png), err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+
+	// igw epp serves the same dashboard on its metrics port.
+	epp, _ := startEppPlane(t, cfg, obsPool)
+	warmUp(t, client, epp)
+	eppDash := strings.TrimSuffix(epp.metrics, "/metrics")
+	var eppSnap telemetry.DashboardSnapshot
+	resp, err = client.Get(eppDash + telemetry.DashboardJSONPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&eppSnap); err != nil {
+		t.Fatal(err)
+	}
+	served := int64(0)
+	for _, p := range eppSnap.Pools {
+		for _, r := range p.Replicas {
+			served += r.Requests
+		}
+	}
+	if served == 0 {
+		t.Errorf("igw epp's dashboard counts no request served: %+v", eppSnap.Pools)
+	}
+	if page, err := client.Get(eppDash + telemetry.DashboardPath); err != nil || page.StatusCode != http.StatusOK {
+		t.Errorf("igw epp %s: %v %v", telemetry.DashboardPath, err, page)
+	} else {
+		page.Body.Close()
+	}
 }
