@@ -235,7 +235,8 @@ type Options struct {
 	Tracer trace.Tracer
 	// Decisions, when set, receives one scheduling decision in
 	// DecisionsEvery explained (the candidates' scores), for the live
-	// dashboard. It must copy what it keeps: the explanation is reused.
+	// dashboard. It must copy what it keeps: the explanation may be trimmed
+	// and answered to the client afterwards.
 	Decisions      func(pool string, ex *scheduling.Explanation)
 	DecisionsEvery int
 }

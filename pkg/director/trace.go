@@ -36,7 +36,7 @@ const maxTracedCandidates = 3
 // traceContext is W3C Trace Context (traceparent, tracestate): how a
 // request's trace arrives from a client or from Envoy, and how it leaves
 // for the model server.
-var traceContext = propagation.TraceContext{}
+type traceContext = propagation.TraceContext
 
 // headerCarrier adapts http.Header to the propagator.
 type headerCarrier = propagation.HeaderCarrier
@@ -60,7 +60,7 @@ type requestTrace struct {
 // carries (traceparent from a client or Envoy), or a new trace. It returns
 // nil when the sampler drops the request.
 func (d *Director) startTrace(ctx context.Context, in *Inbound, start time.Time) *requestTrace {
-	ctx = traceContext.Extract(ctx, headerCarrier(in.Header))
+	ctx = traceContext{}.Extract(ctx, headerCarrier(in.Header))
 	ctx, root := d.tracer.Start(ctx, SpanRequest, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
 		trace.WithAttributes(attribute.String("http.request.method", in.Method), attribute.String("url.path", in.Path)))
 	if !root.IsRecording() {
@@ -146,7 +146,7 @@ func (t *requestTrace) startAttempt(addr string) http.Header {
 		trace.WithTimestamp(now), trace.WithAttributes(attrs...))
 	_, t.firstByte = t.tracer.Start(t.attemptCtx, SpanFirstByte, trace.WithTimestamp(now))
 	h := http.Header{}
-	traceContext.Inject(t.attemptCtx, headerCarrier(h))
+	traceContext{}.Inject(t.attemptCtx, headerCarrier(h))
 	return h
 }
 
