@@ -14,6 +14,10 @@ KUBECTL := $(BIN)/kubectl
 CONTROLLER_GEN := $(BIN)/controller-gen
 KUBE_APISERVER := $(BIN)/kube-apiserver
 ETCD := $(BIN)/etcd
+PROMETHEUS := $(BIN)/prometheus
+PROMTOOL := $(BIN)/promtool
+CHROMIUM := $(BIN)/chromium
+JAEGER := $(BIN)/jaeger
 # ENVTEST_ASSETS is the directory controller-runtime's envtest finds
 # kube-apiserver, etcd (and kubectl) in, passed as KUBEBUILDER_ASSETS.
 ENVTEST_ASSETS := $(BIN)/envtest
@@ -55,7 +59,7 @@ tools-chain:
 	$(MAKE) -j1 test-tools
 
 # test-tools builds everything the tests run besides igw's own packages.
-test-tools: envtest-assets $(REDIS_SERVER) $(HELM) $(KUBECTL)
+test-tools: envtest-assets $(REDIS_SERVER) $(HELM) $(KUBECTL) $(PROMETHEUS) $(PROMTOOL) $(CHROMIUM) $(JAEGER)
 
 ## lint: gofmt check, go vet, staticcheck and the generated-code drift check
 lint: fmt-check vet staticcheck verify-generate
@@ -75,9 +79,14 @@ staticcheck: $(STATICCHECK)
 	$(STATICCHECK) $(GO_PACKAGES)
 
 ## unit: the race-enabled test suite, with a real kube-apiserver and etcd for envtest,
-## a real redis-server for the quota tests and the official Node SDKs for the SDK test
-unit: envtest-assets $(REDIS_SERVER) node-sdk
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
+## a real redis-server for the quota tests, a real Prometheus (and promtool) for the
+## ops files, a real Jaeger for tracing, headless Chromium for the live dashboard
+## and the official Node SDKs for the SDK test. IGW_REQUIRE_TOOLS=1: a missing
+## program fails its tests instead of skipping them (internal/testtool).
+unit: envtest-assets $(REDIS_SERVER) $(PROMETHEUS) $(PROMTOOL) $(CHROMIUM) $(JAEGER) node-sdk
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 \
+	  IGW_PROMETHEUS=$(PROMETHEUS) IGW_PROMTOOL=$(PROMTOOL) IGW_JAEGER=$(JAEGER) IGW_CHROMIUM=$(CHROMIUM) \
+	  IGW_REQUIRE_TOOLS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
 
 ## generate: deepcopy code (api/*/zz_generated.deepcopy.go) and CRDs (config/crd/bases) from the kubebuilder markers
 generate: $(CONTROLLER_GEN)
@@ -139,6 +148,52 @@ $(REDIS_SERVER):
 
 .PHONY: redis-server
 redis-server: $(REDIS_SERVER)
+
+## prometheus: Debian's prometheus package, for its prometheus and promtool:
+## the ops-file tests (test/e2e TestOpsFiles_*) check config/prometheus with
+## promtool and run a real Prometheus against igw serve and igw sim.
+## Installed with apt-get when missing and linked into bin/.
+$(PROMETHEUS):
+	@mkdir -p $(BIN)
+	@if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then \
+		echo "installing prometheus (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y --no-install-recommends prometheus \
+		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }; \
+	fi
+	ln -sf /usr/bin/prometheus $(PROMETHEUS) && $(PROMETHEUS) --version | head -1
+
+$(PROMTOOL): $(PROMETHEUS)
+	ln -sf /usr/bin/promtool $(PROMTOOL)
+
+.PHONY: prometheus chromium jaeger
+prometheus: $(PROMETHEUS) $(PROMTOOL)
+
+## chromium: Debian's chromium, which the live-dashboard test runs headless
+## (pkg/telemetry TestDashboard_*); large, installed once with apt-get when
+## missing and linked into bin/.
+$(CHROMIUM):
+	@mkdir -p $(BIN)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing chromium (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y --no-install-recommends chromium \
+		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }; \
+	fi
+	ln -sf /usr/bin/chromium $(CHROMIUM) && $(CHROMIUM) --version
+
+chromium: $(CHROMIUM)
+
+## jaeger: Jaeger all-in-one (v1.75.0) built from its Go module in
+## hack/tools/jaeger (its own go.mod, so its dependencies stay out of igw's),
+## cached in bin/: the tracing tests send spans to it over OTLP and read
+## them back from its query API.
+$(JAEGER): hack/tools/jaeger/go.mod hack/tools/jaeger/go.sum
+	@mkdir -p $(BIN)
+	cd hack/tools/jaeger && $(GO) build -p 2 $(TOOL_LDFLAGS) -o $(JAEGER).tmp github.com/jaegertracing/jaeger/cmd/jaeger
+	mv $(JAEGER).tmp $(JAEGER)
+
+jaeger: $(JAEGER)
 
 ## node-sdk: the official openai and @anthropic-ai/sdk npm packages, pinned in
 ## test/node/package-lock.json (versions that run on Node 20), installed with

@@ -107,7 +107,7 @@ func runBBR(ctx context.Context, f *extprocFlags, path, namespace string, k *kub
 		ready = disc.Synced // the map is complete once the ConfigMaps are listed
 	}
 	log.Info("igw body-based router starting", "adapters", path, "namespace", namespace, "require-model", requireModel)
-	return serveExtProc(ctx, log, f, router, ready, nil, loops...)
+	return serveExtProc(ctx, log, f, router, ready, nil, nil, loops...)
 }
 
 // watchFile calls changed whenever path's size or modification time

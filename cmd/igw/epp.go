@@ -23,6 +23,7 @@ import (
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/extproc"
 	"github.com/igw-dev/igw/pkg/kube"
+	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
 // extprocFlags are the serving flags igw epp and igw bbr share.
@@ -172,9 +173,14 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 			cfg = &config.Config{Source: "(default EndpointPickerConfig)"}
 		}
 	}
+	tracer, stopTracing, err := e.observe.startTracing(ctx, log, "igw-epp")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: e.poolName, PoolNamespace: e.poolNamespace,
 		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone,
-		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions})
+		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions, Tracer: tracer})
 	if err != nil {
 		return err
 	}
@@ -216,7 +222,9 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 		log.Info("igw endpoint picker starting in Kubernetes mode", "pool", rt.Pool(), "endpoint-selector", e.endpointSelector,
 			"leader-election", e.leaderElection, "config", e.configFile)
 	}
-	return serveExtProc(ctx, log, f, picker, ready, metrics, loops...)
+	dash := rt.Metrics().DashboardHandler(rt.Store())
+	pages := map[string]http.Handler{"GET " + telemetry.DashboardPath: dash, "GET " + telemetry.DashboardJSONPath: dash}
+	return serveExtProc(ctx, log, f, picker, ready, metrics, pages, loops...)
 }
 
 // checkKubernetes validates the flags of Kubernetes mode; cfg is the
@@ -282,7 +290,7 @@ func (e *eppFlags) discovery(log *slog.Logger, rt *engine.Engine) (*kube.Discove
 // ports, runs the background loops, and serves until ctx ends or a port or
 // loop fails; then it reports NOT_SERVING and drains the streams in flight.
 func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extprocv3.ExternalProcessorServer, ready func() bool,
-	metrics http.Handler, loops ...func(context.Context) error) error {
+	metrics http.Handler, pages map[string]http.Handler, loops ...func(context.Context) error) error {
 	var tlsCfg *tls.Config
 	if f.secureHealth && !f.secure {
 		return errors.New("--secure-health needs --secure-serving")
@@ -296,7 +304,7 @@ func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extp
 	o := extproc.ServerOptions{Logger: log, Address: f.address, GRPCPort: f.grpcPort, HealthPort: f.healthPort,
 		TLS: tlsCfg, HealthTLS: f.secureHealth, MaxBodyBytes: f.maxBody, Pprof: f.pprof, Ready: ready, ReadyInterval: f.readyInterval}
 	if f.metricsEnabled {
-		o.Metrics, o.MetricsPort = metrics, f.metricsPort
+		o.Metrics, o.MetricsPort, o.Pages = metrics, f.metricsPort, pages
 	}
 	srv := extproc.NewServer(p, o)
 	if err := srv.Start(ctx); err != nil {

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway"
+	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
 func newServeCommand() *cobra.Command {
@@ -53,11 +55,12 @@ func newLogger(level string) (*slog.Logger, error) {
 // observeFlags are the observability switches igw serve and igw epp
 // share: both are off by default.
 type observeFlags struct {
-	accessLog, explainDecisions bool
+	accessLog, explainDecisions, tracing bool
 }
 
 func (o *observeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.accessLog, "access-log", false, "write one JSON access log record per request to stderr (request id, model, target model, objective, tenant, endpoint, status, TTFT, tokens, retries)")
+	cmd.Flags().BoolVar(&o.tracing, "tracing", false, "trace requests with OpenTelemetry, exported over OTLP as the standard OTEL_* variables say (also on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; sampler: OTEL_TRACES_SAMPLER)")
 	cmd.Flags().BoolVar(&o.explainDecisions, "explain-decisions", false, "answer requests sent with x-igw-debug-decision: 1 with their scheduling decision explained in x-igw-decision (shows endpoints and their scores: for debugging, not for untrusted clients)")
 }
 
@@ -70,13 +73,39 @@ func (o *observeFlags) accessLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 }
 
+// startTracing builds OpenTelemetry tracing when it is on (--tracing or
+// the OTEL_* variables): the tracer for the engine, and a stop function
+// that sends the spans still batched. Off: a nil tracer and a no-op.
+func (o *observeFlags) startTracing(ctx context.Context, log *slog.Logger, service string) (trace.Tracer, func(), error) {
+	if !telemetry.TracingEnabled(o.tracing, os.Getenv) {
+		return nil, func() {}, nil
+	}
+	t, err := telemetry.NewTracing(ctx, service, os.Getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info("tracing requests with OpenTelemetry", "service", service)
+	return t.Tracer, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := t.Shutdown(sctx); err != nil {
+			log.Warn("tracing", "err", err)
+		}
+	}, nil
+}
+
 func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Duration, obs observeFlags) error {
 	schema := configSchema()
 	cfg, err := schema.Load(path)
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions})
+	tracer, stopTracing, err := obs.startTracing(ctx, log, "igw")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions, Tracer: tracer})
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,8 @@
 // copy `make redis-server` caches in bin/), else redis-server on $PATH.
 // Without one the test is skipped with a message saying how to install it
 // — unless $IGW_REQUIRE_REDIS is 1 (as under `make test`), in which case it
-// fails: CI must never pass by skipping the Redis tests.
+// fails: CI must never pass by skipping the Redis tests (internal/testtool;
+// IGW_REQUIRE_TOOLS=1 requires it too).
 package testredis
 
 import (
@@ -16,12 +17,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/igw-dev/igw/internal/testtool"
 )
 
 // EnvBinary and EnvRequire are the environment variables the package reads.
@@ -46,22 +48,8 @@ type Server struct {
 // Binary finds redis-server, or skips (or fails, when required) t.
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv(EnvBinary); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-		t.Fatalf("%s=%s: no such file (run `make redis-server`)", EnvBinary, p)
-	}
-	p, err := exec.LookPath("redis-server")
-	if err == nil {
-		return p
-	}
-	msg := "redis-server is not installed: `apt-get install -y redis-server` or `make redis-server`"
-	if os.Getenv(EnvRequire) == "1" {
-		t.Fatalf("%s, and %s=1 requires it", msg, EnvRequire)
-	}
-	t.Skip(msg)
-	return ""
+	return testtool.Tool{Name: "redis-server", Env: EnvBinary, Require: []string{EnvRequire},
+		Install: "`apt-get install -y redis-server` or `make redis-server`"}.Path(t)
 }
 
 // Start runs redis-server on a free loopback port and waits until it

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/igw-dev/igw/internal/bufpool"
 	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/director/outlier"
@@ -109,6 +111,10 @@ type Director struct {
 	maxAge     time.Duration
 	obs        Observer
 	explain    bool
+	tracer     trace.Tracer // nil: tracing off
+	decisions  func(pool string, ex *scheduling.Explanation)
+	every      uint64 // one decision in every is explained for decisions
+	decided    atomic.Uint64
 	log        *slog.Logger
 	now        func() time.Time
 	started    time.Time
@@ -222,6 +228,17 @@ type Options struct {
 	// and how loaded they are, which clients should not see unless the
 	// operator chose so.
 	ExplainDecisions bool
+	// Tracer, when set, traces each request the sampler keeps: a span for
+	// the request and its steps, W3C traceparent accepted from the client
+	// (or Envoy) and sent to the model server (trace.go). nil: no tracing,
+	// and no cost.
+	Tracer trace.Tracer
+	// Decisions, when set, receives one scheduling decision in
+	// DecisionsEvery explained (the candidates' scores), for the live
+	// dashboard. It must copy what it keeps: the explanation may be trimmed
+	// and answered to the client afterwards.
+	Decisions      func(pool string, ex *scheduling.Explanation)
+	DecisionsEvery int
 }
 
 // New builds a Director.
@@ -254,7 +271,7 @@ func New(o Options) (*Director, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, log: o.Logger, now: time.Now, started: time.Now(),
+	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, tracer: o.Tracer, decisions: o.Decisions, every: uint64(max(1, o.DecisionsEvery)), log: o.Logger, now: time.Now, started: time.Now(),
 		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
 		known: map[string]bool{}, pools: map[string]*poolState{}}
 	d.scheduler.Store(o.Scheduler)
@@ -377,6 +394,12 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		Deadline: deadline})
 	queued := time.Since(arrived)
 	d.obs.Dequeued(entry, queueOutcome(err), queued)
+	var traced *requestTrace
+	if d.tracer != nil {
+		if traced = tracedStep(ctx); traced != nil {
+			traced.admission(arrived, entry, queueOutcome(err))
+		}
+	}
 	if err != nil {
 		var rej *flowcontrol.Rejection
 		if !errors.As(err, &rej) {
@@ -433,7 +456,10 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		TTFTObjective: slo.TTFT,
 		TPOTObjective: slo.TPOT,
 	}
-	if req.Explain {
+	sampled := d.decisions != nil && d.decided.Add(1)%d.every == 0
+	if req.Explain || traced != nil || sampled {
+		// A traced request's scheduling span carries the best
+		// candidates' scores; only a request that asked gets them back.
 		sreq.Explain = &scheduling.Explanation{}
 	}
 	start := time.Now()
@@ -443,6 +469,19 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		primary = res.Primary()
 	}
 	d.obs.Scheduled(req.Pool, primary, time.Since(start), err)
+	if sampled && err == nil {
+		d.decisions(req.Pool, sreq.Explain)
+	}
+	if traced != nil {
+		addr := ""
+		if primary != nil {
+			addr = primary.Address
+		}
+		traced.schedule(start, addr, sreq.Explain, err)
+	}
+	if !req.Explain {
+		sreq.Explain = nil // scores for the trace or the dashboard only
+	}
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr

@@ -75,6 +75,9 @@ type Exchange struct {
 	// model and target model, are computed (metricModels).
 	labelled        bool
 	mModel, mTarget string
+	// trace is the request's spans; nil when tracing is off or the
+	// sampler dropped the request.
+	trace *requestTrace
 	// wrap holds the start of a non-JSON error response (a proxy's or a
 	// web server's plain-text 404) while it is turned into an error body
 	// in the API's shape; nil for every other response.
@@ -156,6 +159,11 @@ func (x *Exchange) Try(ctx context.Context, addr string) {
 		x.ps.active.Add(1)
 	}
 	x.served = addr
+	if x.trace != nil {
+		for k, v := range x.trace.startAttempt(addr) {
+			x.setHeader(k, v[0]) // the model server's spans join the trace
+		}
+	}
 	if x.Decision == nil {
 		return
 	}
@@ -203,6 +211,9 @@ func (x *Exchange) Readmit(ctx context.Context, status int) ([]string, *Reply) {
 		return nil, nil
 	}
 	x.readmits++
+	if x.trace != nil {
+		x.trace.endAttempt(status, errRefusedForRoom)
+	}
 	if x.att != nil {
 		x.att.noteRefusal(status)
 		x.att.Report(outlier.Abandoned)
@@ -225,6 +236,10 @@ func (x *Exchange) Served() string { return x.served }
 // errNotServed finishes an attempt on an endpoint the request did not stay
 // on (the data plane moved to a fallback).
 var errNotServed = errors.New("director: the request was served from another endpoint")
+
+// errRefusedForRoom ends a traced attempt the model server refused for
+// lack of room (Readmit).
+var errRefusedForRoom = errors.New("director: the model server refused the request for lack of room")
 
 // MayRetry asks the pool's retry budget whether the request may be
 // retried on another endpoint (a proxying plane asks before Retry). The
@@ -251,6 +266,9 @@ func (x *Exchange) MayRetry() bool {
 // transport error or a retryable status), which outlier detection counts
 // against the endpoint; the plane then Tries the next endpoint.
 func (x *Exchange) Retry(ctx context.Context, status int, err error) {
+	if x.trace != nil {
+		x.trace.endAttempt(status, err)
+	}
 	if x.att != nil {
 		x.att.noteRefusal(status)
 		x.att.Report(outcomeOf(status, err))
@@ -331,6 +349,9 @@ func (x *Exchange) ResponseBody(chunk []byte, final bool) []byte {
 	// first byte.
 	if x.byte1 == 0 && len(chunk) > 0 {
 		x.byte1 = time.Since(x.start)
+		if x.trace != nil {
+			x.trace.gotFirstByte()
+		}
 	}
 	if x.ttft == 0 && len(chunk) > 0 && (!x.stream || x.obs.SawToken()) {
 		x.ttft = time.Since(x.start)
@@ -418,6 +439,9 @@ func (x *Exchange) Fail(ctx context.Context, err error) *Reply {
 		e = openai.NewError(http.StatusServiceUnavailable, openai.ErrTypeUnavailable, "the endpoint picker of this pool is unavailable")
 		return x.refuse(e, ReasonPickerUnavailable, nil)
 	}
+	if x.trace != nil {
+		x.trace.endAttempt(0, err)
+	}
 	if x.att != nil {
 		x.att.Report(outcomeOf(0, err))
 		x.att.Finish(ctx, scheduling.Response{Err: err})
@@ -502,6 +526,9 @@ func (x *Exchange) finish(ctx context.Context, err error) {
 	}
 	c := x.completion(took, usage.PromptTokens, usage.CompletionTokens, cached)
 	x.d.obs.RequestDone(c)
+	if x.trace != nil {
+		x.trace.end(x, c, err)
+	}
 	x.observeObjectives(pool, err, took, usage.CompletionTokens)
 	if x.obs != nil {
 		x.d.obs.Tokens(c.MetricModel, pool, usage.PromptTokens, usage.CompletionTokens, cached)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/igw-dev/igw/pkg/openai"
 	"github.com/igw-dev/igw/pkg/policy/auth"
 )
@@ -85,6 +87,11 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 	if in.Header == nil {
 		in.Header = http.Header{}
 	}
+	if d.tracer != nil {
+		if x.trace = d.startTrace(ctx, in, x.start); x.trace != nil {
+			ctx = context.WithValue(x.trace.ctx, requestTraceKey{}, x.trace)
+		}
+	}
 	for _, h := range routingHeaders {
 		in.Header.Del(h)
 	}
@@ -137,6 +144,10 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 		parsed = p
 	}
 	x.Parsed, x.Model, x.Body = parsed, parsed.Model, in.Body
+	if x.trace != nil {
+		x.trace.step(SpanParse, x.start, time.Now(), attribute.String("gen_ai.request.model", parsed.Model),
+			attribute.Int("igw.request_bytes", len(in.Body)), attribute.Bool("igw.stream", parsed.Stream))
+	}
 	if kind != 0 && len(pol.Routes) > 0 {
 		if x.Route = SelectRoute(pol.Routes, parsed.Model, in.Path, in.Header); x.Route == nil {
 			e := openai.ModelNotFound(parsed.Model)

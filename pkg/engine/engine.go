@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	v1 "github.com/igw-dev/igw/api/v1"
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/datastore"
@@ -78,6 +80,8 @@ type Options struct {
 	// ExplainDecisions lets requests ask for their scheduling decision
 	// explained (director.Options.ExplainDecisions); off by default.
 	ExplainDecisions bool
+	// Tracer traces requests (director.Options.Tracer); nil: no tracing.
+	Tracer trace.Tracer
 }
 
 // Engine holds one running configuration and everything built from it.
@@ -166,7 +170,8 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	e.sat.Store(sat)
 	d, err := director.New(director.Options{Store: e.store, Scheduler: sched, Saturation: sat, MaxAge: e.maxAge,
 		Observer: e.metrics, FlowControl: flow, FlowObserver: e.metrics.Flow, Policy: pol, Logger: e.log,
-		ExplainDecisions: o.ExplainDecisions})
+		ExplainDecisions: o.ExplainDecisions, Tracer: o.Tracer,
+		Decisions: e.metrics.RecordDecision, DecisionsEvery: telemetry.DecisionSampleEvery})
 	if err != nil {
 		closeAdmission(pol.Admission)
 		return nil, fmt.Errorf("engine: %w", err)

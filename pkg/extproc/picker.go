@@ -111,6 +111,11 @@ func (k *pick) request(ctx context.Context, r *httpRequest) (*verdict, *rejectio
 	dest := strings.Join(eps, ",")
 	v := &verdict{metadata: lbMetadata(dest)}
 	v.edits.setHeader(HeaderDestinationEndpoint, dest)
+	if len(eps) > 0 {
+		// Before the header edits are read: a traced request's attempt
+		// sets the traceparent the model server gets.
+		x.Try(ctx, eps[0])
+	}
 	set, remove := x.HeaderEdits()
 	h := x.Header()
 	for _, name := range set {
@@ -125,9 +130,6 @@ func (k *pick) request(ctx context.Context, r *httpRequest) (*verdict, *rejectio
 	}
 	if !r.headerOnly && !sameBytes(x.Body, r.body) {
 		v.body, v.bodyChanged = x.Body, true
-	}
-	if len(eps) > 0 {
-		x.Try(ctx, eps[0])
 	}
 	return v, nil
 }

@@ -34,6 +34,9 @@ type ServerOptions struct {
 	MaxBodyBytes int
 	// Metrics serves /metrics on MetricsPort; nil: no metrics port.
 	Metrics http.Handler
+	// Pages are further handlers of the metrics port, by ServeMux pattern
+	// (the live dashboard).
+	Pages map[string]http.Handler
 	// Pprof adds Go's /debug/pprof/ profiles to the metrics port.
 	Pprof bool
 	// Ready reports readiness (polled every ReadyInterval, default 250ms);
@@ -101,6 +104,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.o.Metrics)
+		for pattern, h := range s.o.Pages {
+			mux.Handle(pattern, h)
+		}
 		if s.o.Pprof {
 			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/director"
@@ -39,6 +40,8 @@ type Options struct {
 	// ask for their scheduling decision explained.
 	AccessLog        *slog.Logger
 	ExplainDecisions bool
+	// Tracer traces requests (director.Options.Tracer); nil: no tracing.
+	Tracer trace.Tracer
 }
 
 // Server is the standalone data plane: the HTTP listeners in front of an
@@ -73,7 +76,7 @@ type Server struct {
 // Start.
 func New(cfg *config.Config, o Options) (*Server, error) {
 	e, err := engine.New(cfg, engine.Options{Logger: o.Logger, Scraper: o.Scraper, Admission: o.Admission,
-		AccessLog: o.AccessLog, ExplainDecisions: o.ExplainDecisions})
+		AccessLog: o.AccessLog, ExplainDecisions: o.ExplainDecisions, Tracer: o.Tracer})
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +228,9 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	dash := s.metrics.DashboardHandler(s.engine.Store())
+	mux.Handle("GET "+telemetry.DashboardPath, dash)
+	mux.Handle("GET "+telemetry.DashboardJSONPath, dash)
 	return mux
 }
 

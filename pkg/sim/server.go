@@ -43,7 +43,14 @@ type Server struct {
 	adapters []string // loaded LoRA adapters, in load order
 	failures *rand.Rand
 	pieces   map[uint32]string // token id → text, for /detokenize
+	// traceparents are the last maxTraceparents W3C traceparent headers
+	// received, oldest first: a model server joins the gateway's trace
+	// through them, and GET /debug/traceparents shows tests which arrived.
+	traceparents []string
 }
+
+// maxTraceparents bounds the traceparents a replica remembers.
+const maxTraceparents = 256
 
 // NewServer builds replica number replica (0-based) of cfg. The engine does
 // not run until Run is called.
@@ -87,6 +94,7 @@ func NewServer(cfg Config, replica int, v *vocab) (*Server, error) {
 	mux.HandleFunc("POST /v1/unload_lora_adapter", s.handleUnloadLoRA)
 	mux.HandleFunc("POST /reset_prefix_cache", s.handleResetPrefixCache)
 	mux.HandleFunc("GET /debug/kv-cache", s.handleKVCacheDump)
+	mux.HandleFunc("GET /debug/traceparents", s.handleTraceparents)
 	s.mux = mux
 	return s, nil
 }
@@ -145,8 +153,27 @@ func (s *Server) handleKVCacheDump(w http.ResponseWriter, _ *http.Request) {
 // Run drives the engine until ctx ends.
 func (s *Server) Run(ctx context.Context) { s.engine.Run(ctx) }
 
-// ServeHTTP routes to vLLM's endpoints.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP routes to vLLM's endpoints, remembering the traceparent a
+// request carries.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if tp := r.Header.Get("Traceparent"); tp != "" && r.Method == http.MethodPost {
+		s.mu.Lock()
+		if len(s.traceparents) == maxTraceparents {
+			s.traceparents = append(s.traceparents[:0], s.traceparents[1:]...)
+		}
+		s.traceparents = append(s.traceparents, tp)
+		s.mu.Unlock()
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// handleTraceparents answers the traceparents received, oldest first.
+func (s *Server) handleTraceparents(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	tps := append([]string{}, s.traceparents...)
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, tps)
+}
 
 func (s *Server) ready() bool { return !time.Now().Before(s.readyAt) }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -666,4 +667,37 @@ func cpuTimeOf(t testing.TB) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestServer_RemembersTraceparents: the replica keeps the traceparent of
+// each request (bounded, oldest dropped) and answers them on
+// /debug/traceparents, so a test can see that a gateway propagated its
+// trace.
+func TestServer_RemembersTraceparents(t *testing.T) {
+	cfg := DefaultConfig()
+	s, err := NewServer(cfg, 0, newVocab())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxTraceparents + 2 {
+		r := httptest.NewRequest(http.MethodPost, "/tokenize", strings.NewReader(`{"prompt":"hi"}`))
+		r.Header.Set("Traceparent", fmt.Sprintf("00-%032x-%016x-01", i+1, i+1))
+		s.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/tokenize", strings.NewReader(`{"prompt":"hi"}`))) // none: nothing kept
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/debug/traceparents", nil))
+	var got []string
+	if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != maxTraceparents {
+		t.Fatalf("%d traceparents kept, want %d", len(got), maxTraceparents)
+	}
+	if want := fmt.Sprintf("00-%032x-%016x-01", 3, 3); got[0] != want {
+		t.Errorf("oldest kept %s, want %s", got[0], want)
+	}
+	if want := fmt.Sprintf("00-%032x-%016x-01", maxTraceparents+2, maxTraceparents+2); got[len(got)-1] != want {
+		t.Errorf("newest %s, want %s", got[len(got)-1], want)
+	}
 }

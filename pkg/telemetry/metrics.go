@@ -43,6 +43,7 @@ type Metrics struct {
 	slo           *sloVecs
 	upstream      *upstreamVecs
 	accessLog     *slog.Logger // nil: no access log
+	dash          *dashboard   // what the live dashboard shows beyond the metrics
 }
 
 var _ director.Observer = (*Metrics)(nil)
@@ -55,6 +56,7 @@ func NewMetrics() *Metrics {
 	latency := []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320}
 	m := &Metrics{
 		Registry: reg,
+		dash:     newDashboard(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "igw_requests_total",
 			Help: "Inference requests answered, by requested model, pool and HTTP status."}, []string{"model", "pool", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "igw_request_duration_seconds",
@@ -115,6 +117,7 @@ func (m *Metrics) RequestDone(c *director.Completion) {
 		m.ttft.WithLabelValues(model, pool).Observe(c.TTFT.Seconds())
 	}
 	m.upstream.done(c)
+	m.dash.done(c)
 	if m.accessLog != nil {
 		m.logAccess(c)
 	}

@@ -261,7 +261,15 @@ func startPlanesWith(t *testing.T, path, pool string, extra ...string) ([]plane,
 	t.Helper()
 	sp, api, admin := startServeProc(t, path, extra...)
 	serve := plane{name: "igw serve", base: "http://" + api, metrics: "http://" + admin + "/metrics"}
+	epp, p := startEppPlane(t, path, pool, extra...)
+	return []plane{serve, epp}, []*proc{sp, p}
+}
 
+// startEppPlane runs igw epp for pool with extra flags behind an
+// in-process Envoy (envoytest's proxy speaking ext_proc over gRPC), and
+// returns the plane and the process.
+func startEppPlane(t *testing.T, path, pool string, extra ...string) (plane, *proc) {
+	t.Helper()
 	args := append([]string{"epp", "--config-file", path, "--pool-name", pool, "--secure-serving=false",
 		"--address", "127.0.0.1", "--grpc-port", "0", "--grpc-health-port", "0", "--metrics-port", "0", "--log-level", "debug"}, extra...)
 	p := startProc(t, "igw epp", args...)
@@ -278,8 +286,7 @@ func startPlanesWith(t *testing.T, path, pool string, extra ...string) ([]plane,
 		px.Close()
 		conn.Close()
 	})
-	epp := plane{name: "igw epp", base: front.URL, metrics: "http://" + m[3] + "/metrics"}
-	return []plane{serve, epp}, []*proc{sp, p}
+	return plane{name: "igw epp", base: front.URL, metrics: "http://" + m[3] + "/metrics"}, p
 }
 
 // behaviourCase is one request of the table.
