@@ -279,8 +279,11 @@ func (e *Engine) useKVEvents(sched *scheduling.Scheduler) {
 		if s, ok := p.(*preciseprefix.Scorer); ok {
 			wanted = true
 			s.AttachIndex(e.kvIndex)
-			if !s.Hashing() {
-				e.log.Warn("precise-prefix-cache-scorer scores 0: no tokenizer to hash prompts as the engine does yet (issue 15 part 3); KV-cache events are subscribed and indexed", "plugin", s.TypedName().String())
+			if p := s.Parameters(); s.Hashing() {
+				e.log.Info("precise-prefix-cache-scorer: precise matching from KV-cache events", "plugin", s.TypedName().String(),
+					"tokenizer", p.Tokenizer, "modelTokenizers", len(p.ModelTokenizers), "blockSize", p.BlockSize)
+			} else {
+				e.log.Warn("precise-prefix-cache-scorer has no tokenizer (parameters tokenizer, modelTokenizers): it falls back to approximate prefix matching", "plugin", s.TypedName().String())
 			}
 		}
 	}

@@ -49,7 +49,6 @@ const DefaultMaxPromptBytes = 32 << 10
 // DefaultCacheTokens bounds the piece cache: a million token ids, 4 MiB.
 const DefaultCacheTokens = 1 << 20
 
-
 // Options tune a loaded tokenizer.
 type Options struct {
 	// MaxPromptBytes bounds the text tokenized per prompt

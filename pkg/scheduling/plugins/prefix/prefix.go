@@ -212,7 +212,7 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	s.index.score(hashes, cands, scores, sc)
 	s.scratch.Put(sc)
 	s.publishCached(req, hashes, cands, scores)
-	over := overBound(cands, s.params.MaxQueueImbalance)
+	over := OverQueueBound(cands, s.params.MaxQueueImbalance)
 	held := false
 	for i := range cands {
 		if over(i) {
@@ -247,13 +247,14 @@ func (s *Scorer) publishCached(req *scheduling.Request, hashes []uint64, cands [
 	req.State().Write(scheduling.CachedPromptKey, b)
 }
 
-// overBound reports, for a candidate index, whether the candidate's
+// OverQueueBound reports, for a candidate index, whether the candidate's
 // estimated waiting queue exceeds the shortest one by more than limit
 // (never, with a negative limit). Such a candidate gets no prefix score: a
 // cached prefix saves one prefill, a queue delays every request behind it,
 // and without the bound a hot shared prefix sends all of its traffic to
-// one endpoint while others idle.
-func overBound(cands []scheduling.Candidate, limit int) func(i int) bool {
+// one endpoint while others idle. The precise-prefix-cache-scorer applies
+// the same bound.
+func OverQueueBound(cands []scheduling.Candidate, limit int) func(i int) bool {
 	if limit < 0 {
 		return func(int) bool { return false }
 	}
@@ -289,7 +290,7 @@ func (s *Scorer) spill(hashes []uint64, cands []scheduling.Candidate, scores []f
 		if over(i) {
 			continue
 		}
-		if w := rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > best {
+		if w := Rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > best {
 			target, best = i, w
 		}
 	}
@@ -298,10 +299,11 @@ func (s *Scorer) spill(hashes []uint64, cands []scheduling.Candidate, scores []f
 	}
 }
 
-// rendezvous is the highest-random-weight hash of a prefix key and an
+// Rendezvous is the highest-random-weight hash of a prefix key and an
 // endpoint: each key ranks the endpoints in its own stable order, and an
-// endpoint leaving the pool moves only the keys it was first for.
-func rendezvous(key uint64, address string) uint64 {
+// endpoint leaving the pool moves only the keys it was first for. Both
+// prefix scorers spill hot prefixes with it.
+func Rendezvous(key uint64, address string) uint64 {
 	h := xxhash.Sum64String(address) ^ key
 	// A 64-bit finalizer (splitmix64), so nearby keys rank differently.
 	h ^= h >> 30
