@@ -294,6 +294,10 @@ func (e *Engine) useKVEvents(sched *scheduling.Scheduler) {
 // events; empty unless the scheduler has a precise-prefix-cache-scorer.
 func (e *Engine) KVIndex() *kvevents.Index { return e.kvIndex }
 
+// KVEventStats are the counters of the KV-event subscription of the
+// endpoint at addr: batches applied, gaps, publisher restarts.
+func (e *Engine) KVEventStats(addr string) kvevents.Stats { return e.kvSub.Stats(addr) }
+
 // Reload applies a new configuration. A configuration that fails to build
 // leaves the running one in place; one serving a single pool must still
 // declare it (unless discovery is external). The scheduler (and its
