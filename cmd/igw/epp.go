@@ -174,7 +174,7 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 	}
 	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: e.poolName, PoolNamespace: e.poolNamespace,
 		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone,
-		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions})
+		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions, PeerLoad: e.observe.peerLoad()})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway"
+	"github.com/igw-dev/igw/pkg/peerload"
 )
 
 func newServeCommand() *cobra.Command {
@@ -50,15 +51,30 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// observeFlags are the observability switches igw serve and igw epp
-// share: both are off by default.
+// observeFlags are the switches igw serve and igw epp share: observability
+// (off by default) and the in-flight sharing of active-active replicas.
 type observeFlags struct {
 	accessLog, explainDecisions bool
+	// Active-active: the Redis server replicas share in-flight counts on.
+	peerRedis, replicaID        string
+	peerInterval, peerStaleness time.Duration
 }
 
 func (o *observeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.accessLog, "access-log", false, "write one JSON access log record per request to stderr (request id, model, target model, objective, tenant, endpoint, status, TTFT, tokens, retries)")
+	cmd.Flags().StringVar(&o.peerRedis, "peer-load-redis", "", "host:port of a Redis server shared by igw replicas running active-active: each publishes its in-flight request counts there and adds the others' to its own (empty: off)")
+	cmd.Flags().StringVar(&o.replicaID, "replica-id", "", "this replica's name among the replicas sharing --peer-load-redis (default: host name and process id; the pod name in Kubernetes)")
+	cmd.Flags().DurationVar(&o.peerInterval, "peer-load-interval", peerload.DefaultInterval, "how often in-flight counts are shared")
+	cmd.Flags().DurationVar(&o.peerStaleness, "peer-load-staleness", peerload.DefaultStaleness, "age past which another replica's count is ignored (a dead replica stops counting)")
 	cmd.Flags().BoolVar(&o.explainDecisions, "explain-decisions", false, "answer requests sent with x-igw-debug-decision: 1 with their scheduling decision explained in x-igw-decision (shows endpoints and their scores: for debugging, not for untrusted clients)")
+}
+
+// peerLoad is the in-flight sharing configuration, nil when off.
+func (o *observeFlags) peerLoad() *peerload.Options {
+	if o.peerRedis == "" {
+		return nil
+	}
+	return &peerload.Options{Addr: o.peerRedis, Replica: o.replicaID, Interval: o.peerInterval, Staleness: o.peerStaleness}
 }
 
 // accessLogger is the access log's logger: JSON records on stderr, or nil
@@ -76,7 +92,8 @@ func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Dur
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions})
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions,
+		PeerLoad: obs.peerLoad()})
 	if err != nil {
 		return err
 	}

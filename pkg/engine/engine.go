@@ -34,6 +34,7 @@ import (
 	"github.com/igw-dev/igw/pkg/kvevents"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/peerload"
 	"github.com/igw-dev/igw/pkg/policy/guard"
 	"github.com/igw-dev/igw/pkg/policy/quota"
 	"github.com/igw-dev/igw/pkg/scheduling"
@@ -78,6 +79,10 @@ type Options struct {
 	// ExplainDecisions lets requests ask for their scheduling decision
 	// explained (director.Options.ExplainDecisions); off by default.
 	ExplainDecisions bool
+	// PeerLoad, when set, shares in-flight counts with the other igw
+	// replicas of an active-active deployment through Redis (package
+	// peerload); nil: this replica's own counts only.
+	PeerLoad *peerload.Options
 }
 
 // Engine holds one running configuration and everything built from it.
@@ -88,8 +93,11 @@ type Engine struct {
 	director *director.Director
 	// kvIndex is what the model servers report caching (their KV-cache
 	// events), fed by kvSub while the scheduler has a plugin that reads it.
-	kvIndex   *kvevents.Index
-	kvSub     *kvevents.Subscriber
+	kvIndex *kvevents.Index
+	kvSub   *kvevents.Subscriber
+	// peers shares in-flight counts with other igw replicas; nil when
+	// running alone.
+	peers     *peerload.Sharer
 	metrics   *telemetry.Metrics
 	validator *openai.Validator
 	maxAge    time.Duration
@@ -146,6 +154,16 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	e.kvIndex = kvevents.NewIndex(0)
 	if e.kvSub, err = kvevents.NewSubscriber(kvevents.Options{Index: e.kvIndex, Log: e.log}); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if o.PeerLoad != nil {
+		po := *o.PeerLoad
+		if po.Log == nil {
+			po.Log = e.log
+		}
+		if e.peers, err = peerload.New(po); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		e.log.Info("sharing in-flight counts with the other igw replicas", "redis", po.Addr, "replica", e.peers.Replica())
 	}
 	e.store = datastore.NewStore(e.endpointsChanged)
 	sched, err := buildScheduler(cfg)
@@ -266,6 +284,9 @@ func (e *Engine) discover(cfg *config.Config) {
 func (e *Engine) endpointsChanged(all []*datastore.Endpoint) {
 	e.scraper.SetEndpoints(all)
 	e.kvSub.SetEndpoints(all)
+	if e.peers != nil {
+		e.peers.SetEndpoints(all)
+	}
 	if e.director != nil {
 		e.director.EndpointsChanged(all)
 	}
@@ -361,6 +382,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var subErr error
 	wg.Go(func() { subErr = e.kvSub.Run(ctx) })
+	if e.peers != nil {
+		wg.Go(func() { _ = e.peers.Run(ctx) })
+	}
 	err := e.scraper.Run(ctx)
 	wg.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {

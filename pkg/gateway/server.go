@@ -19,6 +19,7 @@ import (
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/modelserver"
+	"github.com/igw-dev/igw/pkg/peerload"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
@@ -40,6 +41,9 @@ type Options struct {
 	// ask for their scheduling decision explained.
 	AccessLog        *slog.Logger
 	ExplainDecisions bool
+	// PeerLoad shares in-flight counts with other igw replicas (when New
+	// builds the engine; engine.Options.PeerLoad).
+	PeerLoad *peerload.Options
 }
 
 // Server is the standalone data plane: the HTTP listeners in front of an
@@ -74,7 +78,7 @@ type Server struct {
 // Start.
 func New(cfg *config.Config, o Options) (*Server, error) {
 	e, err := engine.New(cfg, engine.Options{Logger: o.Logger, Scraper: o.Scraper, Admission: o.Admission,
-		AccessLog: o.AccessLog, ExplainDecisions: o.ExplainDecisions})
+		AccessLog: o.AccessLog, ExplainDecisions: o.ExplainDecisions, PeerLoad: o.PeerLoad})
 	if err != nil {
 		return nil, err
 	}
