@@ -65,10 +65,19 @@ func TestTokenHasher_MatchesWhatTheEngineReportsFromItsTokens(t *testing.T) {
 	if scores[0] <= 0.5 || scores[0] >= 1 || scores[1] != 0 {
 		t.Errorf("shared system prompt scored %v, want a partial match on a only", scores)
 	}
-	// A different system prompt: nothing.
-	s.Score(context.Background(), chatRequest("Another assistant entirely, with other instructions for every answer it gives.", "first question"), cands, scores)
-	if scores[0] != 0 {
-		t.Errorf("unrelated prompt scored %v on a", scores[0])
+	// A different system prompt: no endpoint holds any of it, so it is
+	// placed by rendezvous hashing (one endpoint scores 1, the same one
+	// every time), not scored as a partial hit.
+	otherSystem := strings.Repeat("Another assistant entirely, with other instructions for every answer it gives. ", 4)
+	other := chatRequest(otherSystem, "first question")
+	s.Score(context.Background(), other, cands, scores)
+	first := append([]float64(nil), scores...)
+	if scores[0]+scores[1] != 1 || scores[0]*scores[1] != 0 {
+		t.Errorf("unrelated prompt scored %v, want a placement on one endpoint", scores)
+	}
+	s.Score(context.Background(), chatRequest(otherSystem, "second question"), cands, scores)
+	if scores[0] != first[0] || scores[1] != first[1] {
+		t.Errorf("same leading blocks placed differently: %v then %v", first, scores)
 	}
 	// A completion of the rendered text tokenizes the same way.
 	text, _ := tk.RenderChat([]tokenizer.Message{{Role: "system", Content: system}, {Role: "user", Content: "first question"}})
@@ -105,6 +114,7 @@ func TestTokenHasher_PerModelTokenizersAndUnhashableRequests(t *testing.T) {
 
 func TestScorer_SpeculativeEntriesExpireUnlessEventsConfirm(t *testing.T) {
 	ix := kvevents.NewIndex(0)
+	ix.Apply("a:8000", stored(1)) // a holds p's first block for real
 	h := &fakeHasher{hashes: map[string][]uint64{"p": {1, 2, 3, 4}, "q": {9, 8}}}
 	s := newScorer(t, preciseprefix.Parameters{SpeculativeTTL: "200ms"})
 	s.Attach(ix, h)
@@ -115,8 +125,8 @@ func TestScorer_SpeculativeEntriesExpireUnlessEventsConfirm(t *testing.T) {
 	s.PreRequest(context.Background(), req, nil, cands[1].Endpoint)
 	// Routed to b a moment ago: b holds it speculatively.
 	s.Score(context.Background(), &scheduling.Request{Prompt: []byte("p")}, cands, scores)
-	if scores[1] != 1 || scores[0] != 0 {
-		t.Errorf("speculative entry scored %v, want [0 1]", scores)
+	if scores[1] != 1 || scores[0] != 0.25 {
+		t.Errorf("speculative entry scored %v, want [0.25 1]", scores)
 	}
 	// b's events confirm q's blocks; p's are never confirmed.
 	s.PreRequest(context.Background(), &scheduling.Request{Prompt: []byte("q")}, nil, cands[1].Endpoint)

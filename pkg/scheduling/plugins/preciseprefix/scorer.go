@@ -204,8 +204,9 @@ type hashed struct {
 // there within the speculative TTL); an endpoint queueing more than
 // maxQueueImbalance above the shortest queue scores 0, and a prefix whose
 // holders are all over that bound spills to one endpoint chosen by
-// rendezvous hashing, as the prefix-cache-scorer does. A request that
-// cannot be hashed is scored approximately.
+// rendezvous hashing, as the prefix-cache-scorer does; a prompt no
+// endpoint holds is placed by rendezvous hashing on its leading blocks. A
+// request that cannot be hashed is scored approximately.
 func (s *Scorer) Score(ctx context.Context, req *scheduling.Request, cands []scheduling.Candidate, scores []float64) {
 	d := s.deps.Load()
 	h := s.prompt(req, d)
@@ -233,21 +234,46 @@ func (s *Scorer) Score(ctx context.Context, req *scheduling.Request, cands []sch
 			held = true
 		}
 	}
-	if !held && best > 0 {
-		target, top := -1, uint64(0)
-		key := h.hashes[best-1]
-		for i := range cands {
-			if over(i) {
-				continue
-			}
-			if w := prefix.Rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > top {
-				target, top = i, w
-			}
+	if best == 0 {
+		// No endpoint reports any of the prompt: place it by rendezvous
+		// hashing on its leading blocks, among the endpoints within the
+		// load bound. Every igw replica computes the same place (no
+		// replica's own memory decides), a prefix that every engine
+		// evicted comes back to a stable endpoint, and the prefixes on
+		// other endpoints are not disturbed.
+		clear(scores)
+		key := h.hashes[min(len(h.hashes), placementBlocks)-1]
+		if target := rendezvousTarget(key, cands, over); target >= 0 {
+			scores[target] = 1
 		}
-		if target >= 0 {
+		return
+	}
+	if !held {
+		if target := rendezvousTarget(h.hashes[best-1], cands, over); target >= 0 {
 			scores[target] = float64(best) / total
 		}
 	}
+}
+
+// placementBlocks is how many leading blocks decide where a prompt no
+// endpoint holds is placed: 4 blocks (64 tokens at vLLM's block size) tell
+// system prompts apart while every request that shares them lands
+// together.
+const placementBlocks = 4
+
+// rendezvousTarget is the candidate within the load bound that ranks
+// first for key, -1 when all are over it.
+func rendezvousTarget(key uint64, cands []scheduling.Candidate, over func(int) bool) int {
+	target, top := -1, uint64(0)
+	for i := range cands {
+		if over(i) {
+			continue
+		}
+		if w := prefix.Rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > top {
+			target, top = i, w
+		}
+	}
+	return target
 }
 
 func (s *Scorer) prompt(req *scheduling.Request, d *deps) *hashed {
@@ -266,7 +292,8 @@ func (s *Scorer) prompt(req *scheduling.Request, d *deps) *hashed {
 }
 
 // PreRequest implements scheduling.PreRequest: the speculative entry for
-// a precisely hashed request, the approximate record for the others.
+// a precisely hashed request, the approximate record for one that cannot
+// be hashed.
 func (s *Scorer) PreRequest(ctx context.Context, req *scheduling.Request, res *scheduling.Result, target *datastore.Endpoint) {
 	if target == nil {
 		return

@@ -108,10 +108,11 @@ func TestScorer_LoRAAndMaxBlocks(t *testing.T) {
 	ev := stored(1, 2, 3, 4)
 	ev[0].LoRAName = "sql"
 	ix.Apply("a:8000", ev)
+	ix.Apply("b:8000", stored(1)) // b holds the base model's first block
 	s := newScorer(t, preciseprefix.Parameters{MaxBlocksToMatch: 2})
 	s.Attach(ix, &fakeHasher{hashes: map[string][]uint64{"p": {1, 2, 3, 4}}})
-	cands := candidates("a:8000")
-	scores := make([]float64, 1)
+	cands := candidates("a:8000", "b:8000")
+	scores := make([]float64, 2)
 	s.Score(context.Background(), &scheduling.Request{Prompt: []byte("p")}, cands, scores)
 	if scores[0] != 0 {
 		t.Errorf("base-model request scored %v on adapter blocks", scores[0])
