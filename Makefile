@@ -9,6 +9,7 @@ BIN := $(CURDIR)/bin
 IGW := $(BIN)/igw
 STATICCHECK := $(BIN)/staticcheck
 REDIS_SERVER := $(BIN)/redis-server
+HAPROXY := $(BIN)/haproxy
 HELM := $(BIN)/helm
 KUBECTL := $(BIN)/kubectl
 CONTROLLER_GEN := $(BIN)/controller-gen
@@ -55,7 +56,7 @@ tools-chain:
 	$(MAKE) -j1 test-tools
 
 # test-tools builds everything the tests run besides igw's own packages.
-test-tools: envtest-assets $(REDIS_SERVER) $(HELM) $(KUBECTL)
+test-tools: envtest-assets $(REDIS_SERVER) $(HAPROXY) $(HELM) $(KUBECTL)
 
 ## lint: gofmt check, go vet, staticcheck and the generated-code drift check
 lint: fmt-check vet staticcheck verify-generate
@@ -76,8 +77,8 @@ staticcheck: $(STATICCHECK)
 
 ## unit: the race-enabled test suite, with a real kube-apiserver and etcd for envtest,
 ## a real redis-server for the quota tests and the official Node SDKs for the SDK test
-unit: envtest-assets $(REDIS_SERVER) node-sdk
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
+unit: envtest-assets $(REDIS_SERVER) $(HAPROXY) node-sdk
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_HAPROXY=$(HAPROXY) IGW_REQUIRE_REDIS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
 
 ## generate: deepcopy code (api/*/zz_generated.deepcopy.go) and CRDs (config/crd/bases) from the kubebuilder markers
 generate: $(CONTROLLER_GEN)
@@ -139,6 +140,26 @@ $(REDIS_SERVER):
 
 .PHONY: redis-server
 redis-server: $(REDIS_SERVER)
+
+## haproxy: Debian's haproxy, the round-robin load balancer in front of the
+## active-active igw replicas of `igw bench compare --only igw-precise-x2,...`
+## (and its test); installed with apt-get when missing and linked into bin/
+$(HAPROXY):
+	@mkdir -p $(BIN)
+	@if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then \
+		echo "installing haproxy (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y --no-install-recommends haproxy \
+		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends haproxy; }; \
+	fi
+	@path=$$(command -v haproxy || echo /usr/sbin/haproxy); \
+	ln -sf "$$path" $(HAPROXY) && $(HAPROXY) -v | head -1
+
+.PHONY: haproxy bench-tools
+haproxy: $(HAPROXY)
+
+## bench-tools: what the optional active-active contenders of igw bench need
+bench-tools: $(HAPROXY) $(REDIS_SERVER)
 
 ## node-sdk: the official openai and @anthropic-ai/sdk npm packages, pinned in
 ## test/node/package-lock.json (versions that run on Node 20), installed with
