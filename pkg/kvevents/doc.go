@@ -14,7 +14,11 @@
 // tolerating missing trailing fields (older engines, msgspec's
 // omit_defaults) and extra ones (newer engines), skipping unknown event
 // tags; block hashes may be uint64, int64 or bytes (last 8 bytes,
-// big-endian). Every length is checked against Limits and against the bytes
+// big-endian). SGLang's publisher is the same module and is accepted as
+// is: its five-field BlockStored (no medium, lora_name or group fields),
+// one event per radix-tree page (page size 1 by default), negative
+// Python-int hashes and attn_dp_rank in the batch's third field
+// (TestSubscriber_AcceptsSGLangEvents). Every length is checked against Limits and against the bytes
 // left, so a malformed payload fails without allocating what it claims;
 // FuzzDecoder pins that.
 //

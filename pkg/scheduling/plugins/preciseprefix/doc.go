@@ -65,7 +65,9 @@
 //	blockSize             int     16       the engines' block size (vLLM
 //	                                       --block-size, SGLang
 //	                                       --page-size)
-//	maxBlocksToMatch      int     512      prompt blocks looked up
+//	maxBlocksToMatch      int     512      prompt blocks looked up (with
+//	                                       SGLang's default page size 1,
+//	                                       a block is a token: raise it)
 //	maxPromptBytes        int     32768    prompt text tokenized
 //	speculativeTTL        string  off      e.g. 2s
 //	maxSpeculativeBlocks  int     65536    speculative entries held
