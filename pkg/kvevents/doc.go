@@ -18,9 +18,9 @@
 // is: its five-field BlockStored (no medium, lora_name or group fields),
 // one event per radix-tree page (page size 1 by default), negative
 // Python-int hashes and attn_dp_rank in the batch's third field
-// (TestSubscriber_AcceptsSGLangEvents). Every length is checked against Limits and against the bytes
-// left, so a malformed payload fails without allocating what it claims;
-// FuzzDecoder pins that.
+// (TestSubscriber_AcceptsSGLangEvents). Every length is checked against
+// Limits and against the bytes left, so a malformed payload fails without
+// allocating what it claims; FuzzDecoder pins that.
 //
 // # Subscriber
 //
