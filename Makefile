@@ -9,6 +9,7 @@ BIN := $(CURDIR)/bin
 IGW := $(BIN)/igw
 STATICCHECK := $(BIN)/staticcheck
 REDIS_SERVER := $(BIN)/redis-server
+HAPROXY := $(BIN)/haproxy
 HELM := $(BIN)/helm
 KUBECTL := $(BIN)/kubectl
 CONTROLLER_GEN := $(BIN)/controller-gen
@@ -59,7 +60,7 @@ tools-chain:
 	$(MAKE) -j1 test-tools
 
 # test-tools builds everything the tests run besides igw's own packages.
-test-tools: envtest-assets $(REDIS_SERVER) $(HELM) $(KUBECTL) $(PROMETHEUS) $(PROMTOOL) $(CHROMIUM) $(JAEGER)
+test-tools: envtest-assets $(REDIS_SERVER) $(HAPROXY) $(HELM) $(KUBECTL) $(PROMETHEUS) $(PROMTOOL) $(CHROMIUM) $(JAEGER)
 
 ## lint: gofmt check, go vet, staticcheck and the generated-code drift check
 lint: fmt-check vet staticcheck verify-generate
@@ -80,11 +81,12 @@ staticcheck: $(STATICCHECK)
 
 ## unit: the race-enabled test suite, with a real kube-apiserver and etcd for envtest,
 ## a real redis-server for the quota tests, a real Prometheus (and promtool) for the
-## ops files, a real Jaeger for tracing, headless Chromium for the live dashboard
-## and the official Node SDKs for the SDK test. IGW_REQUIRE_TOOLS=1: a missing
-## program fails its tests instead of skipping them (internal/testtool).
-unit: envtest-assets $(REDIS_SERVER) $(PROMETHEUS) $(PROMTOOL) $(CHROMIUM) $(JAEGER) node-sdk
-	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 \
+## ops files, a real Jaeger for tracing, headless Chromium for the live dashboard,
+## Debian's haproxy in front of active-active replicas and the official Node SDKs
+## for the SDK test. IGW_REQUIRE_TOOLS=1: a missing program fails its tests
+## instead of skipping them (internal/testtool).
+unit: envtest-assets $(REDIS_SERVER) $(HAPROXY) $(PROMETHEUS) $(PROMTOOL) $(CHROMIUM) $(JAEGER) node-sdk
+	KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) IGW_REDIS_SERVER=$(REDIS_SERVER) IGW_REQUIRE_REDIS=1 IGW_HAPROXY=$(HAPROXY) \
 	  IGW_PROMETHEUS=$(PROMETHEUS) IGW_PROMTOOL=$(PROMTOOL) IGW_JAEGER=$(JAEGER) IGW_CHROMIUM=$(CHROMIUM) \
 	  IGW_REQUIRE_TOOLS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
 
@@ -194,6 +196,26 @@ $(JAEGER): hack/tools/jaeger/go.mod hack/tools/jaeger/go.sum
 	mv $(JAEGER).tmp $(JAEGER)
 
 jaeger: $(JAEGER)
+
+## haproxy: Debian's haproxy, the round-robin load balancer in front of the
+## active-active igw replicas of `igw bench compare --only igw-precise-x2,...`
+## (and its test); installed with apt-get when missing and linked into bin/
+$(HAPROXY):
+	@mkdir -p $(BIN)
+	@if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then \
+		echo "installing haproxy (Debian package)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$(SUDO) apt-get install -y --no-install-recommends haproxy \
+		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends haproxy; }; \
+	fi
+	@path=$$(command -v haproxy || echo /usr/sbin/haproxy); \
+	ln -sf "$$path" $(HAPROXY) && $(HAPROXY) -v | head -1
+
+.PHONY: haproxy bench-tools
+haproxy: $(HAPROXY)
+
+## bench-tools: what the optional active-active contenders of igw bench need
+bench-tools: $(HAPROXY) $(REDIS_SERVER)
 
 ## node-sdk: the official openai and @anthropic-ai/sdk npm packages, pinned in
 ## test/node/package-lock.json (versions that run on Node 20), installed with

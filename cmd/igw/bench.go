@@ -180,6 +180,8 @@ func runBenchRun(ctx context.Context, stdout io.Writer, f benchRunFlags) error {
 type benchCompareFlags struct {
 	workload, out, igw, baseline string
 	contenders, only             []string
+	tokenizer, haproxy           string
+	redisServer                  string
 	fleetPort                    int
 	readyTimeout                 time.Duration
 	keepRequests                 bool
@@ -227,7 +229,10 @@ index.html into --out; child process configurations and logs go to
 	fl.StringVar(&f.workload, "workload", "", "workload file with stages and a fleet section (required)")
 	fl.StringVar(&f.out, "out", "", "output directory (default bench/results/<workload>)")
 	fl.StringArrayVar(&f.contenders, "contender", nil, "external contender NAME=URL, NAME=cmd:COMMAND or NAME=picker:FILE (repeatable)")
-	fl.StringSliceVar(&f.only, "only", nil, "run only these contenders (comma-separated names)")
+	fl.StringSliceVar(&f.only, "only", nil, "run only these contenders (comma-separated names); also names the optional ones: igw-precise, igw-default-x2, igw-precise-x2, igw-default-x3, igw-precise-x3")
+	fl.StringVar(&f.tokenizer, "tokenizer", bench.DefaultTokenizer, "Hugging Face tokenizer directory the fleet and the precise contenders use (when one runs)")
+	fl.StringVar(&f.haproxy, "haproxy", "haproxy", "haproxy binary, for the -x2/-x3 contenders")
+	fl.StringVar(&f.redisServer, "redis-server", "redis-server", "redis-server binary, for the -x2/-x3 contenders")
 	fl.StringVar(&f.baseline, "baseline", "", "contender the others are compared with (default round-robin)")
 	fl.IntVar(&f.fleetPort, "fleet-port", 0, "first replica's port (0: free ports); needed by URL contenders")
 	fl.StringVar(&f.igw, "igw", "", "igw binary that runs the fleet and the built-in contenders (default: this one)")
@@ -238,7 +243,8 @@ index.html into --out; child process configurations and logs go to
 }
 
 // selectContenders is the built-in contenders plus the external ones,
-// narrowed to --only (in the order given there).
+// narrowed to --only (in the order given there), which may also name the
+// optional built-ins (bench.OptionalContenders).
 func selectContenders(external, only []string) ([]bench.Contender, error) {
 	all := bench.BuiltinContenders()
 	for _, spec := range external {
@@ -254,6 +260,7 @@ func selectContenders(external, only []string) ([]bench.Contender, error) {
 	if len(only) == 0 {
 		return all, nil
 	}
+	all = append(all, bench.OptionalContenders()...)
 	var out []bench.Contender
 	var errs []error
 	for _, name := range only {
@@ -289,7 +296,7 @@ func runBenchCompare(ctx context.Context, stdout io.Writer, f benchCompareFlags)
 	o := bench.CompareOptions{
 		Binary: bin, Workload: w, WorkloadFile: f.workload, Contenders: contenders, OutDir: out,
 		FleetPort: f.fleetPort, Baseline: f.baseline, Command: commandLine(), Log: stdout, ReadyTimeout: f.readyTimeout,
-		KeepRequests: f.keepRequests,
+		KeepRequests: f.keepRequests, Tokenizer: f.tokenizer, HAProxy: f.haproxy, RedisServer: f.redisServer,
 	}
 	if isTerminal(stdout) {
 		o.Progress = stdout

@@ -267,3 +267,79 @@ func wellFormedXML(doc []byte) error {
 		}
 	}
 }
+
+// TestBenchCompare_PreciseAndActiveActiveContenders runs the optional
+// contenders of issue 15 on the tiny workload: igw-precise (the fleet then
+// publishes KV-cache events and tokenizes with the repository's small
+// tokenizer) and igw-precise-x2 (two igw serve replicas sharing in-flight
+// counts through a real redis-server, behind a real haproxy).
+func TestBenchCompare_PreciseAndActiveActiveContenders(t *testing.T) {
+	haproxy, redis := os.Getenv("IGW_HAPROXY"), os.Getenv("IGW_REDIS_SERVER")
+	if haproxy == "" {
+		haproxy, _ = exec.LookPath("haproxy")
+	}
+	if redis == "" {
+		redis, _ = exec.LookPath("redis-server")
+	}
+	if haproxy == "" || redis == "" {
+		if os.Getenv("IGW_REQUIRE_REDIS") == "1" {
+			t.Fatalf("haproxy (%q) and redis-server (%q) are required under make test", haproxy, redis)
+		}
+		t.Skip("needs haproxy and redis-server: `make bench-tools`")
+	}
+	tokenizer, err := filepath.Abs("../../pkg/tokenizer/testdata/tiny-chatml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	wl := filepath.Join(dir, "tiny.yaml")
+	if err := os.WriteFile(wl, []byte(tinyWorkload), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, igwBinary, "bench", "compare", "--workload", wl, "--out", out,
+		"--only", "igw-precise,igw-precise-x2", "--tokenizer", tokenizer, "--haproxy", haproxy, "--redis-server", redis)
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stdout
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("igw bench compare: %v\n%s", err, stdout.String())
+	}
+	var c bench.Comparison
+	data, err := os.ReadFile(filepath.Join(out, bench.ReportJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if len(c.Contenders) != 2 {
+		t.Fatalf("%d contenders", len(c.Contenders))
+	}
+	for _, r := range c.Contenders {
+		if r.Error != "" || r.Total.Succeeded == 0 || r.Total.Failed != 0 || r.Fleet.HitRate <= 0 {
+			t.Fatalf("%s: error %q, total %+v, fleet %+v\n%s", r.Name, r.Error, r.Total, r.Fleet, stdout.String())
+		}
+	}
+	// The gateways subscribed to the fleet's events with its tokenizer.
+	for _, f := range []string{"igw-precise.gateway.yaml", "igw-precise-x2.0.gateway.yaml", "igw-precise-x2.1.gateway.yaml", "igw-precise-x2.haproxy.cfg"} {
+		b, err := os.ReadFile(filepath.Join(out, "logs", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "kvEventsPort"
+		if strings.HasSuffix(f, ".cfg") {
+			want = "balance roundrobin"
+		}
+		if !bytes.Contains(b, []byte(want)) {
+			t.Fatalf("%s lacks %q:\n%s", f, want, b)
+		}
+	}
+	// Both replicas served: haproxy alternated between them.
+	for _, g := range []string{"0", "1"} {
+		if _, err := os.Stat(filepath.Join(out, "logs", "igw-precise-x2."+g+".gateway.log")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -180,7 +180,7 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 	defer stopTracing()
 	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: e.poolName, PoolNamespace: e.poolNamespace,
 		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone,
-		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions, Tracer: tracer})
+		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions, PeerLoad: e.observe.peerLoad(), Tracer: tracer})
 	if err != nil {
 		return err
 	}

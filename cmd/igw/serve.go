@@ -12,6 +12,7 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway"
+	"github.com/igw-dev/igw/pkg/peerload"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
@@ -52,16 +53,31 @@ func newLogger(level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
-// observeFlags are the observability switches igw serve and igw epp
-// share: both are off by default.
+// observeFlags are the switches igw serve and igw epp share: observability
+// (off by default) and the in-flight sharing of active-active replicas.
 type observeFlags struct {
 	accessLog, explainDecisions, tracing bool
+	// Active-active: the Redis server replicas share in-flight counts on.
+	peerRedis, replicaID        string
+	peerInterval, peerStaleness time.Duration
 }
 
 func (o *observeFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.accessLog, "access-log", false, "write one JSON access log record per request to stderr (request id, model, target model, objective, tenant, endpoint, status, TTFT, tokens, retries)")
 	cmd.Flags().BoolVar(&o.tracing, "tracing", false, "trace requests with OpenTelemetry, exported over OTLP as the standard OTEL_* variables say (also on when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; sampler: OTEL_TRACES_SAMPLER)")
+	cmd.Flags().StringVar(&o.peerRedis, "peer-load-redis", "", "host:port of a Redis server shared by igw replicas running active-active: each publishes its in-flight request counts there and adds the others' to its own (empty: off)")
+	cmd.Flags().StringVar(&o.replicaID, "replica-id", "", "this replica's name among the replicas sharing --peer-load-redis (default: host name and process id; the pod name in Kubernetes)")
+	cmd.Flags().DurationVar(&o.peerInterval, "peer-load-interval", peerload.DefaultInterval, "how often in-flight counts are shared")
+	cmd.Flags().DurationVar(&o.peerStaleness, "peer-load-staleness", peerload.DefaultStaleness, "age past which another replica's count is ignored (a dead replica stops counting)")
 	cmd.Flags().BoolVar(&o.explainDecisions, "explain-decisions", false, "answer requests sent with x-igw-debug-decision: 1 with their scheduling decision explained in x-igw-decision (shows endpoints and their scores: for debugging, not for untrusted clients)")
+}
+
+// peerLoad is the in-flight sharing configuration, nil when off.
+func (o *observeFlags) peerLoad() *peerload.Options {
+	if o.peerRedis == "" {
+		return nil
+	}
+	return &peerload.Options{Addr: o.peerRedis, Replica: o.replicaID, Interval: o.peerInterval, Staleness: o.peerStaleness}
 }
 
 // accessLogger is the access log's logger: JSON records on stderr, or nil
@@ -105,7 +121,8 @@ func runServe(ctx context.Context, log *slog.Logger, path string, drain time.Dur
 		return err
 	}
 	defer stopTracing()
-	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions, Tracer: tracer})
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions,
+		PeerLoad: obs.peerLoad(), Tracer: tracer})
 	if err != nil {
 		return err
 	}

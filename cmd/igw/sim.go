@@ -73,6 +73,7 @@ func bindSimFlags(f *pflag.FlagSet, cfg *sim.Config) {
 	f.IntVar(&cfg.FailureStatus, "failure-status", cfg.FailureStatus, "HTTP status of injected failures")
 	f.IntVar(&cfg.KVFullStatus, "kv-full-status", cfg.KVFullStatus, "answer a request the KV cache cannot admit now with this HTTP status instead of queueing it, as some engines do (0: queue, as vLLM does)")
 	f.Var(kvEventsFlag{&cfg.KVEvents}, "kv-events-config", `vLLM's KV-cache events config as JSON, e.g. '{"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557"}'; replica i publishes on port+i`)
+	f.StringVar(&cfg.Tokenizer, "tokenizer", cfg.Tokenizer, "directory with the model's tokenizer.json and tokenizer_config.json (Hugging Face layout): prompts are tokenized and chat-templated with them, as igw's precise-prefix-cache-scorer does")
 	f.DurationVar(&cfg.StartupDelay.Duration, "startup-delay", cfg.StartupDelay.Duration, "time /health reports 503 after start")
 	f.DurationVar(&cfg.Perf.StepFloor.Duration, "step-floor", cfg.Perf.StepFloor.Duration, "fixed cost of one engine step")
 	f.Float64Var(&cfg.Perf.PrefillTokensPerSecond, "prefill-tokens-per-second", cfg.Perf.PrefillTokensPerSecond, "prefill throughput")

@@ -58,6 +58,35 @@ type CompareOptions struct {
 	// logs/<contender>.gateway.log has the gateway's record of each (time
 	// in admission, endpoint, retries).
 	KeepRequests bool
+	// Tokenizer is the Hugging Face tokenizer directory the fleet and the
+	// KV-event contenders tokenize with, when a contender has KVEvents
+	// (default DefaultTokenizer).
+	Tokenizer string
+	// HAProxy and RedisServer are the binaries contenders with several
+	// gateways run (default: haproxy and redis-server on $PATH).
+	HAProxy, RedisServer string
+}
+
+// DefaultTokenizer is the small tokenizer the repository carries: a
+// comparison run from the repository's root finds it.
+const DefaultTokenizer = "pkg/tokenizer/testdata/tiny-chatml"
+
+// kvEvents reports whether a contender of the comparison routes on
+// KV-cache events, which the fleets must then publish.
+func (o CompareOptions) kvEvents() bool {
+	for _, c := range o.Contenders {
+		if c.KVEvents {
+			return true
+		}
+	}
+	return false
+}
+
+func (o CompareOptions) tokenizer() string {
+	if o.Tokenizer == "" {
+		return DefaultTokenizer
+	}
+	return o.Tokenizer
 }
 
 // Comparison is everything a comparison measured (results.json).
@@ -273,9 +302,15 @@ func runContender(parent context.Context, o CompareOptions, c Contender, logs st
 		return res
 	}
 
-	fleet, err := StartSimFleet(ctx, FleetOptions{
+	fo := FleetOptions{
 		Binary: o.Binary, Workload: o.Workload, Port: o.FleetPort, Dir: logs, Name: c.Name + ".", ReadyTimeout: o.ReadyTimeout,
-	})
+	}
+	if o.kvEvents() {
+		// Every contender meets the same fleet: events on, the model's
+		// tokenizer in use.
+		fo.KVEvents, fo.Tokenizer = true, o.tokenizer()
+	}
+	fleet, err := StartSimFleet(ctx, fo)
 	if err != nil {
 		return fail(fmt.Errorf("starting the fleet: %w", err))
 	}
@@ -372,27 +407,16 @@ func startContender(ctx context.Context, o CompareOptions, c Contender, fleet *S
 	defer deadline.Stop()
 	switch c.Kind {
 	case ContenderBuiltin:
+		if c.Gateways > 1 {
+			return startGateways(ctx, o, c, fleet, logs, deadline.C)
+		}
 		ports, err := freePorts(2)
 		if err != nil {
 			return "", nil, err
 		}
 		addr, admin := loopback(ports[0]), loopback(ports[1])
-		var objectives []string
-		for _, e := range o.Workload.PriorityMix {
-			if e.Name != "" {
-				objectives = append(objectives, e.Name)
-			}
-		}
-		cfg, err := StandaloneConfig(GatewayConfig{
-			Address: addr, AdminAddress: admin, Replicas: fleet.Addrs, Engine: fleet.Engine,
-			Models: append([]string{o.Workload.Model}, o.Workload.loraAdapters()...), Objectives: objectives,
-			PickerConfig: c.PickerConfig,
-		})
+		cfgPath, err := writeGatewayConfig(o, c, fleet, logs, c.Name, addr, admin)
 		if err != nil {
-			return "", nil, err
-		}
-		cfgPath := filepath.Join(logs, c.Name+".gateway.yaml")
-		if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
 			return "", nil, err
 		}
 		args := []string{o.Binary, "serve", "--config", cfgPath, "--log-level", "warn"}
@@ -463,6 +487,106 @@ func binaryVersion(ctx context.Context, bin string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// writeGatewayConfig writes the standalone configuration of a built-in
+// contender's gateway (name) listening on addr and admin.
+func writeGatewayConfig(o CompareOptions, c Contender, fleet *SimFleet, logs, name, addr, admin string) (string, error) {
+	var objectives []string
+	for _, e := range o.Workload.PriorityMix {
+		if e.Name != "" {
+			objectives = append(objectives, e.Name)
+		}
+	}
+	gc := GatewayConfig{
+		Address: addr, AdminAddress: admin, Replicas: fleet.Addrs, Engine: fleet.Engine,
+		Models: append([]string{o.Workload.Model}, o.Workload.loraAdapters()...), Objectives: objectives,
+		PickerConfig: c.PickerConfig,
+	}
+	if c.KVEvents {
+		gc.KVEventsPorts = fleet.KVEventsPorts
+		if gc.PickerConfig == "" {
+			tok, err := filepath.Abs(o.tokenizer())
+			if err != nil {
+				return "", err
+			}
+			gc.PickerConfig = precisePickerConfig(tok)
+		}
+	}
+	cfg, err := StandaloneConfig(gc)
+	if err != nil {
+		return "", err
+	}
+	cfgPath := filepath.Join(logs, name+".gateway.yaml")
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return "", err
+	}
+	return cfgPath, nil
+}
+
+// startGateways runs c as c.Gateways igw serve replicas sharing in-flight
+// counts through a redis-server, behind haproxy balancing round-robin,
+// all children of one shell so that they stop (and their CPU is counted)
+// together. It returns haproxy's URL once every replica is ready.
+func startGateways(ctx context.Context, o CompareOptions, c Contender, fleet *SimFleet, logs string, deadline <-chan time.Time) (string, *process, error) {
+	haproxy, redis := o.HAProxy, o.RedisServer
+	if haproxy == "" {
+		haproxy = "haproxy"
+	}
+	if redis == "" {
+		redis = "redis-server"
+	}
+	for _, bin := range []string{haproxy, redis} {
+		if _, err := exec.LookPath(bin); err != nil {
+			return "", nil, fmt.Errorf("contender %s needs %s (`make bench-tools` installs haproxy and redis-server): %w", c.Name, bin, err)
+		}
+	}
+	ports, err := freePorts(2 + 2*c.Gateways)
+	if err != nil {
+		return "", nil, err
+	}
+	front, redisPort := loopback(ports[0]), ports[1]
+	var script strings.Builder
+	fmt.Fprintf(&script, "%s --port %d --bind 127.0.0.1 --save '' --appendonly no >%s 2>&1 &\n", shellQuote(redis), redisPort,
+		shellQuote(filepath.Join(logs, c.Name+".redis.log")))
+	haCfg := "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n" +
+		"frontend igw\n  bind " + front + "\n  default_backend gateways\nbackend gateways\n  balance roundrobin\n"
+	var admins []string
+	for g := range c.Gateways {
+		addr, admin := loopback(ports[2+2*g]), loopback(ports[3+2*g])
+		name := fmt.Sprintf("%s.%d", c.Name, g)
+		cfgPath, err := writeGatewayConfig(o, c, fleet, logs, name, addr, admin)
+		if err != nil {
+			return "", nil, err
+		}
+		fmt.Fprintf(&script, "%s serve --config %s --log-level warn --peer-load-redis 127.0.0.1:%d --replica-id %s >%s 2>&1 &\n",
+			shellQuote(o.Binary), shellQuote(cfgPath), redisPort, shellQuote(name), shellQuote(filepath.Join(logs, name+".gateway.log")))
+		haCfg += fmt.Sprintf("  server g%d %s\n", g, addr)
+		admins = append(admins, admin)
+	}
+	haPath := filepath.Join(logs, c.Name+".haproxy.cfg")
+	if err := os.WriteFile(haPath, []byte(haCfg), 0o644); err != nil {
+		return "", nil, err
+	}
+	fmt.Fprintf(&script, "%s -db -f %s &\nwait\n", shellQuote(haproxy), shellQuote(haPath))
+	p, err := startProcess(ctx, c.Name, []string{"/bin/sh", "-c", script.String()}, filepath.Join(logs, c.Name+".contender.log"), nil)
+	if err != nil {
+		return "", nil, err
+	}
+	for _, admin := range admins {
+		if err := waitHTTP(ctx, p, "http://"+admin+"/readyz", deadline); err != nil {
+			p.stop()
+			return "", nil, err
+		}
+	}
+	if err := waitTCP(ctx, p, front, deadline); err != nil {
+		p.stop()
+		return "", nil, err
+	}
+	return "http://" + front, p, nil
+}
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 

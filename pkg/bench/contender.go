@@ -45,6 +45,18 @@ type Contender struct {
 	// {{.ReplicaURLs}} (the same as http:// URLs), {{.Port}} (the port it
 	// must listen on, on 127.0.0.1) and {{.Model}}.
 	Command string `json:"command,omitempty"`
+	// KVEvents makes a built-in contender route on the replicas' KV-cache
+	// events (the precise-prefix-cache-scorer, with
+	// CompareOptions.Tokenizer): every fleet of the comparison then
+	// publishes events and tokenizes with that tokenizer, so all
+	// contenders meet the same fleet.
+	KVEvents bool `json:"kv_events,omitempty"`
+	// Gateways, above 1, runs a built-in contender as that many igw serve
+	// replicas, active-active (in-flight counts shared through a
+	// redis-server), behind haproxy balancing round-robin: what a
+	// deployment with several gateway replicas behind a load balancer
+	// gets.
+	Gateways int `json:"gateways,omitempty"`
 }
 
 // Built-in contender names.
@@ -55,6 +67,46 @@ const (
 	ContenderLeastRequest = "least-request"
 	ContenderRandom       = "random"
 )
+
+// Active-active and precise contenders (OptionalContenders).
+const (
+	ContenderIGWPrecise = "igw-precise"
+)
+
+// precisePickerConfig is igw's default profile with the
+// precise-prefix-cache-scorer (tokenizer dir) in the prefix scorer's place,
+// and speculative entries for the requests just routed.
+func precisePickerConfig(tokenizer string) string {
+	return "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins:\n" +
+		"- type: queue-scorer\n- type: kv-cache-utilization-scorer\n" +
+		"- type: precise-prefix-cache-scorer\n  parameters: {tokenizer: " + quote(tokenizer) + ", speculativeTTL: 2s}\n" +
+		"- type: max-score-picker\nschedulingProfiles:\n- name: default\n  plugins:\n" +
+		"  - pluginRef: queue-scorer\n    weight: 2\n  - pluginRef: kv-cache-utilization-scorer\n    weight: 2\n" +
+		"  - pluginRef: precise-prefix-cache-scorer\n    weight: 3\n  - pluginRef: max-score-picker\n"
+}
+
+// OptionalContenders are built-in contenders a comparison runs only when
+// named with --only: igw with precise prefix routing, and igw's default
+// and precise profiles as two and three active-active replicas behind
+// haproxy (issue 15). They need more than the standard run does (KV-cache
+// events and a tokenizer in the fleet; haproxy and redis-server), so the
+// standard comparison leaves them out.
+func OptionalContenders() []Contender {
+	out := []Contender{{
+		Name: ContenderIGWPrecise, Kind: ContenderBuiltin, KVEvents: true,
+		Description: "igw's default profile with the precise-prefix-cache-scorer (KV-cache events, the model's tokenizer) in place of the prefix-cache-scorer",
+	}}
+	for _, n := range []int{2, 3} {
+		out = append(out, Contender{
+			Name: fmt.Sprintf("%s-x%d", ContenderIGWDefault, n), Kind: ContenderBuiltin, Gateways: n,
+			Description: fmt.Sprintf("igw's default profile (approximate prefix) as %d igw serve replicas behind haproxy round-robin, in-flight shared through redis", n),
+		}, Contender{
+			Name: fmt.Sprintf("%s-x%d", ContenderIGWPrecise, n), Kind: ContenderBuiltin, Gateways: n, KVEvents: true,
+			Description: fmt.Sprintf("igw-precise as %d igw serve replicas behind haproxy round-robin, in-flight shared through redis", n),
+		})
+	}
+	return out
+}
 
 // pickerConfig renders an EndpointPickerConfig with the given plugins (in
 // order, each referenced by the one profile with its weight; 0 means no
@@ -197,6 +249,9 @@ type GatewayConfig struct {
 	// PickerConfig is the EndpointPickerConfig document, or empty for the
 	// default profile.
 	PickerConfig string
+	// KVEventsPorts, when set, are the ports replica i publishes its
+	// KV-cache events on (ModelServer spec.kvEventsPort).
+	KVEventsPorts []int
 }
 
 // poolName is the one InferencePool of a generated configuration.
@@ -239,6 +294,9 @@ func StandaloneConfig(c GatewayConfig) ([]byte, error) {
 		doc()
 		fmt.Fprintf(&b, "apiVersion: igw.dev/v1alpha1\nkind: ModelServer\nmetadata:\n  name: replica-%d\n  labels: {app: %s}\nspec:\n  address: %s\n  ports: [{number: %d}]\n  engine: %s\n",
 			i, poolName, quote(host), port, quote(engine))
+		if i < len(c.KVEventsPorts) && c.KVEventsPorts[i] > 0 {
+			fmt.Fprintf(&b, "  kvEventsPort: %d\n", c.KVEventsPorts[i])
+		}
 	}
 	doc()
 	fmt.Fprintf(&b, "apiVersion: inference.networking.k8s.io/v1\nkind: InferencePool\nmetadata: {name: %s}\nspec:\n  selector:\n    matchLabels: {app: %s}\n  targetPorts:\n", poolName, poolName)

@@ -268,3 +268,45 @@ func TestFleetSettings(t *testing.T) {
 		t.Fatalf("missing adapters %v", got)
 	}
 }
+
+func TestStandaloneConfig_PreciseContenderSubscribesToEveryReplica(t *testing.T) {
+	tok, err := filepath.Abs("../tokenizer/testdata/tiny-chatml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas := []string{"127.0.0.1:41001", "127.0.0.1:41002"}
+	data, err := StandaloneConfig(GatewayConfig{
+		Address: "127.0.0.1:0", AdminAddress: "127.0.0.1:0", Replicas: replicas, Models: []string{"m"},
+		PickerConfig: precisePickerConfig(tok), KVEventsPorts: []int{5601, 5602},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := testSchema.Parse("precise.yaml", data)
+	if err != nil {
+		t.Fatalf("generated config does not load: %v\n%s", err, data)
+	}
+	eps := static.PoolEndpoints(cfg, static.Pools(cfg)[0])
+	for i, e := range eps {
+		if got, want := e.Labels[datastore.KVEventsPortLabel], []string{"5601", "5602"}[i]; got != want {
+			t.Errorf("%s: kv-events port label %q, want %q", e.Address, got, want)
+		}
+	}
+	s, err := plugins.NewSchedulerFromYAML(cfg.Raw("EndpointPickerConfig").Data)
+	if err != nil {
+		t.Fatalf("precise picker config: %v", err)
+	}
+	var types []string
+	for _, ws := range s.Profiles()[0].Scorers() {
+		types = append(types, ws.Scorer.TypedName().Type)
+	}
+	if !slices.Contains(types, "precise-prefix-cache-scorer") {
+		t.Errorf("scorers %v lack the precise one", types)
+	}
+	// The optional contenders: precise ones read events, -xN ones run N.
+	for _, c := range OptionalContenders() {
+		if strings.Contains(c.Name, "precise") != c.KVEvents || (strings.HasSuffix(c.Name, "-x3") != (c.Gateways == 3)) {
+			t.Errorf("%+v", c)
+		}
+	}
+}

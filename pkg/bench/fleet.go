@@ -76,6 +76,9 @@ func (w *Workload) loraAdapters() []string {
 type SimFleet struct {
 	// Addrs are the replicas' host:port, in replica order.
 	Addrs []string
+	// KVEventsPorts are the ports replica i publishes KV-cache events on
+	// (FleetOptions.KVEvents), in replica order.
+	KVEventsPorts []int
 	// Engine is the metric dialect the replicas speak.
 	Engine string
 	proc   *process
@@ -98,10 +101,19 @@ type FleetOptions struct {
 	// ReadyTimeout bounds the wait for every replica's /health (default
 	// 60s).
 	ReadyTimeout time.Duration
+	// KVEvents makes every replica publish its KV-cache events (on a free
+	// port each) and Tokenizer, when set, tokenize with that Hugging Face
+	// directory (igw sim --tokenizer).
+	KVEvents  bool
+	Tokenizer string
 }
 
-// servingLine is what `igw sim` prints for each replica it serves.
-var servingLine = regexp.MustCompile(`^serving .* on http://(\S+)$`)
+// servingLine is what `igw sim` prints for each replica it serves, and
+// kvEventsLine where it publishes the replica's KV-cache events.
+var (
+	servingLine  = regexp.MustCompile(`^serving .* on http://(\S+)$`)
+	kvEventsLine = regexp.MustCompile(`^publishing KV-cache events of http://(\S+) on tcp://\S+:(\d+)$`)
+)
 
 // StartSimFleet starts `igw sim` with the workload's fleet section on
 // 127.0.0.1 and waits until every replica answers /health. The fleet is
@@ -127,6 +139,12 @@ func StartSimFleet(ctx context.Context, o FleetOptions) (*SimFleet, error) {
 	if fs.Model == "" && fs.ServedModelName == "" {
 		argv = append(argv, "--model", w.Model)
 	}
+	if o.KVEvents {
+		argv = append(argv, "--kv-events-config", `{"enable_kv_cache_events":true,"endpoint":"tcp://127.0.0.1:0"}`)
+	}
+	if o.Tokenizer != "" {
+		argv = append(argv, "--tokenizer", o.Tokenizer)
+	}
 	if missing := missingAdapters(fs.LoRAModules, w.loraAdapters()); len(missing) > 0 {
 		argv = append(argv, "--lora-modules", strings.Join(append(slices.Clone(fs.LoRAModules), missing...), ","))
 	}
@@ -141,13 +159,21 @@ func StartSimFleet(ctx context.Context, o FleetOptions) (*SimFleet, error) {
 	go func() { <-proc.done; pw.Close() }()
 
 	addrs := make(chan string, fs.Replicas)
+	kvPorts := make(chan [2]string, fs.Replicas)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if m := servingLine.FindStringSubmatch(strings.TrimSpace(sc.Text())); m != nil {
+			line := strings.TrimSpace(sc.Text())
+			if m := servingLine.FindStringSubmatch(line); m != nil {
 				select {
 				case addrs <- m[1]:
 				default: // more lines than replicas: not ours to judge
+				}
+			}
+			if m := kvEventsLine.FindStringSubmatch(line); m != nil {
+				select {
+				case kvPorts <- [2]string{m[1], m[2]}:
+				default:
 				}
 			}
 		}
@@ -173,6 +199,23 @@ func StartSimFleet(ctx context.Context, o FleetOptions) (*SimFleet, error) {
 		if err := waitHTTP(ctx, proc, "http://"+a+"/health", deadline.C); err != nil {
 			f.Stop()
 			return nil, fmt.Errorf("igw sim replica %s: %w", a, err)
+		}
+	}
+	if o.KVEvents {
+		// igw sim prints each replica's events address right after its
+		// serving line, before it is ready.
+		ports := map[string]int{}
+		for len(ports) < len(f.Addrs) {
+			select {
+			case m := <-kvPorts:
+				ports[m[0]], _ = strconv.Atoi(m[1])
+			case <-deadline.C:
+				f.Stop()
+				return nil, fmt.Errorf("igw sim: %d of %d replicas publishing KV-cache events after %s", len(ports), len(f.Addrs), o.ReadyTimeout)
+			}
+		}
+		for _, a := range f.Addrs {
+			f.KVEventsPorts = append(f.KVEventsPorts, ports[a])
 		}
 	}
 	return f, nil

@@ -74,15 +74,17 @@ type Endpoint struct {
 	// Engine selects the scraper's metric mapping.
 	Engine Engine
 
-	metrics    atomic.Pointer[Metrics]
-	served     atomic.Pointer[[]string]
-	ready      atomic.Bool
-	inFlight   atomic.Int64
-	maxRunning atomic.Int64 // the most it was seen running
-	full       atomic.Bool  // it was seen with requests waiting
-	finished   atomic.Int64 // igw's requests that completed since the last scrape
-	ceiling    atomic.Int64 // requests it held when it last refused one, 0: none
-	refused    atomic.Int64 // when, unix nanoseconds
+	metrics  atomic.Pointer[Metrics]
+	served   atomic.Pointer[[]string]
+	ready    atomic.Bool
+	inFlight atomic.Int64
+	// peerInFlight is the other igw replicas' in-flight requests here.
+	peerInFlight atomic.Int64
+	maxRunning   atomic.Int64 // the most it was seen running
+	full         atomic.Bool  // it was seen with requests waiting
+	finished     atomic.Int64 // igw's requests that completed since the last scrape
+	ceiling      atomic.Int64 // requests it held when it last refused one, 0: none
+	refused      atomic.Int64 // when, unix nanoseconds
 }
 
 // RefusalMemory is how long a refusal's ceiling holds (see
@@ -159,8 +161,17 @@ func (e *Endpoint) SetReady(ok bool) { e.ready.Store(ok) }
 
 // InFlight is the number of requests igw has sent to the endpoint that have
 // not completed: fresher than any scrape, so scorers can account for
-// requests the server has not reported yet.
-func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
+// requests the server has not reported yet. With active-active replicas it
+// includes the other replicas' counts (SetPeerInFlight).
+func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() + e.peerInFlight.Load() }
+
+// OwnInFlight is the part of InFlight this igw replica sent: what it
+// shares with its peers.
+func (e *Endpoint) OwnInFlight() int64 { return e.inFlight.Load() }
+
+// SetPeerInFlight records the other igw replicas' in-flight requests to
+// the endpoint (package peerload), as last shared.
+func (e *Endpoint) SetPeerInFlight(n int64) { e.peerInFlight.Store(n) }
 
 // AddInFlight adjusts the in-flight count by delta (+1 on dispatch, -1 on
 // completion).
@@ -200,7 +211,7 @@ func (e *Endpoint) RefusalCeiling(now time.Time) int {
 // last milliseconds. A slot freed since the scrape shows at once, so a
 // queue held in igw is released without waiting for the next scrape.
 func (e *Endpoint) Busy() int {
-	busy := e.inFlight.Load()
+	busy := e.InFlight()
 	if m := e.metrics.Load(); m != nil {
 		busy = max(busy, int64(m.RunningRequests+m.WaitingQueueSize)-e.finished.Load())
 	}

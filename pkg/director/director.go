@@ -451,6 +451,8 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		TargetModel: target,
 		LoRAAdapter: adapterOf(target, candidates),
 		Prompt:      req.Parsed.Prompt,
+		Kind:        req.Parsed.Kind,
+		Body:        req.Body,
 		Headers:     req.Headers,
 
 		TTFTObjective: slo.TTFT,

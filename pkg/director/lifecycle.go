@@ -396,13 +396,15 @@ func (x *Exchange) refuse(e *openai.Error, reason string, extra http.Header) *Re
 
 // releasePrompt hands the prompt buffer back once the decision is made:
 // the scheduler has the prompt's block hashes in its cycle state, and
-// nothing after Begin reads the text.
+// nothing after Begin reads the text (nor, through the scheduling
+// request, the body).
 func (x *Exchange) releasePrompt(buf []byte) {
 	if x.Parsed != nil {
 		x.Parsed.Prompt = nil
 	}
 	if x.Decision != nil && x.Decision.sreq != nil {
 		x.Decision.sreq.Prompt = nil
+		x.Decision.sreq.Body = nil
 	}
 	x.d.prompts.Put(buf)
 }

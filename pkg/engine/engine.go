@@ -36,6 +36,7 @@ import (
 	"github.com/igw-dev/igw/pkg/kvevents"
 	"github.com/igw-dev/igw/pkg/modelserver"
 	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/peerload"
 	"github.com/igw-dev/igw/pkg/policy/guard"
 	"github.com/igw-dev/igw/pkg/policy/quota"
 	"github.com/igw-dev/igw/pkg/scheduling"
@@ -82,6 +83,10 @@ type Options struct {
 	ExplainDecisions bool
 	// Tracer traces requests (director.Options.Tracer); nil: no tracing.
 	Tracer trace.Tracer
+	// PeerLoad, when set, shares in-flight counts with the other igw
+	// replicas of an active-active deployment through Redis (package
+	// peerload); nil: this replica's own counts only.
+	PeerLoad *peerload.Options
 }
 
 // Engine holds one running configuration and everything built from it.
@@ -92,8 +97,11 @@ type Engine struct {
 	director *director.Director
 	// kvIndex is what the model servers report caching (their KV-cache
 	// events), fed by kvSub while the scheduler has a plugin that reads it.
-	kvIndex   *kvevents.Index
-	kvSub     *kvevents.Subscriber
+	kvIndex *kvevents.Index
+	kvSub   *kvevents.Subscriber
+	// peers shares in-flight counts with other igw replicas; nil when
+	// running alone.
+	peers     *peerload.Sharer
 	metrics   *telemetry.Metrics
 	validator *openai.Validator
 	maxAge    time.Duration
@@ -150,6 +158,16 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	e.kvIndex = kvevents.NewIndex(0)
 	if e.kvSub, err = kvevents.NewSubscriber(kvevents.Options{Index: e.kvIndex, Log: e.log}); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
+	}
+	if o.PeerLoad != nil {
+		po := *o.PeerLoad
+		if po.Log == nil {
+			po.Log = e.log
+		}
+		if e.peers, err = peerload.New(po); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		e.log.Info("sharing in-flight counts with the other igw replicas", "redis", po.Addr, "replica", e.peers.Replica())
 	}
 	e.store = datastore.NewStore(e.endpointsChanged)
 	sched, err := buildScheduler(cfg)
@@ -271,6 +289,9 @@ func (e *Engine) discover(cfg *config.Config) {
 func (e *Engine) endpointsChanged(all []*datastore.Endpoint) {
 	e.scraper.SetEndpoints(all)
 	e.kvSub.SetEndpoints(all)
+	if e.peers != nil {
+		e.peers.SetEndpoints(all)
+	}
 	if e.director != nil {
 		e.director.EndpointsChanged(all)
 	}
@@ -284,8 +305,11 @@ func (e *Engine) useKVEvents(sched *scheduling.Scheduler) {
 		if s, ok := p.(*preciseprefix.Scorer); ok {
 			wanted = true
 			s.AttachIndex(e.kvIndex)
-			if !s.Hashing() {
-				e.log.Warn("precise-prefix-cache-scorer scores 0: no tokenizer to hash prompts as the engine does yet (issue 15 part 3); KV-cache events are subscribed and indexed", "plugin", s.TypedName().String())
+			if p := s.Parameters(); s.Hashing() {
+				e.log.Info("precise-prefix-cache-scorer: precise matching from KV-cache events", "plugin", s.TypedName().String(),
+					"tokenizer", p.Tokenizer, "modelTokenizers", len(p.ModelTokenizers), "blockSize", p.BlockSize)
+			} else {
+				e.log.Warn("precise-prefix-cache-scorer has no tokenizer (parameters tokenizer, modelTokenizers): it falls back to approximate prefix matching", "plugin", s.TypedName().String())
 			}
 		}
 	}
@@ -295,6 +319,10 @@ func (e *Engine) useKVEvents(sched *scheduling.Scheduler) {
 // KVIndex is what the model servers report caching, from their KV-cache
 // events; empty unless the scheduler has a precise-prefix-cache-scorer.
 func (e *Engine) KVIndex() *kvevents.Index { return e.kvIndex }
+
+// KVEventStats are the counters of the KV-event subscription of the
+// endpoint at addr: batches applied, gaps, publisher restarts.
+func (e *Engine) KVEventStats(addr string) kvevents.Stats { return e.kvSub.Stats(addr) }
 
 // Reload applies a new configuration. A configuration that fails to build
 // leaves the running one in place; one serving a single pool must still
@@ -359,6 +387,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var subErr error
 	wg.Go(func() { subErr = e.kvSub.Run(ctx) })
+	if e.peers != nil {
+		wg.Go(func() { _ = e.peers.Run(ctx) })
+	}
 	err := e.scraper.Run(ctx)
 	wg.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/engine"
 	"github.com/igw-dev/igw/pkg/modelserver"
+	"github.com/igw-dev/igw/pkg/peerload"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
 
@@ -42,6 +44,9 @@ type Options struct {
 	ExplainDecisions bool
 	// Tracer traces requests (director.Options.Tracer); nil: no tracing.
 	Tracer trace.Tracer
+	// PeerLoad shares in-flight counts with other igw replicas (when New
+	// builds the engine; engine.Options.PeerLoad).
+	PeerLoad *peerload.Options
 }
 
 // Server is the standalone data plane: the HTTP listeners in front of an
@@ -76,7 +81,7 @@ type Server struct {
 // Start.
 func New(cfg *config.Config, o Options) (*Server, error) {
 	e, err := engine.New(cfg, engine.Options{Logger: o.Logger, Scraper: o.Scraper, Admission: o.Admission,
-		AccessLog: o.AccessLog, ExplainDecisions: o.ExplainDecisions, Tracer: o.Tracer})
+		AccessLog: o.AccessLog, ExplainDecisions: o.ExplainDecisions, PeerLoad: o.PeerLoad, Tracer: o.Tracer})
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +227,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// AdminHandler serves /metrics, /healthz and /readyz.
+// AdminHandler serves /metrics, /healthz, /readyz and /debug/kv-index.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
@@ -231,7 +236,41 @@ func (s *Server) AdminHandler() http.Handler {
 	dash := s.metrics.DashboardHandler(s.engine.Store())
 	mux.Handle("GET "+telemetry.DashboardPath, dash)
 	mux.Handle("GET "+telemetry.DashboardJSONPath, dash)
+	mux.HandleFunc("GET /debug/kv-index", s.handleKVIndex)
 	return mux
+}
+
+// KVIndexDump is GET /debug/kv-index?endpoint=host:port on the admin
+// listener: what igw's KV-event index holds for one endpoint, in the shape
+// of igw sim's GET /debug/kv-cache, so an operator (and the e2e tests) can
+// compare the router's view with a server's real cache.
+type KVIndexDump struct {
+	// Blocks are the engine's hashes of the tracked blocks, sorted;
+	// Uncertain of them are not matched (after a sequence gap).
+	Blocks    []uint64 `json:"blocks"`
+	Uncertain int      `json:"uncertain"`
+	// Batches, Gaps and Restarts count the endpoint's event batches
+	// applied, sequence gaps (lost batches or connections) and publisher
+	// restarts (the sequence going back).
+	Batches  uint64 `json:"batches"`
+	Gaps     uint64 `json:"gaps"`
+	Restarts uint64 `json:"restarts"`
+}
+
+func (s *Server) handleKVIndex(w http.ResponseWriter, r *http.Request) {
+	ep := r.URL.Query().Get("endpoint")
+	if ep == "" {
+		http.Error(w, "endpoint=host:port is required", http.StatusBadRequest)
+		return
+	}
+	ix := s.engine.KVIndex()
+	st := s.engine.KVEventStats(ep)
+	dump := KVIndexDump{Blocks: ix.Hashes(ep), Uncertain: ix.Stats(ep).Uncertain, Batches: st.Batches, Gaps: st.Gaps, Restarts: st.Restarts}
+	if dump.Blocks == nil {
+		dump.Blocks = []uint64{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(dump)
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {

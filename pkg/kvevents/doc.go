@@ -14,9 +14,13 @@
 // tolerating missing trailing fields (older engines, msgspec's
 // omit_defaults) and extra ones (newer engines), skipping unknown event
 // tags; block hashes may be uint64, int64 or bytes (last 8 bytes,
-// big-endian). Every length is checked against Limits and against the bytes
-// left, so a malformed payload fails without allocating what it claims;
-// FuzzDecoder pins that.
+// big-endian). SGLang's publisher is the same module and is accepted as
+// is: its five-field BlockStored (no medium, lora_name or group fields),
+// one event per radix-tree page (page size 1 by default), negative
+// Python-int hashes and attn_dp_rank in the batch's third field
+// (TestSubscriber_AcceptsSGLangEvents). Every length is checked against
+// Limits and against the bytes left, so a malformed payload fails without
+// allocating what it claims; FuzzDecoder pins that.
 //
 // # Subscriber
 //
@@ -49,36 +53,38 @@
 //
 // # Index
 //
-// Per endpoint, the set of blocks its engine holds, keyed by the engine's
-// block hash, the LoRA adapter (lora_name, else lora_id; adapters never
-// share blocks) and the KV-cache group (group_idx). Match counts the
-// leading blocks of a prompt an endpoint holds for certain; for hybrid
-// models every group must hold what a hit needs — full-attention groups
-// every block of the prefix, sliding-window groups (kv_cache_spec_kind or
-// sliding_window) the window of blocks ending at it — so sliding-window
-// caches give no false hits.
+// Per endpoint, the set of blocks its engine holds. A block is keyed by
+// igw's own chained hash of its token ids (ChainHash, from the TokenIDs
+// each BlockStored carries, chained from its parent's key found by the
+// parent's engine hash), the LoRA adapter (lora_name, else lora_id;
+// adapters never share blocks) and the KV-cache group (group_idx). A map
+// from the engine's hashes to those keys lets BlockRemoved and later
+// parents find them. So matching needs the prompt's token ids as the
+// engine tokenizes them (package tokenizer) cut into blocks of the
+// engine's block size and hashed with PromptHashes, and never the
+// engine's hash function or seed. A block whose parent the index never
+// saw (stored before the subscription joined) cannot be chained and is
+// not tracked: a miss, never a false hit. Events without token ids are
+// keyed by the engine's hash (matched only by a caller that has those).
+//
+// Match counts the leading blocks of a prompt an endpoint holds for
+// certain; for hybrid models every group must hold what a hit needs —
+// full-attention groups every block of the prefix, sliding-window groups
+// (kv_cache_spec_kind or sliding_window) the window of blocks ending at it
+// — so sliding-window caches give no false hits.
 //
 // Memory is bounded: each endpoint tracks at most the index's capacity of
 // blocks (DefaultCapacity, 131,072: five times an H100's 26,000 blocks for
 // an 8B model); past it the oldest stored block is dropped. A tracked block
-// costs about 92 bytes (a 32-byte entry plus its map slot):
-// BenchmarkIndex_StoreMillionBlocks measures 87.6 MiB per million blocks,
-// so a full default cap is about 11.5 MiB per endpoint, and an engine with
-// 26,000 blocks about 2.3 MiB.
+// costs about 148 bytes (a 40-byte entry plus its slots in the two maps,
+// by igw key and by engine hash): BenchmarkIndex_StoreMillionBlocks
+// measures 141.2 MiB per million blocks, so a full default cap is about
+// 18.5 MiB per endpoint, and an engine with 26,000 blocks about 3.7 MiB.
 //
 // # Where it runs
 //
 // The engine (package engine) builds one Index and one Subscriber, feeds
 // the Subscriber every endpoint set, and keeps it active while the
-// scheduler has a precise-prefix-cache-scorer, which reads the Index.
-//
-// # What is not here yet (issue 15)
-//
-// The index is keyed by the engine's own block hashes. Matching a request
-// therefore needs the prompt's block hashes as the engine computes them,
-// which needs the model's tokenizer and chat template and the engine's hash
-// function (part 3). The seam is Index.Match's hashes argument: part 3
-// will key blocks by igw's own chained hash of token ids, computed from the
-// TokenIDs each BlockStored carries (Event.TokenIDs, ParentHash), and map
-// the engine's hashes to them so that BlockRemoved still finds them.
+// scheduler has a precise-prefix-cache-scorer, which reads the Index with
+// the prompt hashes its tokenizer gives (package preciseprefix).
 package kvevents

@@ -7,11 +7,12 @@ import (
 	"sync"
 )
 
-// Index layout. Per endpoint, a map from blockKey (engine block hash, LoRA,
-// KV-cache group) to an entry in a slice of entries, which are linked in
+// Index layout. Per endpoint, a map from blockKey (igw's chained token
+// hash, LoRA, KV-cache group) to an entry, a second from the engine's hash
+// to the same entry, in a slice of entries, which are linked in
 // store order (an intrusive list of int32 links): when the endpoint holds
 // its cap of blocks, the oldest stored is dropped, so memory is bounded
-// whatever the engine claims to cache. An entry is 32 bytes; the map's
+// whatever the engine claims to cache. An entry is 40 bytes; each map's
 // slot (a 24-byte key and a 4-byte value at Go's load factor) adds about as
 // much again: BenchmarkIndex_StoreMillionBlocks measures the total per
 // million blocks (docs: doc.go).
@@ -24,6 +25,9 @@ import (
 // endpoint has resynchronised when none is left, or at once on
 // AllBlocksCleared or a publisher restart (both empty the endpoint).
 
+// blockKey is a block's identity: its hash (igw's chained hash of its
+// token ids when the event carried them, else the engine's hash), the
+// adapter and the KV-cache group.
 type blockKey struct {
 	hash  uint64
 	lora  uint32
@@ -32,7 +36,8 @@ type blockKey struct {
 
 type entry struct {
 	key        blockKey
-	prev, next int32 // store order: prev is older
+	engine     uint64 // the engine's hash of the block, for BlockRemoved
+	prev, next int32  // store order: prev is older
 	epoch      uint32
 }
 
@@ -46,8 +51,12 @@ type groupInfo struct {
 }
 
 type endpointIndex struct {
-	mu        sync.RWMutex
-	byKey     map[blockKey]int32
+	mu    sync.RWMutex
+	byKey map[blockKey]int32
+	// byEngine finds an entry by the engine's hash (same lora and group):
+	// BlockRemoved and a BlockStored's parent name blocks that way.
+	byEngine  map[blockKey]int32
+	blockSize int // the block size the endpoint's events declare
 	entries   []entry
 	free      int32 // free list through next
 	oldest    int32
@@ -111,7 +120,7 @@ func (ix *Index) endpoint(name string, create bool) *endpointIndex {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ep = ix.endpoints[name]; ep == nil {
-		ep = &endpointIndex{byKey: map[blockKey]int32{}, free: nilEntry, oldest: nilEntry, newest: nilEntry, groups: map[uint32]groupInfo{}, adapters: map[uint32]int{}}
+		ep = &endpointIndex{byKey: map[blockKey]int32{}, byEngine: map[blockKey]int32{}, free: nilEntry, oldest: nilEntry, newest: nilEntry, groups: map[uint32]groupInfo{}, adapters: map[uint32]int{}}
 		ix.endpoints[name] = ep
 	}
 	return ep
@@ -126,12 +135,7 @@ func (ix *Index) Apply(endpoint string, events []Event) {
 		ev := &events[i]
 		switch ev.Kind {
 		case KindBlockStored:
-			lora := LoRAKey(ev.LoRAName, ev.LoRAID, ev.HasLoRAID)
-			group := uint32(ev.GroupIdx)
-			ep.noteGroup(group, ev)
-			for _, h := range ev.BlockHashes {
-				ep.store(blockKey{h, lora, group}, ix.capacity)
-			}
+			ep.stored(ev, ix.capacity)
 		case KindBlockRemoved:
 			group := uint32(ev.GroupIdx)
 			// A removal names hashes without the adapter: drop the hash
@@ -158,12 +162,53 @@ func (ep *endpointIndex) noteGroup(group uint32, ev *Event) {
 	}
 }
 
-func (ep *endpointIndex) store(k blockKey, capacity int) {
+// stored applies a BlockStored. When it carries the blocks' token ids
+// (vLLM and SGLang do), each block is keyed by igw's chained hash of them
+// (ChainHash), chained from the parent's igw hash, so that matching does
+// not depend on the engine's hash function or its seed; a block whose
+// parent the index does not hold (stored before the subscription joined,
+// or past the cap) cannot be chained and is not tracked, which costs hits,
+// never gives false ones. Without token ids the engine's hash is the key.
+func (ep *endpointIndex) stored(ev *Event, capacity int) {
+	lora := LoRAKey(ev.LoRAName, ev.LoRAID, ev.HasLoRAID)
+	group := uint32(ev.GroupIdx)
+	ep.noteGroup(group, ev)
+	bs := ev.BlockSize
+	if bs <= 0 || len(ev.TokenIDs) != bs*len(ev.BlockHashes) {
+		for _, h := range ev.BlockHashes {
+			ep.store(blockKey{h, lora, group}, h, capacity)
+		}
+		return
+	}
+	ep.blockSize = bs
+	chain := RootHash
+	if ev.HasParent {
+		i, ok := ep.byEngine[blockKey{ev.ParentHash, lora, group}]
+		if !ok {
+			return
+		}
+		chain = ep.entries[i].key.hash
+	}
+	for b, h := range ev.BlockHashes {
+		chain = ChainHash(chain, ev.TokenIDs[b*bs:(b+1)*bs])
+		ep.store(blockKey{chain, lora, group}, h, capacity)
+	}
+}
+
+func (ep *endpointIndex) store(k blockKey, engine uint64, capacity int) {
 	if i, ok := ep.byKey[k]; ok {
 		e := &ep.entries[i]
 		if e.epoch != ep.epoch {
 			e.epoch = ep.epoch
 			ep.uncertain--
+		}
+		if e.engine != engine {
+			ek := blockKey{e.engine, k.lora, k.group}
+			if ep.byEngine[ek] == i {
+				delete(ep.byEngine, ek)
+			}
+			e.engine = engine
+			ep.byEngine[blockKey{engine, k.lora, k.group}] = i
 		}
 		return
 	}
@@ -177,7 +222,7 @@ func (ep *endpointIndex) store(k blockKey, capacity int) {
 		ep.entries = append(ep.entries, entry{})
 		i = int32(len(ep.entries) - 1)
 	}
-	ep.entries[i] = entry{key: k, prev: ep.newest, next: nilEntry, epoch: ep.epoch}
+	ep.entries[i] = entry{key: k, engine: engine, prev: ep.newest, next: nilEntry, epoch: ep.epoch}
 	if ep.newest != nilEntry {
 		ep.entries[ep.newest].next = i
 	} else {
@@ -185,6 +230,7 @@ func (ep *endpointIndex) store(k blockKey, capacity int) {
 	}
 	ep.newest = i
 	ep.byKey[k] = i
+	ep.byEngine[blockKey{engine, k.lora, k.group}] = i
 	if k.lora != 0 {
 		ep.adapters[k.lora]++
 	}
@@ -206,6 +252,9 @@ func (ep *endpointIndex) drop(i int32) {
 		ep.uncertain--
 	}
 	delete(ep.byKey, e.key)
+	if ek := (blockKey{e.engine, e.key.lora, e.key.group}); ep.byEngine[ek] == i {
+		delete(ep.byEngine, ek)
+	}
 	if l := e.key.lora; l != 0 {
 		if ep.adapters[l]--; ep.adapters[l] == 0 {
 			delete(ep.adapters, l)
@@ -216,12 +265,12 @@ func (ep *endpointIndex) drop(i int32) {
 }
 
 func (ep *endpointIndex) removeHash(h uint64, group uint32) {
-	if i, ok := ep.byKey[blockKey{h, 0, group}]; ok {
+	if i, ok := ep.byEngine[blockKey{h, 0, group}]; ok {
 		ep.drop(i)
 	}
 	// Adapters are few per endpoint (GPU slots): try each one's key.
 	for lora := range ep.adapters {
-		if i, ok := ep.byKey[blockKey{h, lora, group}]; ok {
+		if i, ok := ep.byEngine[blockKey{h, lora, group}]; ok {
 			ep.drop(i)
 		}
 	}
@@ -229,6 +278,7 @@ func (ep *endpointIndex) removeHash(h uint64, group uint32) {
 
 func (ep *endpointIndex) reset() {
 	clear(ep.byKey)
+	clear(ep.byEngine)
 	ep.entries = ep.entries[:0]
 	ep.free, ep.oldest, ep.newest = nilEntry, nilEntry, nilEntry
 	ep.uncertain = 0
@@ -348,9 +398,9 @@ func (ix *Index) Stats(endpoint string) EndpointStats {
 	return EndpointStats{Blocks: len(ep.byKey), Uncertain: ep.uncertain}
 }
 
-// Hashes lists the block hashes tracked for endpoint (any adapter and
-// group, certain or not), sorted: the view tests compare with an engine's
-// cache dump.
+// Hashes lists the engine's hashes of the blocks tracked for endpoint
+// (any adapter and group, certain or not), sorted: the view tests compare
+// with an engine's cache dump.
 func (ix *Index) Hashes(endpoint string) []uint64 {
 	ep := ix.endpoint(endpoint, false)
 	if ep == nil {
@@ -358,8 +408,8 @@ func (ix *Index) Hashes(endpoint string) []uint64 {
 	}
 	ep.mu.RLock()
 	out := make([]uint64, 0, len(ep.byKey))
-	for k := range ep.byKey {
-		out = append(out, k.hash)
+	for _, i := range ep.byKey {
+		out = append(out, ep.entries[i].engine)
 	}
 	ep.mu.RUnlock()
 	slices.Sort(out)

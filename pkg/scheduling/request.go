@@ -1,6 +1,10 @@
 package scheduling
 
-import "time"
+import (
+	"time"
+
+	"github.com/igw-dev/igw/pkg/openai"
+)
 
 // Request is what the scheduler knows about one inference request. The
 // caller (the Director) fills the exported fields once, after parsing the
@@ -26,6 +30,14 @@ type Request struct {
 	// concatenated messages of a chat request, the prompt of a completion).
 	// It is read, never modified.
 	Prompt []byte
+	// Kind and Body are the API the request came in through and its body
+	// as the client sent it, read-only, for plugins that must see the
+	// prompt as the model server will: the precise-prefix-cache-scorer
+	// renders a chat's messages with the model's chat template, which the
+	// flattened Prompt cannot give. Body may be nil (tests, callers that
+	// have only a prompt).
+	Kind openai.Kind
+	Body []byte
 	// Headers are the request headers that plugins may consult (lower-case
 	// names), e.g. for session affinity. May be nil.
 	Headers map[string]string

@@ -87,6 +87,14 @@ type Config struct {
 	// publishes its KV-cache events (blocks stored, evicted, cleared) over
 	// ZeroMQ, so a router can track exactly what each replica caches.
 	KVEvents *KVEventsConfig `json:"kv-events-config,omitempty"`
+
+	// Tokenizer is vLLM's --tokenizer: a directory in the Hugging Face
+	// layout (tokenizer.json, tokenizer_config.json with chat_template).
+	// When set, prompts are tokenized with it and rendered with its chat
+	// template, so the token ids in KV-cache events are the ones igw's
+	// precise-prefix-cache-scorer computes from the same files; otherwise
+	// the simulator's built-in tokenizer and ChatML-like template serve.
+	Tokenizer string `json:"tokenizer,omitempty"`
 }
 
 // KVEventsConfig is vLLM's KVEventsConfig, with its JSON field names, so

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/igw-dev/igw/pkg/tokenizer"
 )
 
 // Fleet is a set of independent simulated replicas in one process, each
@@ -38,6 +40,15 @@ func StartFleet(cfg Config, log *slog.Logger) (*Fleet, error) {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
 	v := newVocab()
+	var tok *tokenizer.Tokenizer
+	if cfg.Tokenizer != "" {
+		var err error
+		// The engine tokenizes whole prompts: no byte limit below the
+		// request body's.
+		if tok, err = tokenizer.Load(cfg.Tokenizer, tokenizer.Options{MaxPromptBytes: maxRequestBody}); err != nil {
+			return nil, fmt.Errorf("sim: --tokenizer: %w", err)
+		}
+	}
 	f := &Fleet{}
 	for i := range cfg.Replicas {
 		port := 0
@@ -52,6 +63,9 @@ func StartFleet(cfg Config, log *slog.Logger) (*Fleet, error) {
 		rc := cfg
 		rc.Port = ln.Addr().(*net.TCPAddr).Port
 		srv, err := NewServer(rc, i, v)
+		if err == nil {
+			srv.tok = tok
+		}
 		if err == nil && cfg.KVEvents.Enabled() {
 			var p *kvPublisher
 			if p, err = newKVPublisher(rc, i, ln.Addr().String(), log); err == nil {

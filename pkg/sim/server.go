@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/igw-dev/igw/pkg/openai"
+	"github.com/igw-dev/igw/pkg/tokenizer"
 )
 
 // maxRequestBody bounds what one request may send; vLLM has no limit of its
@@ -38,6 +39,8 @@ type Server struct {
 	created int64
 
 	kv *kvPublisher // nil unless --kv-events-config enables events
+	// tok is the model's tokenizer (--tokenizer); nil: the built-in one.
+	tok *tokenizer.Tokenizer
 
 	mu       sync.Mutex
 	adapters []string // loaded LoRA adapters, in load order
@@ -319,9 +322,14 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, invalid("messages", "messages must be a non-empty array."))
 		return
 	}
+	prompt, e := s.chatPrompt(req.Messages)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
 	g := generation{
 		model:     req.Model,
-		prompt:    appendChatPrompt(nil, req.Messages),
+		prompt:    prompt,
 		limit:     req.OutputLimit(),
 		ignoreEOS: req.IgnoreEOS,
 		seed:      req.Seed,
@@ -329,6 +337,37 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		usage:     req.StreamOptions != nil && req.StreamOptions.IncludeUsage,
 	}
 	s.generate(w, r, &g, apiChat)
+}
+
+// chatPrompt is a chat's prompt tokens: rendered by the model's chat
+// template and tokenized by its tokenizer without added special tokens
+// (as vLLM does) when --tokenizer is set, else by the built-in ones.
+func (s *Server) chatPrompt(msgs []openai.ChatMessage) ([]uint32, *openai.Error) {
+	if s.tok == nil {
+		return appendChatPrompt(nil, msgs), nil
+	}
+	tm := make([]tokenizer.Message, len(msgs))
+	for i, m := range msgs {
+		tm[i] = tokenizer.Message{Role: m.Role, Content: m.Content.Text}
+	}
+	toks, err := s.tok.EncodeChat(tm)
+	if err != nil {
+		return nil, invalid("messages", err.Error())
+	}
+	return toks.IDs, nil
+}
+
+// textPrompt is a completion prompt's tokens, with the tokenizer's special
+// tokens (BOS) when --tokenizer is set, as vLLM adds them.
+func (s *Server) textPrompt(text string) ([]uint32, *openai.Error) {
+	if s.tok == nil {
+		return openai.AppendTokens(nil, text), nil
+	}
+	toks, err := s.tok.Encode(text, true)
+	if err != nil {
+		return nil, invalid("prompt", err.Error())
+	}
+	return toks.IDs, nil
 }
 
 func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
@@ -339,7 +378,11 @@ func (s *Server) handleCompletion(w http.ResponseWriter, r *http.Request) {
 	}
 	prompt := req.Prompt.Tokens
 	if prompt == nil {
-		prompt = openai.AppendTokens(nil, req.Prompt.Text)
+		var e *openai.Error
+		if prompt, e = s.textPrompt(req.Prompt.Text); e != nil {
+			writeError(w, e)
+			return
+		}
 	}
 	if len(prompt) == 0 {
 		writeError(w, invalid("prompt", "The prompt must not be empty."))

@@ -73,6 +73,9 @@ type poolSpec struct {
 	Addrs []string
 	// Annotations of the InferencePool (igw.dev/outlier-*, …).
 	Annotations map[string]string
+	// KVEventsPorts, when set, are the ports each address publishes its
+	// KV-cache events on (ModelServer spec.kvEventsPort).
+	KVEventsPorts []int
 }
 
 // gatewaySpec is what renderConfig turns into a standalone YAML file.
@@ -111,6 +114,9 @@ spec:
   address: {{host $a}}
   ports: [{number: {{port $a}}}]
   engine: vllm
+{{- if $p.KVEventsPorts}}
+  kvEventsPort: {{index $p.KVEventsPorts $i}}
+{{- end}}
 {{- end}}
 ---
 apiVersion: inference.networking.k8s.io/v1

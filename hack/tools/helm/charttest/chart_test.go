@@ -107,6 +107,7 @@ func TestChart_RendersLintsAndDryRunsOnAPIServer(t *testing.T) {
 			{[]string{"--set", "inferenceExtension.replicas=0"}, "replicas"},
 			{[]string{"--set", "inferenceExtension.replica=2"}, "replica"}, // a typo is not ignored
 			{[]string{"--set", "inferencePool.name=Llama"}, "name"},
+			{[]string{"--set", "inferenceExtension.activeActive.enabled=true"}, "redis"}, // active-active needs its Redis
 		} {
 			out, err := tl.helm(append([]string{"template", "x", tl.chart, "--namespace", "inference"}, bad.args...)...)
 			if err == nil {
@@ -290,6 +291,33 @@ func chartCases() []chartCase {
 				"tls":            map[string]any{"mode": "SIMPLE", "insecureSkipVerify": true},
 				"connectionPool": map[string]any{"http": map[string]any{"http2MaxRequests": int64(1000)}},
 			}, "spec", "trafficPolicy")
+		},
+	}, {
+		name: "active-active: three replicas without leader election, sharing in-flight through redis", release: "aa", namespace: "inference",
+		args: []string{
+			"--set", "inferenceExtension.replicas=3",
+			"--set", "inferenceExtension.activeActive.enabled=true",
+			"--set", "inferenceExtension.activeActive.redis=redis.inference.svc:6379",
+		},
+		want: []string{"ConfigMap/aa-epp", "Deployment/aa-epp", "InferencePool/aa", "Role/aa-epp", "RoleBinding/aa-epp",
+			"Service/aa-epp", "ServiceAccount/aa-epp"},
+		check: func(t *testing.T, r rendered) {
+			dep := r.get(t, "Deployment", "aa-epp")
+			wantField(t, dep, int64(3), "spec", "replicas")
+			c := container(t, dep)
+			args, _, _ := unstructured.NestedStringSlice(c, "args")
+			if slices.Contains(args, "--ha-enable-leader-election") {
+				t.Errorf("active-active replicas elect a leader: %v", args)
+			}
+			for _, want := range [][2]string{{"--peer-load-redis", "redis.inference.svc:6379"}, {"--replica-id", "$(POD_NAME)"}} {
+				if i := slices.Index(args, want[0]); i < 0 || i+1 >= len(args) || args[i+1] != want[1] {
+					t.Errorf("args %v lack %s %s", args, want[0], want[1])
+				}
+			}
+			env, _, _ := unstructured.NestedSlice(c, "env")
+			if len(env) == 0 || env[0].(map[string]any)["name"] != "POD_NAME" {
+				t.Errorf("no POD_NAME from the downward API: %v", env)
+			}
 		},
 	}, {
 		name: "gke, named pool, existing service account, custom values file", release: "r1", namespace: "models",

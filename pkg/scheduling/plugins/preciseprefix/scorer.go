@@ -5,17 +5,33 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
+	"time"
 
+	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/scheduling"
+	"github.com/igw-dev/igw/pkg/scheduling/plugins/prefix"
+	"github.com/igw-dev/igw/pkg/tokenizer"
 )
 
 // Type is the plugin's type name in EndpointPickerConfig.
 const Type = "precise-prefix-cache-scorer"
 
-// DefaultMaxBlocksToMatch bounds the prompt blocks looked up per endpoint.
-const DefaultMaxBlocksToMatch = 512
+// Defaults of the parameters.
+const (
+	DefaultMaxBlocksToMatch = 512
+	// DefaultBlockSize is vLLM's default --block-size.
+	DefaultBlockSize = 16
+	// DefaultMaxSpeculativeBlocks bounds the speculative entries.
+	DefaultMaxSpeculativeBlocks = 1 << 16
+	// DefaultMaxQueueImbalance is the prefix-cache-scorer's.
+	DefaultMaxQueueImbalance = 4
+)
 
-var _ scheduling.Scorer = (*Scorer)(nil)
+var (
+	_ scheduling.Scorer            = (*Scorer)(nil)
+	_ scheduling.PreRequest        = (*Scorer)(nil)
+	_ scheduling.EndpointForgetter = (*Scorer)(nil)
+)
 
 // Index is what the scorer reads from the KV-event index;
 // *kvevents.Index implements it. Keeping it an interface keeps the plugin
@@ -26,13 +42,13 @@ type Index interface {
 	Match(endpoint string, hashes []uint64, lora uint32) int
 }
 
-// PromptHasher turns a request into the engine's block hashes of its
-// prompt: the seam for issue 15 part 3 (tokenizing like the engine).
+// PromptHasher turns a request into the block hashes the index keys its
+// blocks by (TokenHasher: igw's chained hash of the prompt's tokens).
 type PromptHasher interface {
 	// BlockHashes returns the hashes of the prompt's full blocks, in
 	// order, and the request's adapter key (kvevents.LoRAKey; 0 for the
 	// base model); ok is false when the request cannot be hashed (no
-	// tokenizer for its model), which gives no signal.
+	// tokenizer for its model), which falls back to approximate matching.
 	BlockHashes(req *scheduling.Request) (hashes []uint64, lora uint32, ok bool)
 }
 
@@ -45,36 +61,100 @@ type deps struct {
 
 // Scorer is the precise-prefix-cache-scorer.
 type Scorer struct {
-	name     string
-	maxBlock int
-	stateKey scheduling.StateKey
-	deps     atomic.Pointer[deps]
+	name      string
+	params    Parameters
+	stateKey  scheduling.StateKey
+	deps      atomic.Pointer[deps]
+	spec      *speculative // nil: no speculative entries
+	tokenizer *TokenHasher // from the parameters; nil without tokenizers
+	// approx scores what cannot be hashed precisely (no tokenizer for the
+	// model, an API the tokenizer does not render), as the
+	// prefix-cache-scorer does.
+	approx *prefix.Scorer
 }
 
 // Parameters are the plugin's EndpointPickerConfig parameters.
 type Parameters struct {
 	MaxBlocksToMatch int `json:"maxBlocksToMatch"`
+	// BlockSize must equal the engines' block size (vLLM --block-size,
+	// SGLang --page-size): prompts are cut into blocks of it.
+	BlockSize int `json:"blockSize"`
+	// Tokenizer is a directory in the Hugging Face layout
+	// (tokenizer.json, tokenizer_config.json) for every model of the
+	// pool; ModelTokenizers names one per model.
+	Tokenizer       string            `json:"tokenizer"`
+	ModelTokenizers map[string]string `json:"modelTokenizers"`
+	MaxPromptBytes  int               `json:"maxPromptBytes"`
+	// SpeculativeTTL, when set, makes a routed request's blocks count as
+	// held by its endpoint for that long unless events say so first.
+	SpeculativeTTL       scheduling.Duration `json:"speculativeTTL"`
+	MaxSpeculativeBlocks int                 `json:"maxSpeculativeBlocks"`
+	MaxQueueImbalance    *int                `json:"maxQueueImbalance"`
 }
 
-// New returns a scorer named name that matches at most maxBlocks blocks
-// (DefaultMaxBlocksToMatch when ≤ 0). It scores 0 until Attach.
-func New(name string, maxBlocks int) *Scorer {
-	if maxBlocks <= 0 {
-		maxBlocks = DefaultMaxBlocksToMatch
+func (p *Parameters) defaults() {
+	if p.MaxBlocksToMatch == 0 {
+		p.MaxBlocksToMatch = DefaultMaxBlocksToMatch
 	}
-	return &Scorer{name: name, maxBlock: maxBlocks, stateKey: scheduling.StateKey(Type + "/" + name)}
+	if p.BlockSize == 0 {
+		p.BlockSize = DefaultBlockSize
+	}
+	if p.MaxPromptBytes == 0 {
+		p.MaxPromptBytes = tokenizer.DefaultMaxPromptBytes
+	}
+	if p.MaxSpeculativeBlocks == 0 {
+		p.MaxSpeculativeBlocks = DefaultMaxSpeculativeBlocks
+	}
+	if p.MaxQueueImbalance == nil {
+		v := DefaultMaxQueueImbalance
+		p.MaxQueueImbalance = &v
+	}
+}
+
+// New returns a scorer named name with parameters p (defaults filled in);
+// it loads p's tokenizers. Without a PromptHasher (no tokenizer, and none
+// attached) it matches approximately.
+func New(name string, p Parameters) (*Scorer, error) {
+	p.defaults()
+	switch {
+	case p.MaxBlocksToMatch < 1:
+		return nil, fmt.Errorf("maxBlocksToMatch: must be ≥ 1, got %d", p.MaxBlocksToMatch)
+	case p.BlockSize < 1:
+		return nil, fmt.Errorf("blockSize: must be ≥ 1, got %d", p.BlockSize)
+	case p.MaxPromptBytes < 1:
+		return nil, fmt.Errorf("maxPromptBytes: must be ≥ 1, got %d", p.MaxPromptBytes)
+	case p.MaxSpeculativeBlocks < 1:
+		return nil, fmt.Errorf("maxSpeculativeBlocks: must be ≥ 1, got %d", p.MaxSpeculativeBlocks)
+	}
+	s := &Scorer{name: name, params: p, stateKey: scheduling.StateKey(Type + "/" + name)}
+	if p.SpeculativeTTL != "" {
+		ttl, err := time.ParseDuration(string(p.SpeculativeTTL))
+		if err != nil || ttl <= 0 {
+			return nil, fmt.Errorf("speculativeTTL: %q is not a positive duration (e.g. 2s)", p.SpeculativeTTL)
+		}
+		s.spec = newSpeculative(ttl, p.MaxSpeculativeBlocks)
+	}
+	if p.Tokenizer != "" || len(p.ModelTokenizers) > 0 {
+		h, err := NewTokenHasher(p.Tokenizer, p.ModelTokenizers, p.BlockSize, p.MaxBlocksToMatch, p.MaxPromptBytes)
+		if err != nil {
+			return nil, err
+		}
+		s.tokenizer = h
+		s.deps.Store(&deps{hasher: h})
+	}
+	ap := prefix.DefaultParameters()
+	ap.MaxQueueImbalance = *p.MaxQueueImbalance
+	s.approx = prefix.New(name+"/approximate", ap)
+	return s, nil
 }
 
 // Factory builds a precise-prefix-cache-scorer from its parameters.
 func Factory(name string, raw json.RawMessage) (scheduling.Plugin, error) {
-	p := Parameters{MaxBlocksToMatch: DefaultMaxBlocksToMatch}
+	var p Parameters
 	if err := scheduling.DecodeParameters(raw, &p); err != nil {
 		return nil, err
 	}
-	if p.MaxBlocksToMatch < 1 {
-		return nil, fmt.Errorf("maxBlocksToMatch: must be ≥ 1, got %d", p.MaxBlocksToMatch)
-	}
-	return New(name, p.MaxBlocksToMatch), nil
+	return New(name, p)
 }
 
 // Register adds the precise-prefix-cache-scorer type to r.
@@ -85,15 +165,18 @@ func (s *Scorer) TypedName() scheduling.TypedName {
 	return scheduling.TypedName{Type: Type, Name: s.name}
 }
 
+// Parameters are the scorer's parameters, defaults filled in.
+func (s *Scorer) Parameters() Parameters { return s.params }
+
 // Attach gives the scorer the index it reads and the hasher that turns
-// prompts into the engine's block hashes; without both it scores 0. Safe
-// to call while scoring.
+// prompts into its keys; without both it matches approximately. Safe to
+// call while scoring.
 func (s *Scorer) Attach(index Index, hasher PromptHasher) {
 	s.deps.Store(&deps{index: index, hasher: hasher})
 }
 
-// AttachIndex gives the scorer the index, keeping its hasher: what the
-// engine does today, with no tokenizer to hash prompts yet (part 3).
+// AttachIndex gives the scorer the index, keeping its hasher (the one its
+// tokenizer parameters built): what the engine does.
 func (s *Scorer) AttachIndex(index Index) {
 	var hasher PromptHasher
 	if d := s.deps.Load(); d != nil {
@@ -103,7 +186,7 @@ func (s *Scorer) AttachIndex(index Index) {
 }
 
 // Hashing reports whether the scorer can hash prompts (a PromptHasher is
-// attached); without one it gives no signal, which the engine logs.
+// attached); without one it matches approximately, which the engine logs.
 func (s *Scorer) Hashing() bool {
 	d := s.deps.Load()
 	return d != nil && d.hasher != nil
@@ -116,21 +199,81 @@ type hashed struct {
 	ok     bool
 }
 
-// Score implements scheduling.Scorer.
-func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []scheduling.Candidate, scores []float64) {
+// Score implements scheduling.Scorer: the fraction of the prompt's blocks,
+// from the first, the endpoint holds (reported by its events, or routed
+// there within the speculative TTL); an endpoint queueing more than
+// maxQueueImbalance above the shortest queue scores 0, and a prefix whose
+// holders are all over that bound spills to one endpoint chosen by
+// rendezvous hashing, as the prefix-cache-scorer does; a prompt no
+// endpoint holds is placed by rendezvous hashing on its leading blocks. A
+// request that cannot be hashed is scored approximately.
+func (s *Scorer) Score(ctx context.Context, req *scheduling.Request, cands []scheduling.Candidate, scores []float64) {
 	d := s.deps.Load()
-	if d != nil && (d.index == nil || d.hasher == nil) {
-		d = nil
-	}
 	h := s.prompt(req, d)
-	if !h.ok || len(h.hashes) == 0 {
+	if !h.ok {
+		s.approx.Score(ctx, req, cands, scores)
+		return
+	}
+	if len(h.hashes) == 0 {
 		clear(scores)
 		return
 	}
 	total := float64(len(h.hashes))
+	over := prefix.OverQueueBound(cands, *s.params.MaxQueueImbalance)
+	held, best := false, 0
 	for i := range cands {
-		scores[i] = float64(d.index.Match(cands[i].Endpoint.Address, h.hashes, h.lora)) / total
+		n := d.index.Match(cands[i].Endpoint.Address, h.hashes, h.lora)
+		if s.spec != nil && n < len(h.hashes) {
+			n = max(n, s.spec.run(cands[i].Endpoint.Address, h.hashes, h.lora))
+		}
+		best = max(best, n)
+		scores[i] = float64(n) / total
+		if over(i) {
+			scores[i] = 0
+		} else if n > 0 {
+			held = true
+		}
 	}
+	if best == 0 {
+		// No endpoint reports any of the prompt: place it by rendezvous
+		// hashing on its leading blocks, among the endpoints within the
+		// load bound. Every igw replica computes the same place (no
+		// replica's own memory decides), a prefix that every engine
+		// evicted comes back to a stable endpoint, and the prefixes on
+		// other endpoints are not disturbed.
+		clear(scores)
+		key := h.hashes[min(len(h.hashes), placementBlocks)-1]
+		if target := rendezvousTarget(key, cands, over); target >= 0 {
+			scores[target] = 1
+		}
+		return
+	}
+	if !held {
+		if target := rendezvousTarget(h.hashes[best-1], cands, over); target >= 0 {
+			scores[target] = float64(best) / total
+		}
+	}
+}
+
+// placementBlocks is how many leading blocks decide where a prompt no
+// endpoint holds is placed: 4 blocks (64 tokens at vLLM's block size) tell
+// system prompts apart while every request that shares them lands
+// together.
+const placementBlocks = 4
+
+// rendezvousTarget is the candidate within the load bound that ranks
+// first for key, -1 when all are over it.
+func rendezvousTarget(key uint64, cands []scheduling.Candidate, over func(int) bool) int {
+	target, top := -1, uint64(0)
+	for i := range cands {
+		if over(i) {
+			continue
+		}
+		if w := prefix.Rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > top {
+			target, top = i, w
+		}
+	}
+	return target
 }
 
 func (s *Scorer) prompt(req *scheduling.Request, d *deps) *hashed {
@@ -138,12 +281,33 @@ func (s *Scorer) prompt(req *scheduling.Request, d *deps) *hashed {
 		return v.(*hashed)
 	}
 	h := &hashed{}
-	if d != nil {
+	if d != nil && d.index != nil && d.hasher != nil {
 		h.hashes, h.lora, h.ok = d.hasher.BlockHashes(req)
-		if len(h.hashes) > s.maxBlock {
-			h.hashes = h.hashes[:s.maxBlock]
+		if len(h.hashes) > s.params.MaxBlocksToMatch {
+			h.hashes = h.hashes[:s.params.MaxBlocksToMatch]
 		}
 	}
 	req.State().Write(s.stateKey, h)
 	return h
 }
+
+// PreRequest implements scheduling.PreRequest: the speculative entry for
+// a precisely hashed request, the approximate record for one that cannot
+// be hashed.
+func (s *Scorer) PreRequest(ctx context.Context, req *scheduling.Request, res *scheduling.Result, target *datastore.Endpoint) {
+	if target == nil {
+		return
+	}
+	h := s.prompt(req, s.deps.Load())
+	if !h.ok {
+		s.approx.PreRequest(ctx, req, res, target)
+		return
+	}
+	if s.spec != nil && len(h.hashes) > 0 {
+		s.spec.record(target.Address, h.hashes, h.lora)
+	}
+}
+
+// ForgetEndpoint implements scheduling.EndpointForgetter for the
+// approximate fallback's index (the KV-event index forgets on its own).
+func (s *Scorer) ForgetEndpoint(address string) { s.approx.ForgetEndpoint(address) }

@@ -25,6 +25,15 @@ func (f *fakeHasher) BlockHashes(req *scheduling.Request) ([]uint64, uint32, boo
 	return h, kvevents.LoRAKey(req.LoRAAdapter, 0, false), ok
 }
 
+func newScorer(t *testing.T, p preciseprefix.Parameters) *preciseprefix.Scorer {
+	t.Helper()
+	s, err := preciseprefix.New("precise", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func candidates(addrs ...string) []scheduling.Candidate {
 	out := make([]scheduling.Candidate, len(addrs))
 	for i, a := range addrs {
@@ -43,7 +52,7 @@ func TestScorer_ScoresByWhatEndpointsReportHolding(t *testing.T) {
 	ix.Apply("b:8000", stored(1))
 	ix.Apply("c:8000", stored(2, 3, 4)) // not a prefix: block 1 missing
 	h := &fakeHasher{hashes: map[string][]uint64{"p": {1, 2, 3, 4}}}
-	s := preciseprefix.New("precise", 0)
+	s := newScorer(t, preciseprefix.Parameters{})
 	s.Attach(ix, h)
 	req := &scheduling.Request{Prompt: []byte("p")}
 	cands := candidates("a:8000", "b:8000", "c:8000", "d:8000")
@@ -68,19 +77,27 @@ func TestScorer_ScoresByWhatEndpointsReportHolding(t *testing.T) {
 	}
 }
 
-func TestScorer_NoSignalWithoutIndexOrHasher(t *testing.T) {
-	s := preciseprefix.New("precise", 0)
-	cands := candidates("a:8000")
-	scores := []float64{0.7}
-	s.Score(context.Background(), &scheduling.Request{Prompt: []byte("p")}, cands, scores)
-	if scores[0] != 0 {
-		t.Errorf("unattached scorer scored %v", scores[0])
+func TestScorer_ApproximateWithoutIndexOrHasher(t *testing.T) {
+	s := newScorer(t, preciseprefix.Parameters{})
+	cands := candidates("a:8000", "b:8000")
+	scores := []float64{0.7, 0.7}
+	prompt := []byte(strings.Repeat("a long shared system prompt. ", 20))
+	req := &scheduling.Request{Prompt: prompt}
+	s.Score(context.Background(), req, cands, scores)
+	if scores[0] != 0 || scores[1] != 0 {
+		t.Errorf("unattached scorer scored %v before anything was routed", scores)
+	}
+	// Approximate matching: it remembers where it sent the prompt.
+	s.PreRequest(context.Background(), req, nil, cands[1].Endpoint)
+	s.Score(context.Background(), &scheduling.Request{Prompt: prompt}, cands, scores)
+	if scores[0] != 0 || scores[1] != 1 {
+		t.Errorf("approximate fallback scored %v, want [0 1]", scores)
 	}
 	ix := kvevents.NewIndex(0)
 	ix.Apply("a:8000", stored(1))
 	s.Attach(ix, &fakeHasher{hashes: map[string][]uint64{}})
 	scores[0] = 0.7
-	s.Score(context.Background(), &scheduling.Request{Prompt: []byte("unknown model")}, cands, scores)
+	s.Score(context.Background(), &scheduling.Request{Prompt: []byte("unknown model")}, cands[:1], scores[:1])
 	if scores[0] != 0 {
 		t.Errorf("unhashable prompt scored %v", scores[0])
 	}
@@ -91,10 +108,11 @@ func TestScorer_LoRAAndMaxBlocks(t *testing.T) {
 	ev := stored(1, 2, 3, 4)
 	ev[0].LoRAName = "sql"
 	ix.Apply("a:8000", ev)
-	s := preciseprefix.New("precise", 2)
+	ix.Apply("b:8000", stored(1)) // b holds the base model's first block
+	s := newScorer(t, preciseprefix.Parameters{MaxBlocksToMatch: 2})
 	s.Attach(ix, &fakeHasher{hashes: map[string][]uint64{"p": {1, 2, 3, 4}}})
-	cands := candidates("a:8000")
-	scores := make([]float64, 1)
+	cands := candidates("a:8000", "b:8000")
+	scores := make([]float64, 2)
 	s.Score(context.Background(), &scheduling.Request{Prompt: []byte("p")}, cands, scores)
 	if scores[0] != 0 {
 		t.Errorf("base-model request scored %v on adapter blocks", scores[0])
@@ -147,8 +165,11 @@ schedulingProfiles:
 	if scores[0] != 1 {
 		t.Errorf("scored %v, want 1 with maxBlocksToMatch 64", scores[0])
 	}
-	for _, bad := range []string{`{"maxBlocksToMatch": 0}`, `{"maxBlocks": 3}`} {
-		if _, err := preciseprefix.Factory("x", []byte(bad)); err == nil || !strings.Contains(err.Error(), "maxBlock") {
+	for bad, field := range map[string]string{`{"maxBlocksToMatch": -1}`: "maxBlocksToMatch", `{"maxBlocks": 3}`: "maxBlocks",
+		`{"blockSize": -4}`: "blockSize", `{"speculativeTTL": "soon"}`: "speculativeTTL", `{"speculativeTTL": "-1s"}`: "speculativeTTL",
+		`{"tokenizer": "/nonexistent/dir"}`: "/nonexistent/dir", `{"modelTokenizers": {"m": "/nope"}}`: "modelTokenizers.m",
+		`{"maxPromptBytes": -1}`: "maxPromptBytes"} {
+		if _, err := preciseprefix.Factory("x", []byte(bad)); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: %v", bad, err)
 		}
 	}

@@ -291,19 +291,11 @@ func (s *Scorer) publishCached(req *scheduling.Request, hashes []uint64, cands [
 // the shortest by more than maxQueueImbalance (never, when negative).
 func (s *Scorer) overBound(cands []scheduling.Candidate, matched []float64, n int) func(i int) bool {
 	limit := s.params.MaxQueueImbalance
-	shortest := -1
-	for i := range cands {
-		if q := cands[i].Metrics.EstimatedQueue(cands[i].InFlight); shortest < 0 || q < shortest {
-			shortest = q
-		}
-	}
 	cm := s.costs.Load()
 	if cm == nil {
-		if limit < 0 {
-			return func(int) bool { return false }
-		}
-		return func(i int) bool { return cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit }
+		return OverQueueBound(cands, limit)
 	}
+	shortest := shortestQueue(cands)
 	blockKiB := float64(s.params.BlockSize) / 1024
 	return func(i int) bool {
 		extra := cands[i].Metrics.EstimatedQueue(cands[i].InFlight) - shortest
@@ -318,6 +310,32 @@ func (s *Scorer) overBound(cands []scheduling.Candidate, matched []float64, n in
 		}
 		return limit >= 0 && extra > limit
 	}
+}
+
+// OverQueueBound reports, for a candidate index, whether the candidate's
+// estimated waiting queue exceeds the shortest one by more than limit
+// (never, with a negative limit). Such a candidate gets no prefix score: a
+// cached prefix saves one prefill, a queue delays every request behind it,
+// and without the bound a hot shared prefix sends all of its traffic to
+// one endpoint while others idle. The precise-prefix-cache-scorer applies
+// the same bound, and this scorer without a cost model.
+func OverQueueBound(cands []scheduling.Candidate, limit int) func(i int) bool {
+	if limit < 0 {
+		return func(int) bool { return false }
+	}
+	shortest := shortestQueue(cands)
+	return func(i int) bool { return cands[i].Metrics.EstimatedQueue(cands[i].InFlight)-shortest > limit }
+}
+
+// shortestQueue is the least estimated waiting queue among cands.
+func shortestQueue(cands []scheduling.Candidate) int {
+	shortest := -1
+	for i := range cands {
+		if q := cands[i].Metrics.EstimatedQueue(cands[i].InFlight); shortest < 0 || q < shortest {
+			shortest = q
+		}
+	}
+	return shortest
 }
 
 // spill places a prompt that no candidate within the load bound holds but
@@ -343,7 +361,7 @@ func (s *Scorer) spill(hashes []uint64, cands []scheduling.Candidate, scores []f
 		if scores[i] < 0 || over(i) {
 			continue
 		}
-		if w := rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > best {
+		if w := Rendezvous(key, cands[i].Endpoint.Address); target < 0 || w > best {
 			target, best = i, w
 		}
 	}
@@ -352,10 +370,11 @@ func (s *Scorer) spill(hashes []uint64, cands []scheduling.Candidate, scores []f
 	}
 }
 
-// rendezvous is the highest-random-weight hash of a prefix key and an
+// Rendezvous is the highest-random-weight hash of a prefix key and an
 // endpoint: each key ranks the endpoints in its own stable order, and an
-// endpoint leaving the pool moves only the keys it was first for.
-func rendezvous(key uint64, address string) uint64 {
+// endpoint leaving the pool moves only the keys it was first for. Both
+// prefix scorers spill hot prefixes with it.
+func Rendezvous(key uint64, address string) uint64 {
 	h := xxhash.Sum64String(address) ^ key
 	// A 64-bit finalizer (splitmix64), so nearby keys rank differently.
 	h ^= h >> 30
