@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 
 	"github.com/cespare/xxhash/v2"
@@ -250,22 +251,23 @@ func (c *kvCache) release(blocks []int32) {
 	}
 }
 
-// blockHash chains the hash of one full block of token ids onto parent.
+// blockHash chains the hash of one full block of token ids onto parent
+// the way vLLM does by default: SHA-256 over the parent hash and the
+// block's token ids (kept to its first 8 bytes, the width of the events'
+// hashes). It is deliberately not igw's own chain (kvevents.ChainHash): the
+// index must match blocks through the token ids the events carry, whatever
+// function and seed the engine hashes with.
 func blockHash(parent uint64, tokens []uint32) uint64 {
-	var buf [8 + 4*64]byte
-	var d xxhash.Digest
-	d.Reset()
-	binary.LittleEndian.PutUint64(buf[:8], parent)
-	_, _ = d.Write(buf[:8])
-	for len(tokens) > 0 {
-		n := min(len(tokens), 64)
-		for i, t := range tokens[:n] {
-			binary.LittleEndian.PutUint32(buf[4*i:], t)
-		}
-		_, _ = d.Write(buf[:4*n])
-		tokens = tokens[n:]
+	h := sha256.New()
+	var buf [8]byte
+	binary.LittleEndian.PutUint64(buf[:], parent)
+	h.Write(buf[:])
+	for _, t := range tokens {
+		binary.LittleEndian.PutUint32(buf[:4], t)
+		h.Write(buf[:4])
 	}
-	return d.Sum64()
+	var sum [sha256.Size]byte
+	return binary.BigEndian.Uint64(h.Sum(sum[:0]))
 }
 
 // adapterSeed is the hash chain's root: sequences of different LoRA
