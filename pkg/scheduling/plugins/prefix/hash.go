@@ -33,11 +33,16 @@ func AppendBlockHashes(dst []uint64, model string, prompt []byte, blockSize, max
 	return dst
 }
 
-// chain mixes a block's own hash into its predecessor's: the splitmix64
-// finalizer of their rotated combination, so the order of blocks matters
-// and equal blocks at different positions hash apart.
+// chain mixes a block's own hash into its predecessor's: the finalizer of
+// their rotated combination, so the order of blocks matters and equal
+// blocks at different positions hash apart.
 func chain(prev, block uint64) uint64 {
-	h := bits.RotateLeft64(prev, 31) ^ block ^ 0x9e3779b97f4a7c15
+	return mix64(bits.RotateLeft64(prev, 31) ^ block ^ 0x9e3779b97f4a7c15)
+}
+
+// mix64 is splitmix64's finalizer: every input bit flips about half of the
+// output bits, so nearby inputs hash far apart.
+func mix64(h uint64) uint64 {
 	h ^= h >> 30
 	h *= 0xbf58476d1ce4e5b9
 	h ^= h >> 27

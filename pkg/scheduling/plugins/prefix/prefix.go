@@ -375,14 +375,8 @@ func (s *Scorer) spill(hashes []uint64, cands []scheduling.Candidate, scores []f
 // endpoint leaving the pool moves only the keys it was first for. Both
 // prefix scorers spill hot prefixes with it.
 func Rendezvous(key uint64, address string) uint64 {
-	h := xxhash.Sum64String(address) ^ key
-	// A 64-bit finalizer (splitmix64), so nearby keys rank differently.
-	h ^= h >> 30
-	h *= 0xbf58476d1ce4e5b9
-	h ^= h >> 27
-	h *= 0x94d049bb133111eb
-	h ^= h >> 31
-	return h
+	// Finalized, so nearby keys rank differently.
+	return mix64(xxhash.Sum64String(address) ^ key)
 }
 
 // PreRequest implements scheduling.PreRequest: it records that target now
