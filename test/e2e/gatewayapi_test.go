@@ -1,0 +1,287 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	v1 "github.com/igw-dev/igw/api/v1"
+	"github.com/igw-dev/igw/internal/kubetest"
+	"github.com/igw-dev/igw/pkg/sim"
+)
+
+// igw as the cluster's only gateway: `igw serve --kubernetes` against the
+// real kube-apiserver with Gateway API's standard CRDs, the seed
+// walk-through's manifests applied unchanged, pods whose status.podIP is a
+// loopback address where `igw sim` replicas listen on the pool's target
+// port 8000. The loopback range 127.0.18.0/24 is this file's alone, so the
+// fixed port cannot collide with other tests.
+
+const seedModel = "meta-llama/Llama-3.1-8B-Instruct"
+
+// simsAt starts one simulated replica of model on ip:port per ip.
+func simsAt(t *testing.T, model string, port int, ips ...string) {
+	t.Helper()
+	for _, ip := range ips {
+		cfg := sim.DefaultConfig()
+		cfg.Address, cfg.Port, cfg.Replicas, cfg.Model, cfg.TimeScale = ip, port, 1, model, 20
+		f, err := sim.StartFleet(cfg, nil)
+		if err != nil {
+			t.Fatalf("sim on %s:%d: %v", ip, port, err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = f.Close(ctx)
+		})
+	}
+}
+
+var kubeServeLine = regexp.MustCompile(`msg="igw gateway serving" address=(\S+) admin=(\S+)`)
+
+// gatewayTest is one namespace with igw serving Gateway API in it.
+type gatewayTest struct {
+	*kubeTest
+	admin string // an administrator's kubeconfig, for kubectl
+	api   string // the data plane's host:port
+}
+
+func newGatewayTest(t *testing.T, listenIP string, extra ...string) *gatewayTest {
+	env := kubetest.Require(t, kubeEnv)
+	g := &gatewayTest{kubeTest: &kubeTest{t: t, env: env, ns: env.Namespace(t)}}
+	var err error
+	if g.admin, err = env.Kubeconfig(t.TempDir(), "igw-admin", "system:masters"); err != nil {
+		t.Fatal(err)
+	}
+	// igw runs as the ServiceAccount of config/rbac/gateway.yaml, so the
+	// ClusterRole is proven sufficient; the ClusterRole and binding are
+	// cluster-wide, applied once per API server.
+	manifest, err := os.ReadFile(filepath.Join(env.Root, "config", "rbac", "gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Apply(withTimeout(t, 30*time.Second), manifest, g.ns); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("config/rbac/gateway.yaml: %v", err)
+	}
+	// The binding names the ServiceAccount of the first namespace it was
+	// applied in; every test runs as that identity.
+	var binding struct {
+		Subjects []struct{ Namespace string } `json:"subjects"`
+	}
+	out := g.kubectl("get", "clusterrolebinding", "igw-gateway", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &binding); err != nil || len(binding.Subjects) != 1 {
+		t.Fatalf("clusterrolebinding igw-gateway: %v %s", err, out)
+	}
+	user, groups := kubetest.ServiceAccountUser(binding.Subjects[0].Namespace, "igw-gateway")
+	if g.kubeconfig, err = env.Kubeconfig(t.TempDir(), user, groups...); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"serve", "--kubernetes", "--kubeconfig", g.kubeconfig, "--address", net.JoinHostPort(listenIP, "0"),
+		"--admin-address", "127.0.0.1:0", "--gateway-address", listenIP, "--log-level", "debug"}, extra...)
+	p := startProc(t, "igw serve --kubernetes", args...)
+	g.api = p.waitOutput(t, kubeServeLine, 1, 60*time.Second)[0][1]
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("igw serve --kubernetes output:\n%s", tail(p.output(), 60))
+		}
+	})
+	return g
+}
+
+// kubectl runs bin/kubectl as the administrator (the client's view when
+// bin/kubectl is missing is not what a user sees, so it is required).
+func (g *gatewayTest) kubectl(args ...string) string {
+	g.t.Helper()
+	bin := filepath.Join(g.env.Root, "bin", "kubectl")
+	if _, err := os.Stat(bin); err != nil {
+		g.t.Skipf("bin/kubectl is missing: run `make test` (or make bin/kubectl)")
+	}
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", g.admin, "-n", g.ns}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		g.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// servingPod creates a Ready pod at ip with labels.
+func (g *gatewayTest) servingPod(name, ip string, labels map[string]string) *corev1.Pod {
+	return g.pod(name, ip, true, labels)
+}
+
+// chat sends one chat completion for model through the Gateway at addr
+// (the address its status gives) and returns the answer.
+func (g *gatewayTest) chat(addr, model string) result {
+	_, port, _ := net.SplitHostPort(g.api)
+	body := chat{Model: model, User: "hello", MaxTokens: 4}.body()
+	return post(withTimeout(g.t, 30*time.Second), newClient(), chatURL(net.JoinHostPort(addr, port)), body, nil)
+}
+
+// condition finds a condition's status in a list of conditions.
+func conditionStatus(cs []metav1.Condition, t string) string {
+	if c := meta.FindStatusCondition(cs, t); c != nil {
+		return string(c.Status) + "/" + c.Reason
+	}
+	return "missing"
+}
+
+func TestGatewayAPI_SeedManifestsRouteThroughIGW(t *testing.T) {
+	const ip1, ip2, ip3 = "127.0.18.1", "127.0.18.2", "127.0.18.3"
+	simsAt(t, seedModel, 8000, ip1, ip2, ip3)
+	g := newGatewayTest(t, "127.0.18.10")
+	manifest, err := os.ReadFile("testdata/gateway-api-seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := withTimeout(t, 3*time.Minute)
+	if _, err := g.env.Apply(ctx, manifest, g.ns); err != nil && !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("the seed manifests do not apply: %v", err)
+	}
+	g.servingPod("vllm-0", ip1, map[string]string{"app": "vllm-llama3-8b-instruct"})
+	g.servingPod("vllm-1", ip2, map[string]string{"app": "vllm-llama3-8b-instruct"})
+	g.servingPod("canary-0", ip3, map[string]string{"app": "vllm-canary"})
+
+	// The Gateway is programmed and says where to send requests.
+	var addr string
+	eventually(t, 30*time.Second, func() error {
+		var gw gwv1.Gateway
+		if err := g.env.Client.Get(ctx, client.ObjectKey{Namespace: g.ns, Name: "inference-gateway"}, &gw); err != nil {
+			return err
+		}
+		if s := conditionStatus(gw.Status.Conditions, "Programmed"); s != "True/Programmed" {
+			return fmt.Errorf("Gateway Programmed = %s", s)
+		}
+		addr = strings.Trim(g.kubectl("get", "gateway", "inference-gateway", "-o", "jsonpath={.status.addresses[0].value}"), "'")
+		if addr == "" {
+			return errors.New("no status.addresses")
+		}
+		return nil
+	})
+	if addr != "127.0.18.10" {
+		t.Fatalf("status.addresses[0].value = %q, want 127.0.18.10", addr)
+	}
+
+	// Requests for the model reach the pool's pods, never the canary.
+	eventually(t, 30*time.Second, func() error {
+		r := g.chat(addr, seedModel)
+		if r.Status != 200 {
+			return fmt.Errorf("chat: %s", r)
+		}
+		return nil
+	})
+	seen := map[string]int{}
+	for range 20 {
+		r := g.chat(addr, seedModel)
+		if r.Status != 200 {
+			t.Fatalf("chat: %s", r)
+		}
+		seen[r.Served()]++
+	}
+	if seen[ip3+":8000"] > 0 || seen[ip1+":8000"]+seen[ip2+":8000"] != 20 {
+		t.Errorf("served by %v, want only the pool's pods %s and %s", seen, ip1, ip2)
+	}
+	// A model no route matches is 404; the header the client sends does
+	// not route (the model comes from the body).
+	if r := g.chat(addr, "other-model"); r.Status != 404 {
+		t.Errorf("unknown model: %s, want 404", r)
+	}
+
+	// Statuses, as kubectl shows them.
+	yamlOut := g.kubectl("get", "httproute", "llm-route", "-o", "yaml")
+	for _, want := range []string{"controllerName: igw.dev/gateway-controller", "reason: Accepted", "reason: ResolvedRefs"} {
+		if !strings.Contains(yamlOut, want) {
+			t.Errorf("kubectl get httproute -o yaml lacks %q:\n%s", want, yamlOut)
+		}
+	}
+	var gc gwv1.GatewayClass
+	if err := g.env.Client.Get(ctx, client.ObjectKey{Name: "igw"}, &gc); err != nil {
+		t.Fatal(err)
+	}
+	if s := conditionStatus(gc.Status.Conditions, "Accepted"); s != "True/Accepted" {
+		t.Errorf("GatewayClass Accepted = %s", s)
+	}
+	eventually(t, 10*time.Second, func() error {
+		var pool v1.InferencePool
+		if err := g.env.Client.Get(ctx, client.ObjectKey{Namespace: g.ns, Name: "vllm-llama3-8b-instruct"}, &pool); err != nil {
+			return err
+		}
+		if len(pool.Status.Parents) != 1 {
+			return fmt.Errorf("pool status.parents = %+v", pool.Status.Parents)
+		}
+		p := pool.Status.Parents[0]
+		if string(p.ParentRef.Name) != "inference-gateway" || string(p.ParentRef.Namespace) != g.ns || p.ControllerName != "igw.dev/gateway-controller" {
+			return fmt.Errorf("pool parent = %+v", p)
+		}
+		if a, r := conditionStatus(p.Conditions, "Accepted"), conditionStatus(p.Conditions, "ResolvedRefs"); a != "True/Accepted" || r != "True/ResolvedRefs" {
+			return fmt.Errorf("pool conditions Accepted=%s ResolvedRefs=%s", a, r)
+		}
+		return nil
+	})
+	poolYAML := g.kubectl("get", "inferencepool", "vllm-llama3-8b-instruct", "-o", "yaml")
+	if !strings.Contains(poolYAML, "name: inference-gateway") {
+		t.Errorf("kubectl get inferencepool -o yaml has no parent:\n%s", poolYAML)
+	}
+
+	// Weights move traffic: a second pool gets all of it.
+	canary := &v1.InferencePool{ObjectMeta: metav1.ObjectMeta{Name: "vllm-canary"},
+		Spec: v1.InferencePoolSpec{Selector: v1.LabelSelector{MatchLabels: map[string]string{"app": "vllm-canary"}}, TargetPorts: []v1.Port{{Number: 8000}}}}
+	g.create(canary)
+	var route gwv1.HTTPRoute
+	if err := g.env.Client.Get(ctx, client.ObjectKey{Namespace: g.ns, Name: "llm-route"}, &route); err != nil {
+		t.Fatal(err)
+	}
+	zero, all := int32(0), int32(100)
+	group, kind := gwv1.Group("inference.networking.k8s.io"), gwv1.Kind("InferencePool")
+	rule := &route.Spec.Rules[0]
+	rule.BackendRefs[0].Weight = &zero
+	rule.BackendRefs = append(rule.BackendRefs, gwv1.HTTPBackendRef{BackendRef: gwv1.BackendRef{Weight: &all,
+		BackendObjectReference: gwv1.BackendObjectReference{Group: &group, Kind: &kind, Name: "vllm-canary"}}})
+	g.update(&route)
+	start := time.Now()
+	eventually(t, 10*time.Second, func() error {
+		if r := g.chat(addr, seedModel); r.Served() != ip3+":8000" {
+			return fmt.Errorf("served by %q (%s), want the canary", r.Served(), r)
+		}
+		return nil
+	})
+	t.Logf("weights took effect after %v", time.Since(start).Round(time.Millisecond))
+	for range 10 {
+		if r := g.chat(addr, seedModel); r.Served() != ip3+":8000" {
+			t.Fatalf("after the weight edit: served by %q (%s), want only the canary", r.Served(), r)
+		}
+	}
+
+	// Deleting the route stops the traffic.
+	g.delete(&route)
+	eventually(t, 10*time.Second, func() error {
+		if r := g.chat(addr, seedModel); r.Status != 404 {
+			return fmt.Errorf("after deleting the route: %s, want 404", r)
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, func() error {
+		var pool v1.InferencePool
+		if err := g.env.Client.Get(ctx, client.ObjectKey{Namespace: g.ns, Name: "vllm-llama3-8b-instruct"}, &pool); err != nil {
+			return err
+		}
+		if len(pool.Status.Parents) != 0 {
+			return fmt.Errorf("pool status.parents after the route went = %+v", pool.Status.Parents)
+		}
+		return nil
+	})
+}
