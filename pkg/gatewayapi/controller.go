@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -143,6 +144,16 @@ func New(o Options) (*Controller, error) {
 			o.Logger.Warn("the API server does not serve this kind; not watching it", "kind", opt.gvk.String())
 		}
 	}
+	served, err := serves(mgr, AIGatewayRouteGVK)
+	if err != nil {
+		return nil, err
+	}
+	if served {
+		r.aiRoutes = true
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(AIGatewayRouteGVK)
+		b = b.Watches(u, key)
+	}
 	if err := b.Complete(r); err != nil {
 		return nil, fmt.Errorf("gatewayapi: controller: %w", err)
 	}
@@ -188,7 +199,7 @@ type reconciler struct {
 	o      Options
 	log    *slog.Logger
 
-	objectives, rewrites bool
+	objectives, rewrites, aiRoutes bool
 
 	mu          sync.Mutex // one reconcile at a time (the controller runs one worker; tests may call directly)
 	lastApplied []byte
@@ -247,6 +258,21 @@ func (r *reconciler) snapshot(ctx context.Context) (*Snapshot, error) {
 	s.Classes, s.Gateways, s.HTTPRoutes, s.Pools = classes.Items, gateways.Items, routes.Items, pools.Items
 	s.Pods, s.Services, s.Slices, s.Namespaces = pods.Items, services.Items, slices_.Items, namespaces.Items
 	s.Objectives, s.Rewrites = objectives.Items, rewrites.Items
+	if r.aiRoutes {
+		ul := &unstructured.UnstructuredList{}
+		ul.SetGroupVersionKind(AIGatewayRouteGVK.GroupVersion().WithKind(KindAIGatewayRoute + "List"))
+		if err := r.reader.List(ctx, ul); err != nil {
+			return nil, fmt.Errorf("gatewayapi: listing AIGatewayRoutes: %w", err)
+		}
+		for i := range ul.Items {
+			var a AIGatewayRoute
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ul.Items[i].Object, &a); err != nil {
+				r.log.Error("AIGatewayRoute ignored: not the documented shape", "route", ul.Items[i].GetNamespace()+"/"+ul.Items[i].GetName(), "err", err)
+				continue
+			}
+			s.AIRoutes = append(s.AIRoutes, a)
+		}
+	}
 	return s, nil
 }
 
@@ -454,7 +480,55 @@ func (r *reconciler) writeRouteStatuses(ctx context.Context, s *Snapshot, p *Pla
 			errs = append(errs, fmt.Errorf("HTTPRoute %s/%s: %w", hr.Namespace, hr.Name, err))
 		}
 	}
+	for i := range s.AIRoutes {
+		a := &s.AIRoutes[i]
+		rp := byKey[KindAIGatewayRoute+"/"+a.Namespace+"/"+a.Name]
+		if rp == nil {
+			continue
+		}
+		if err := r.writeAIRouteStatus(ctx, a, rp, rejected); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errs
+}
+
+// writeAIRouteStatus writes an AIGatewayRoute's one Accepted condition
+// (its status has no per-parent list): true when some igw parent serves it,
+// else the first parent's reason; ResolvedRefs beside it.
+func (r *reconciler) writeAIRouteStatus(ctx context.Context, a *AIGatewayRoute, rp *RoutePlan, rejected map[string]error) error {
+	conds := slices.Clone(a.Status.Conditions)
+	ok, reason, msg := false, "", ""
+	for _, pp := range rp.Parents {
+		pok, preason, pmsg := routeState(rp, pp, rejected)
+		if pok || reason == "" {
+			ok, reason, msg = pok, preason, pmsg
+		}
+		if pok {
+			break
+		}
+	}
+	resolvedOK, resolvedReason, resolvedMsg := true, string(gwv1.RouteReasonResolvedRefs), "every backendRef resolves"
+	if rp.ResolvedReason != "" {
+		resolvedOK, resolvedReason, resolvedMsg = false, string(rp.ResolvedReason), rp.ResolvedMessage
+	}
+	setConditions(&conds, condition(string(gwv1.RouteConditionAccepted), ok, reason, msg, a.Generation),
+		condition(string(gwv1.RouteConditionResolvedRefs), resolvedOK, resolvedReason, resolvedMsg, a.Generation))
+	if equality.Semantic.DeepEqual(conds, a.Status.Conditions) {
+		return nil
+	}
+	next := *a // shallow: only the status changes, and it is a new slice
+	next.Status.Conditions = conds
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&next)
+	if err != nil {
+		return fmt.Errorf("AIGatewayRoute %s/%s: %w", a.Namespace, a.Name, err)
+	}
+	u := &unstructured.Unstructured{Object: obj}
+	u.SetGroupVersionKind(AIGatewayRouteGVK)
+	if err := r.writer.Status().Update(ctx, u); err != nil && !isGone(err) {
+		return fmt.Errorf("AIGatewayRoute %s/%s: %w", a.Namespace, a.Name, err)
+	}
+	return nil
 }
 
 // parentStatuses are a route's status.parents: other controllers' entries

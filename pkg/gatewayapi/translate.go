@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1 "github.com/igw-dev/igw/api/v1"
@@ -63,15 +64,14 @@ type Snapshot struct {
 	Classes      []gwv1.GatewayClass
 	Gateways     []gwv1.Gateway
 	HTTPRoutes   []gwv1.HTTPRoute
-	// AIRoutes are AIGatewayRoutes already in the neutral form.
-	AIRoutes   []Route
-	Pools      []v1.InferencePool
-	Pods       []corev1.Pod
-	Services   []corev1.Service
-	Slices     []discoveryv1.EndpointSlice
-	Namespaces []corev1.Namespace
-	Objectives []v1alpha2.InferenceObjective
-	Rewrites   []v1alpha2.InferenceModelRewrite
+	AIRoutes     []AIGatewayRoute
+	Pools        []v1.InferencePool
+	Pods         []corev1.Pod
+	Services     []corev1.Service
+	Slices       []discoveryv1.EndpointSlice
+	Namespaces   []corev1.Namespace
+	Objectives   []v1alpha2.InferenceObjective
+	Rewrites     []v1alpha2.InferenceModelRewrite
 }
 
 // Route is an HTTPRoute or an AIGatewayRoute in the one form the
@@ -191,7 +191,12 @@ func Translate(s *Snapshot) *Plan {
 		routes = append(routes, Route{Kind: kindHTTPRoute, Namespace: r.Namespace, Name: r.Name, Created: r.CreationTimestamp.Time,
 			Generation: r.Generation, Hostnames: r.Spec.Hostnames, ParentRefs: r.Spec.ParentRefs, Rules: r.Spec.Rules, ModelHeaders: s.ModelHeaders})
 	}
-	routes = append(routes, s.AIRoutes...)
+	idx := newIndex(s)
+	for i := range s.AIRoutes {
+		if s.AIRoutes[i].DeletionTimestamp == nil {
+			routes = append(routes, s.AIRoutes[i].neutral(idx, s.ModelHeaders))
+		}
+	}
 	// Oldest first (Gateway API's conflict rule), then by name.
 	slices.SortStableFunc(routes, func(a, b Route) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
@@ -199,7 +204,6 @@ func Translate(s *Snapshot) *Plan {
 		}
 		return strings.Compare(a.key(), b.key())
 	})
-	idx := newIndex(s)
 	usedPools := map[types.NamespacedName]bool{}
 	for i := range routes {
 		r := &routes[i]
@@ -360,9 +364,11 @@ func allowsNamespace(l *gwv1.Listener, gatewayNS, routeNS string, nsLabels map[s
 	}
 }
 
+// allowsKind: an AIGatewayRoute attaches wherever an HTTPRoute may (Envoy
+// AI Gateway turns it into one), or where a listener names it.
 func allowsKind(l *gwv1.Listener, kind string) bool {
 	for _, k := range supportedKinds(l) {
-		if string(k.Kind) == kind {
+		if string(k.Kind) == kind || (kind == KindAIGatewayRoute && string(k.Kind) == kindHTTPRoute) {
 			return true
 		}
 	}
@@ -396,6 +402,7 @@ func hostMatches(pattern, host string) bool {
 
 // index looks objects of the snapshot up by name.
 type index struct {
+	pods     []corev1.Pod
 	pools    map[types.NamespacedName]*v1.InferencePool
 	services map[types.NamespacedName]*corev1.Service
 	slices   map[types.NamespacedName][]*discoveryv1.EndpointSlice
@@ -403,7 +410,7 @@ type index struct {
 
 func newIndex(s *Snapshot) *index {
 	idx := &index{pools: map[types.NamespacedName]*v1.InferencePool{}, services: map[types.NamespacedName]*corev1.Service{},
-		slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
+		slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}, pods: s.Pods}
 	for i := range s.Pools {
 		p := &s.Pools[i]
 		if p.DeletionTimestamp == nil {
@@ -600,7 +607,7 @@ func resolveBackend(routeNS string, b *gwv1.HTTPBackendRef, idx *index) (target,
 			return t, nil, gwv1.RouteReasonBackendNotFound, fmt.Sprintf("Service %s not found", key)
 		}
 		if b.Port == nil {
-			return t, nil, gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("Service %s: backendRef.port is required", key)
+			return t, nil, gwv1.RouteReasonUnsupportedValue, fmt.Sprintf("Service %s: backendRef.port is required (an AIGatewayRoute takes the Service's only port)", key)
 		}
 		var sp *corev1.ServicePort
 		for i := range svc.Spec.Ports {
@@ -611,22 +618,26 @@ func resolveBackend(routeNS string, b *gwv1.HTTPBackendRef, idx *index) (target,
 		if sp == nil {
 			return t, nil, gwv1.RouteReasonBackendNotFound, fmt.Sprintf("Service %s has no port %d", key, *b.Port)
 		}
-		t.urls = serviceURLs(idx.slices[key], sp)
+		if es := idx.slices[key]; len(es) > 0 {
+			t.urls = serviceURLs(es, sp)
+		} else {
+			t.urls = selectorURLs(svc, sp, idx.pods)
+		}
 		return t, nil, "", ""
+	case group == "" && kind == kindAIServiceBackend:
+		return t, nil, gwv1.RouteReasonInvalidKind, aiServiceBackendMessage(key.Name)
 	default:
 		return t, nil, gwv1.RouteReasonInvalidKind, fmt.Sprintf("backend kind %s.%s is not supported (InferencePool and Service are)", kind, group)
 	}
 }
 
 // serviceURLs are the ready endpoints of a Service port, from its
-// EndpointSlices, as http URLs in a stable order.
+// EndpointSlices (IPv4, IPv6 or FQDN addresses), as http URLs in a stable
+// order.
 func serviceURLs(slices_ []*discoveryv1.EndpointSlice, sp *corev1.ServicePort) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, es := range slices_ {
-		if es.AddressType == discoveryv1.AddressTypeFQDN {
-			continue
-		}
 		for _, port := range es.Ports {
 			name := ""
 			if port.Name != nil {
@@ -647,6 +658,42 @@ func serviceURLs(slices_ []*discoveryv1.EndpointSlice, sp *corev1.ServicePort) [
 					}
 				}
 			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// selectorURLs are the endpoints of a Service that has no EndpointSlices
+// (a cluster without the EndpointSlice controller, such as a bare API
+// server): its selector's serving pods in its namespace, on the port's
+// targetPort (a number, or a container port's name).
+func selectorURLs(svc *corev1.Service, sp *corev1.ServicePort, pods []corev1.Pod) []string {
+	if len(svc.Spec.Selector) == 0 {
+		return nil
+	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	var out []string
+	for i := range pods {
+		p := &pods[i]
+		if p.Namespace != svc.Namespace || !sel.Matches(labels.Set(p.Labels)) || !kube.Serving(p) {
+			continue
+		}
+		port := sp.TargetPort.IntValue()
+		if sp.TargetPort.Type == intstr.String {
+			port = 0
+			for _, c := range p.Spec.Containers {
+				for _, cp := range c.Ports {
+					if cp.Name == sp.TargetPort.StrVal {
+						port = int(cp.ContainerPort)
+					}
+				}
+			}
+		} else if port == 0 {
+			port = int(sp.Port)
+		}
+		if port > 0 {
+			out = append(out, "http://"+net.JoinHostPort(p.Status.PodIP, strconv.Itoa(port)))
 		}
 	}
 	slices.Sort(out)

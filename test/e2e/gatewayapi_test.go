@@ -17,11 +17,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1 "github.com/igw-dev/igw/api/v1"
 	"github.com/igw-dev/igw/internal/kubetest"
+	"github.com/igw-dev/igw/pkg/gatewayapi"
 	"github.com/igw-dev/igw/pkg/sim"
 )
 
@@ -75,7 +77,7 @@ func newGatewayTest(t *testing.T, listenIP string, extra ...string) *gatewayTest
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Apply(withTimeout(t, 30*time.Second), manifest, g.ns); err != nil && !strings.Contains(err.Error(), "already exists") {
+	if _, err := env.Apply(withTimeout(t, 30*time.Second), manifest, g.ns); err != nil {
 		t.Fatalf("config/rbac/gateway.yaml: %v", err)
 	}
 	// The binding names the ServiceAccount of the first namespace it was
@@ -149,7 +151,7 @@ func TestGatewayAPI_SeedManifestsRouteThroughIGW(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := withTimeout(t, 3*time.Minute)
-	if _, err := g.env.Apply(ctx, manifest, g.ns); err != nil && !strings.Contains(err.Error(), "already exists") {
+	if _, err := g.env.Apply(ctx, manifest, g.ns); err != nil {
 		t.Fatalf("the seed manifests do not apply: %v", err)
 	}
 	g.servingPod("vllm-0", ip1, map[string]string{"app": "vllm-llama3-8b-instruct"})
@@ -281,6 +283,74 @@ func TestGatewayAPI_SeedManifestsRouteThroughIGW(t *testing.T) {
 		}
 		if len(pool.Status.Parents) != 0 {
 			return fmt.Errorf("pool status.parents after the route went = %+v", pool.Status.Parents)
+		}
+		return nil
+	})
+}
+
+func TestGatewayAPI_AIGatewayRouteRoutesModelsToPoolsAndAService(t *testing.T) {
+	const llamaIP, mistralIP = "127.0.18.21", "127.0.18.22"
+	simsAt(t, seedModel, 8000, llamaIP)
+	simsAt(t, "mistral:latest", 8000, mistralIP)
+	// The Service's pod. The API server refuses loopback IPs in
+	// EndpointSlices (it allows them as pod IPs), and a bare API server has
+	// no EndpointSlice controller, so igw reads the Service's selector
+	// here; TestTranslate_ServiceEndpointsFromEndpointSlices covers slices.
+	const upstreamIP = "127.0.18.23"
+	simsAt(t, "some-cool-self-hosted-model", 8000, upstreamIP)
+	g := newGatewayTest(t, "127.0.18.20")
+	manifest, err := os.ReadFile("testdata/aigatewayroute.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := withTimeout(t, 3*time.Minute)
+	if _, err := g.env.Apply(ctx, manifest, g.ns); err != nil {
+		t.Fatalf("the AIGatewayRoute manifests do not apply: %v", err)
+	}
+	g.servingPod("llama-0", llamaIP, map[string]string{"app": "vllm-llama3-8b-instruct"})
+	g.servingPod("mistral-0", mistralIP, map[string]string{"app": "mistral"})
+	g.servingPod("testupstream-0", upstreamIP, map[string]string{"app": "envoy-ai-gateway-basic-testupstream"})
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s\n%s", g.kubectl("get", "aigatewayroute", "-o", "yaml"), g.kubectl("get", "gateway", "-o", "yaml"))
+		}
+	})
+	want := map[string]string{seedModel: llamaIP + ":8000", "mistral:latest": mistralIP + ":8000", "some-cool-self-hosted-model": upstreamIP + ":8000"}
+	for model, endpoint := range want {
+		eventually(t, 30*time.Second, func() error {
+			r := g.chat("127.0.18.20", model)
+			if r.Status != 200 || r.Served() != endpoint {
+				return fmt.Errorf("%s: served by %q (%s), want %s", model, r.Served(), r, endpoint)
+			}
+			return nil
+		})
+	}
+	out := g.kubectl("get", "aigatewayroute", "inference-routes", "-o", "yaml")
+	for _, s := range []string{"reason: Accepted", "reason: ResolvedRefs"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("kubectl get aigatewayroute -o yaml lacks %q:\n%s", s, out)
+		}
+	}
+	// A backend of Envoy AI Gateway's default kind (an external provider)
+	// is refused with a message that names the forms igw takes.
+	var u unstructured.Unstructured
+	u.SetGroupVersionKind(gatewayapi.AIGatewayRouteGVK)
+	u.SetName("openai-route")
+	if err := unstructured.SetNestedField(u.Object, map[string]any{
+		"parentRefs": []any{map[string]any{"name": "ai-gateway"}},
+		"rules": []any{map[string]any{
+			"matches":     []any{map[string]any{"headers": []any{map[string]any{"type": "Exact", "name": "x-ai-eg-model", "value": "gpt-4o-mini"}}}},
+			"backendRefs": []any{map[string]any{"name": "envoy-ai-gateway-openai"}},
+		}},
+	}, "spec"); err != nil {
+		t.Fatal(err)
+	}
+	g.create(&u)
+	eventually(t, 10*time.Second, func() error {
+		out := g.kubectl("get", "aigatewayroute", "openai-route", "-o", "jsonpath={.status.conditions[?(@.type==\"ResolvedRefs\")].message}")
+		if !strings.Contains(out, "AIServiceBackend") || !strings.Contains(out, "kind InferencePool") {
+			return fmt.Errorf("ResolvedRefs message %q does not name the right form", out)
 		}
 		return nil
 	})
