@@ -90,7 +90,8 @@ func Require(t testing.TB, env *Env) *Env {
 }
 
 // Start runs kube-apiserver and etcd from KUBEBUILDER_ASSETS and installs
-// the CRDs of config/crd/bases and config/crd/aigateway and Gateway API's standard CRDs (from the
+// the CRDs of config/crd/bases, config/crd/llm-d and config/crd/aigateway
+// and Gateway API's standard CRDs (from the
 // sigs.k8s.io/gateway-api module igw builds with, so the CRDs and the Go
 // types are one version).
 func Start() (*Env, error) {
@@ -104,7 +105,7 @@ func Start() (*Env, error) {
 	}
 	te := &envtest.Environment{
 		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "config", "crd", "aigateway"),
-			gatewayCRDs},
+			filepath.Join(root, "config", "crd", "llm-d"), gatewayCRDs},
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: 2 * time.Minute, // two busy cores under -race
 		ControlPlaneStopTimeout:  30 * time.Second,

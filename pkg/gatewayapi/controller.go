@@ -34,7 +34,6 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1 "github.com/igw-dev/igw/api/v1"
-	"github.com/igw-dev/igw/api/v1alpha2"
 	"github.com/igw-dev/igw/pkg/kube"
 )
 
@@ -125,23 +124,18 @@ func New(o Options) (*Controller, error) {
 		&corev1.Pod{}, &corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Namespace{}} {
 		b = b.Watches(obj, key)
 	}
-	for _, opt := range []struct {
-		obj  client.Object
-		gvk  schema.GroupVersionKind
-		flag *bool
-	}{
-		{&v1alpha2.InferenceObjective{}, v1alpha2.GroupVersion.WithKind("InferenceObjective"), &r.objectives},
-		{&v1alpha2.InferenceModelRewrite{}, v1alpha2.GroupVersion.WithKind("InferenceModelRewrite"), &r.rewrites},
-	} {
-		served, err := serves(mgr, opt.gvk)
+	for _, kind := range []string{"InferenceObjective", "InferenceModelRewrite"} {
+		groups, err := kube.ServedGroups(mgr.GetRESTMapper(), o.Logger, kind)
 		if err != nil {
 			return nil, err
 		}
-		if served {
-			*opt.flag = true
-			b = b.Watches(opt.obj, key)
+		if kind == "InferenceObjective" {
+			r.objectives = groups
 		} else {
-			o.Logger.Warn("the API server does not serve this kind; not watching it", "kind", opt.gvk.String())
+			r.rewrites = groups
+		}
+		for _, obj := range kube.GroupObjects(kind, groups) {
+			b = b.Watches(obj, key)
 		}
 	}
 	served, err := serves(mgr, AIGatewayRouteGVK)
@@ -199,7 +193,8 @@ type reconciler struct {
 	o      Options
 	log    *slog.Logger
 
-	objectives, rewrites, aiRoutes bool
+	objectives, rewrites kube.Groups
+	aiRoutes             bool
 
 	mu          sync.Mutex // one reconcile at a time (the controller runs one worker; tests may call directly)
 	lastApplied []byte
@@ -240,16 +235,8 @@ func (r *reconciler) snapshot(ctx context.Context) (*Snapshot, error) {
 		services   corev1.ServiceList
 		slices_    discoveryv1.EndpointSliceList
 		namespaces corev1.NamespaceList
-		objectives v1alpha2.InferenceObjectiveList
-		rewrites   v1alpha2.InferenceModelRewriteList
 	)
 	lists := []client.ObjectList{&classes, &gateways, &routes, &pools, &pods, &services, &slices_, &namespaces}
-	if r.objectives {
-		lists = append(lists, &objectives)
-	}
-	if r.rewrites {
-		lists = append(lists, &rewrites)
-	}
 	for _, l := range lists {
 		if err := r.reader.List(ctx, l); err != nil {
 			return nil, fmt.Errorf("gatewayapi: listing %T: %w", l, err)
@@ -257,7 +244,13 @@ func (r *reconciler) snapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	s.Classes, s.Gateways, s.HTTPRoutes, s.Pools = classes.Items, gateways.Items, routes.Items, pools.Items
 	s.Pods, s.Services, s.Slices, s.Namespaces = pods.Items, services.Items, slices_.Items, namespaces.Items
-	s.Objectives, s.Rewrites = objectives.Items, rewrites.Items
+	var err error
+	if s.Objectives, err = kube.ListObjectives(ctx, r.reader, r.objectives); err != nil {
+		return nil, err
+	}
+	if s.Rewrites, err = kube.ListRewrites(ctx, r.reader, r.rewrites); err != nil {
+		return nil, err
+	}
 	if r.aiRoutes {
 		ul := &unstructured.UnstructuredList{}
 		ul.SetGroupVersionKind(AIGatewayRouteGVK.GroupVersion().WithKind(KindAIGatewayRoute + "List"))

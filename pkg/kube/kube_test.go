@@ -580,3 +580,50 @@ func TestWithoutCRDs_EndpointSelectorStillRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The llm-d.ai group (REFERENCE.md §8) feeds the store exactly like the
+// seeds' group: an objective and a rewrite applied as llm-d manifests.
+func TestObjectivesAndRewrites_LLMDGroup(t *testing.T) {
+	env := kubetest.Require(t, testEnv)
+	ns := env.Namespace(t)
+	store := datastore.NewStore(nil)
+	key := ns + "/llama"
+	startDiscovery(t, kube.Options{
+		Config: rbacConfig(t, env, ns, "epp.yaml", "igw-epp"), Namespace: ns,
+		Pool: &kube.PoolSource{Name: "llama", Store: store},
+	})
+	manifest := `apiVersion: llm-d.ai/v1alpha2
+kind: InferenceObjective
+metadata:
+  name: batch
+spec:
+  priority: -3
+  poolRef:
+    name: llama
+---
+apiVersion: llm-d.ai/v1alpha2
+kind: InferenceModelRewrite
+metadata:
+  name: canary
+spec:
+  poolRef:
+    name: llama
+  rules:
+  - matches:
+    - model: {type: Exact, value: food-review}
+    targets:
+    - modelRewrite: food-review-2
+`
+	if _, err := env.Apply(ctxFor(t, 30*time.Second), []byte(manifest), ns); err != nil {
+		t.Fatalf("the llm-d.ai manifests do not apply: %v", err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if got := store.Priority(key, "batch"); got != -3 {
+			return fmt.Errorf("priority of the llm-d.ai objective = %d", got)
+		}
+		if got, _ := store.Rewrite(key, "food-review", 0.5); got != "food-review-2" {
+			return fmt.Errorf("llm-d.ai rewrite of food-review = %q", got)
+		}
+		return nil
+	})
+}

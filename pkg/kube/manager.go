@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -239,29 +240,77 @@ func (d *Discovery) addPool(namespace string, p *PoolSource) error {
 		return fmt.Errorf("kube: endpoints controller: %w", err)
 	}
 	nsKey := types.NamespacedName{Namespace: namespace}
-	objectives, err := d.serves(v1alpha2.GroupVersion.WithKind("InferenceObjective"))
-	if err != nil {
-		return err
-	}
-	if objectives {
-		r := &objectiveReconciler{reader: d.mgr.GetClient(), store: p.Store, log: d.log, namespace: namespace}
-		if err := ctrl.NewControllerManagedBy(d.mgr).Named("igw-objectives").WithOptions(controllerOptions()).
-			Watches(&v1alpha2.InferenceObjective{}, fixedKey(nsKey)).Complete(r); err != nil {
-			return fmt.Errorf("kube: objectives controller: %w", err)
+	for _, kind := range []string{"InferenceObjective", "InferenceModelRewrite"} {
+		groups, err := d.ServedGroups(kind)
+		if err != nil {
+			return err
 		}
-	}
-	rewrites, err := d.serves(v1alpha2.GroupVersion.WithKind("InferenceModelRewrite"))
-	if err != nil {
-		return err
-	}
-	if rewrites {
-		r := &rewriteReconciler{reader: d.mgr.GetClient(), store: p.Store, log: d.log, namespace: namespace}
-		if err := ctrl.NewControllerManagedBy(d.mgr).Named("igw-rewrites").WithOptions(controllerOptions()).
-			Watches(&v1alpha2.InferenceModelRewrite{}, fixedKey(nsKey)).Complete(r); err != nil {
-			return fmt.Errorf("kube: rewrites controller: %w", err)
+		if !groups.Any() {
+			continue
+		}
+		var r reconcile.Reconciler = &objectiveReconciler{reader: d.mgr.GetClient(), groups: groups, store: p.Store, log: d.log, namespace: namespace}
+		name := "igw-objectives"
+		if kind == "InferenceModelRewrite" {
+			r, name = &rewriteReconciler{reader: d.mgr.GetClient(), groups: groups, store: p.Store, log: d.log, namespace: namespace}, "igw-rewrites"
+		}
+		b := ctrl.NewControllerManagedBy(d.mgr).Named(name).WithOptions(controllerOptions())
+		for _, obj := range GroupObjects(kind, groups) {
+			b = b.Watches(obj, fixedKey(nsKey))
+		}
+		if err := b.Complete(r); err != nil {
+			return fmt.Errorf("kube: %s controller: %w", kind, err)
 		}
 	}
 	return nil
+}
+
+// ServedGroups reports which groups serve kind (InferenceObjective or
+// InferenceModelRewrite).
+func (d *Discovery) ServedGroups(kind string) (Groups, error) {
+	return ServedGroups(d.mgr.GetRESTMapper(), d.log, kind)
+}
+
+// ServedGroups asks the API server (through mapper) which of the two groups
+// serve kind; a group without its CRD is logged and left out.
+func ServedGroups(mapper meta.RESTMapper, log *slog.Logger, kind string) (Groups, error) {
+	var g Groups
+	for _, gv := range []struct {
+		gvk  schema.GroupVersionKind
+		flag *bool
+	}{{v1alpha2.GroupVersion.WithKind(kind), &g.Seeds}, {v1alpha2.LLMDGroupVersion.WithKind(kind), &g.LLMD}} {
+		_, err := mapper.RESTMapping(gv.gvk.GroupKind(), gv.gvk.Version)
+		switch {
+		case err == nil:
+			*gv.flag = true
+		case meta.IsNoMatchError(err):
+			log.Debug("the API server does not serve this kind; not watching it", "kind", gv.gvk.String())
+		default:
+			return g, fmt.Errorf("kube: asking the API server for %s: %w", gv.gvk, err)
+		}
+	}
+	if !g.Any() {
+		log.Warn("the API server serves this kind in neither group; not watching it", "kind", kind)
+	}
+	return g, nil
+}
+
+// GroupObjects are the objects to watch for kind in the served groups:
+// typed for the seeds' group, unstructured for llm-d.ai.
+func GroupObjects(kind string, g Groups) []client.Object {
+	var out []client.Object
+	if g.Seeds {
+		if kind == "InferenceObjective" {
+			out = append(out, &v1alpha2.InferenceObjective{})
+		} else {
+			out = append(out, &v1alpha2.InferenceModelRewrite{})
+		}
+	}
+	if g.LLMD {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(v1alpha2.LLMDGroupVersion.WithKind(kind))
+		out = append(out, u)
+	}
+	return out
 }
 
 // serves reports whether the API server has the kind's CRD. Objectives and

@@ -204,12 +204,15 @@ func TestGatewayAPI_SeedManifestsRouteThroughIGW(t *testing.T) {
 	}
 
 	// Statuses, as kubectl shows them.
-	yamlOut := g.kubectl("get", "httproute", "llm-route", "-o", "yaml")
-	for _, want := range []string{"controllerName: igw.dev/gateway-controller", "reason: Accepted", "reason: ResolvedRefs"} {
-		if !strings.Contains(yamlOut, want) {
-			t.Errorf("kubectl get httproute -o yaml lacks %q:\n%s", want, yamlOut)
+	eventually(t, 10*time.Second, func() error {
+		yamlOut := g.kubectl("get", "httproute", "llm-route", "-o", "yaml")
+		for _, want := range []string{"controllerName: igw.dev/gateway-controller", "reason: Accepted", "reason: ResolvedRefs"} {
+			if !strings.Contains(yamlOut, want) {
+				return fmt.Errorf("kubectl get httproute -o yaml lacks %q:\n%s", want, yamlOut)
+			}
 		}
-	}
+		return nil
+	})
 	var gc gwv1.GatewayClass
 	if err := g.env.Client.Get(ctx, client.ObjectKey{Name: "igw"}, &gc); err != nil {
 		t.Fatal(err)
@@ -326,12 +329,15 @@ func TestGatewayAPI_AIGatewayRouteRoutesModelsToPoolsAndAService(t *testing.T) {
 			return nil
 		})
 	}
-	out := g.kubectl("get", "aigatewayroute", "inference-routes", "-o", "yaml")
-	for _, s := range []string{"reason: Accepted", "reason: ResolvedRefs"} {
-		if !strings.Contains(out, s) {
-			t.Errorf("kubectl get aigatewayroute -o yaml lacks %q:\n%s", s, out)
+	eventually(t, 10*time.Second, func() error {
+		out := g.kubectl("get", "aigatewayroute", "inference-routes", "-o", "yaml")
+		for _, s := range []string{"reason: Accepted", "reason: ResolvedRefs"} {
+			if !strings.Contains(out, s) {
+				return fmt.Errorf("kubectl get aigatewayroute -o yaml lacks %q:\n%s", s, out)
+			}
 		}
-	}
+		return nil
+	})
 	// A backend of Envoy AI Gateway's default kind (an external provider)
 	// is refused with a message that names the forms igw takes.
 	var u unstructured.Unstructured
@@ -351,6 +357,33 @@ func TestGatewayAPI_AIGatewayRouteRoutesModelsToPoolsAndAService(t *testing.T) {
 		out := g.kubectl("get", "aigatewayroute", "openai-route", "-o", "jsonpath={.status.conditions[?(@.type==\"ResolvedRefs\")].message}")
 		if !strings.Contains(out, "AIServiceBackend") || !strings.Contains(out, "kind InferencePool") {
 			return fmt.Errorf("ResolvedRefs message %q does not name the right form", out)
+		}
+		return nil
+	})
+}
+
+func TestGatewayAPI_LLMDGroupAndInferenceModelHeader(t *testing.T) {
+	const ip = "127.0.18.31"
+	simsAt(t, seedModel, 8000, ip)
+	g := newGatewayTest(t, "127.0.18.30", "--model-header", "x-gateway-inference-model")
+	manifest, err := os.ReadFile("testdata/gateway-api-llmd.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.env.Apply(withTimeout(t, time.Minute), manifest, g.ns); err != nil {
+		t.Fatalf("the llm-d.ai manifests do not apply: %v", err)
+	}
+	g.servingPod("vllm-0", ip, map[string]string{"app": "vllm-llama3-8b-instruct"})
+	eventually(t, 30*time.Second, func() error {
+		r := g.chat("127.0.18.30", "food-review")
+		if r.Status != 200 || r.Served() != ip+":8000" {
+			return fmt.Errorf("food-review: served by %q (%s), want %s:8000 with the model rewritten", r.Served(), r, ip)
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, func() error {
+		if out := g.kubectl("get", "httproute", "food-review", "-o", "yaml"); !strings.Contains(out, "reason: Accepted") {
+			return fmt.Errorf("route status:\n%s", out)
 		}
 		return nil
 	})
