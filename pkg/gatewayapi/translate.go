@@ -227,7 +227,7 @@ func Translate(s *Snapshot) *Plan {
 			continue
 		}
 		p.Routes = append(p.Routes, rp)
-		docs, pools := translateRoute(r, idx, rp)
+		docs, pools := translateRoute(r, idx, rp, routeHostnames(r, rp))
 		rp.Pools = pools
 		attached := false
 		for _, pp := range rp.Parents {
@@ -441,7 +441,7 @@ type target struct {
 
 // translateRoute writes the igw Route documents of r (one per rule) and
 // returns the pools they use; problems are recorded in rp.
-func translateRoute(r *Route, idx *index, rp *RoutePlan) ([]byte, []types.NamespacedName) {
+func translateRoute(r *Route, idx *index, rp *RoutePlan, hostnames []string) ([]byte, []types.NamespacedName) {
 	var buf bytes.Buffer
 	var pools []types.NamespacedName
 	for i := range r.Rules {
@@ -478,7 +478,8 @@ func translateRoute(r *Route, idx *index, rp *RoutePlan) ([]byte, []types.Namesp
 		}
 		rt := engine.Route{TypeMeta: metav1.TypeMeta{APIVersion: config.IGWAPIVersion, Kind: engine.KindRoute},
 			ObjectMeta: metav1.ObjectMeta{Name: ruleDocName(r, i), Namespace: r.Namespace},
-			Spec:       engine.RouteSpec{Matches: matches, Backends: backends}}
+			Spec:       engine.RouteSpec{Matches: matches, Backends: backends, Hostnames: hostnames}}
+		applyFilters(&rt.Spec, rule.Filters)
 		if to := rule.Timeouts; to != nil && to.Request != nil {
 			d, err := time.ParseDuration(string(*to.Request))
 			if err != nil {
@@ -490,6 +491,62 @@ func translateRoute(r *Route, idx *index, rp *RoutePlan) ([]byte, []types.Namesp
 		writeDoc(&buf, &rt)
 	}
 	return buf.Bytes(), pools
+}
+
+// routeHostnames are the hosts a route serves: its own hostnames, or,
+// without any, its attached listeners' (none when one of them takes any
+// host).
+func routeHostnames(r *Route, rp *RoutePlan) []string {
+	var out []string
+	for _, h := range r.Hostnames {
+		out = append(out, strings.ToLower(string(h)))
+	}
+	if len(out) > 0 {
+		return out
+	}
+	for _, pp := range rp.Parents {
+		if pp.Reason != gwv1.RouteReasonAccepted {
+			continue
+		}
+		for _, lp := range pp.Gateway.Listeners {
+			l := lp.Listener
+			if (pp.Ref.SectionName != nil && *pp.Ref.SectionName != l.Name) || lp.Reason != "" {
+				continue
+			}
+			if l.Hostname == nil || *l.Hostname == "" {
+				return nil
+			}
+			if h := strings.ToLower(string(*l.Hostname)); !slices.Contains(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+// applyFilters maps a rule's RequestHeaderModifier and URLRewrite (path)
+// filters onto the igw Route (unsupportedRule refused the others).
+func applyFilters(spec *engine.RouteSpec, filters []gwv1.HTTPRouteFilter) {
+	for _, f := range filters {
+		if m := f.RequestHeaderModifier; m != nil {
+			hm := &engine.RouteHeaderModifier{Remove: m.Remove}
+			for _, h := range m.Set {
+				hm.Set = append(hm.Set, engine.HeaderValue{Name: string(h.Name), Value: h.Value})
+			}
+			for _, h := range m.Add {
+				hm.Add = append(hm.Add, engine.HeaderValue{Name: string(h.Name), Value: h.Value})
+			}
+			spec.RequestHeaders = hm
+		}
+		if u := f.URLRewrite; u != nil && u.Path != nil {
+			switch u.Path.Type {
+			case gwv1.FullPathHTTPPathModifier:
+				spec.PathRewrite = &engine.RoutePathRewrite{ReplaceFullPath: u.Path.ReplaceFullPath}
+			case gwv1.PrefixMatchHTTPPathModifier:
+				spec.PathRewrite = &engine.RoutePathRewrite{ReplacePrefixMatch: u.Path.ReplacePrefixMatch}
+			}
+		}
+	}
 }
 
 // ruleDocName names the igw Route of rule i: kinds and rules apart, so an
@@ -505,7 +562,14 @@ func ruleDocName(r *Route, i int) string {
 // unsupportedRule names what igw's data plane cannot do in a rule.
 func unsupportedRule(rule *gwv1.HTTPRouteRule) string {
 	for _, f := range rule.Filters {
-		return fmt.Sprintf("filter %s is not supported by igw yet", f.Type)
+		switch {
+		case f.Type == gwv1.HTTPRouteFilterRequestHeaderModifier && f.RequestHeaderModifier != nil:
+		case f.Type == gwv1.HTTPRouteFilterURLRewrite && f.URLRewrite != nil && f.URLRewrite.Hostname == nil:
+		case f.Type == gwv1.HTTPRouteFilterURLRewrite:
+			return "filter URLRewrite: hostname rewrites are not supported (path rewrites are)"
+		default:
+			return fmt.Sprintf("filter %s is not supported by igw (RequestHeaderModifier and URLRewrite are)", f.Type)
+		}
 	}
 	for j, b := range rule.BackendRefs {
 		if len(b.Filters) > 0 {

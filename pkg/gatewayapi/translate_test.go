@@ -306,3 +306,40 @@ func TestReconcilerApply_DataPlaneRefusalLeavesOnlyThatRouteOut(t *testing.T) {
 		t.Error("a refused base applied")
 	}
 }
+
+func TestTranslate_FiltersAndListenerHostnames(t *testing.T) {
+	s := base()
+	h := gwv1.Hostname("api.example.com")
+	s.Gateways[0].Spec.Listeners[0].Hostname = &h
+	prefix := "/openai/v1"
+	pathPrefix := gwv1.PathMatchPathPrefix
+	v1Path := "/v1"
+	s.HTTPRoutes = []gwv1.HTTPRoute{route("r", gwv1.HTTPRouteRule{
+		Matches: []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: &pathPrefix, Value: &v1Path}}},
+		Filters: []gwv1.HTTPRouteFilter{
+			{Type: gwv1.HTTPRouteFilterRequestHeaderModifier, RequestHeaderModifier: &gwv1.HTTPHeaderFilter{Set: []gwv1.HTTPHeader{{Name: "x-tenant", Value: "a"}}, Remove: []string{"x-debug"}}},
+			{Type: gwv1.HTTPRouteFilterURLRewrite, URLRewrite: &gwv1.HTTPURLRewriteFilter{Path: &gwv1.HTTPPathModifier{Type: gwv1.PrefixMatchHTTPPathModifier, ReplacePrefixMatch: &prefix}}},
+		},
+		BackendRefs: []gwv1.HTTPBackendRef{poolRef("llama", 1)},
+	})}
+	rt := engine.Routes(parse(t, Translate(s)))[0]
+	if len(rt.Spec.Hostnames) != 1 || rt.Spec.Hostnames[0] != "api.example.com" {
+		t.Errorf("hostnames = %v, want the listener's", rt.Spec.Hostnames)
+	}
+	if m := rt.Spec.RequestHeaders; m == nil || len(m.Set) != 1 || m.Set[0].Name != "x-tenant" || len(m.Remove) != 1 {
+		t.Errorf("request headers = %+v", m)
+	}
+	if pr := rt.Spec.PathRewrite; pr == nil || pr.ReplacePrefixMatch == nil || *pr.ReplacePrefixMatch != prefix {
+		t.Errorf("path rewrite = %+v", pr)
+	}
+	// A filter setting the gateway's routing header is refused by the data
+	// plane, so the route is left out and says why.
+	s.HTTPRoutes[0].Spec.Rules[0].Filters[0].RequestHeaderModifier.Set[0].Name = "x-gateway-destination-endpoint"
+	p := Translate(s)
+	if err := func() error {
+		_, err := igwSchema().Parse("generated", append([]byte(listener), join(p.Base, p.Rules)...))
+		return err
+	}(); err == nil || !strings.Contains(err.Error(), "routing header") {
+		t.Errorf("routing header set by a filter: %v", err)
+	}
+}
