@@ -185,10 +185,10 @@ spec:
 		t.Fatalf("valid route refused: %v", err)
 	}
 	for name, bad := range map[string]string{
-		"spec.hostnames[0]":                   base + "  hostnames: [API.example.com]\n",
-		"x-gateway-destination-endpoint":      base + "  requestHeaders: {set: [{name: x-gateway-destination-endpoint, value: 1.2.3.4:80}]}\n",
+		"spec.hostnames[0]":                    base + "  hostnames: [API.example.com]\n",
+		"x-gateway-destination-endpoint":       base + "  requestHeaders: {set: [{name: x-gateway-destination-endpoint, value: 1.2.3.4:80}]}\n",
 		"replacePrefixMatch needs every match": base + "  pathRewrite: {replacePrefixMatch: /x}\n  matches: [{model: {value: m}}]\n",
-		"exactly one":                         base + "  pathRewrite: {}\n",
+		"exactly one":                          base + "  pathRewrite: {}\n",
 	} {
 		_, err := engine.Schema().Parse("r.yaml", []byte(bad))
 		if err == nil || !strings.Contains(err.Error(), name) {
