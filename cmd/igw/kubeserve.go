@@ -28,6 +28,9 @@ type kubeGatewayFlags struct {
 	modelHeaders   []string
 	address        string
 	adminAddress   string
+	leaderElection bool
+	leaseName      string
+	leaseNamespace string
 }
 
 func (k *kubeGatewayFlags) register(cmd *cobra.Command) {
@@ -39,6 +42,9 @@ func (k *kubeGatewayFlags) register(cmd *cobra.Command) {
 	fl.StringSliceVar(&k.modelHeaders, "model-header", []string{gatewayapi.DefaultModelHeader}, "Kubernetes: header names whose HTTPRoute Exact matches select the request body's model (the body-based router's header; e.g. x-gateway-inference-model)")
 	fl.StringVar(&k.address, "address", gateway.DefaultAddress, "Kubernetes without --config: the address the data plane listens on")
 	fl.StringVar(&k.adminAddress, "admin-address", gateway.DefaultAdminAddress, "Kubernetes without --config: the address of /metrics, /healthz and /readyz")
+	fl.BoolVar(&k.leaderElection, "ha-enable-leader-election", false, "Kubernetes: replicas elect a leader through a Lease; only it writes statuses, every replica serves traffic")
+	fl.StringVar(&k.leaseName, "ha-lease-name", "igw-gateway", "Kubernetes: the leader election Lease")
+	fl.StringVar(&k.leaseNamespace, "ha-lease-namespace", "", "Kubernetes: the Lease's namespace (empty: the pod's, from POD_NAMESPACE)")
 }
 
 // kubeConfigs composes the configuration the data plane runs in
@@ -104,8 +110,20 @@ func runKubeServe(ctx context.Context, log *slog.Logger, path string, drain time
 		return err
 	}
 	useLoggerForKubernetes(log)
+	var le *kube.LeaderElection
+	leaseNS := k.leaseNamespace
+	if k.leaderElection {
+		le = &kube.LeaderElection{LeaseName: k.leaseName}
+		if leaseNS == "" {
+			leaseNS = os.Getenv("POD_NAMESPACE")
+		}
+		if leaseNS == "" {
+			return errors.New("--ha-enable-leader-election needs --ha-lease-namespace (or POD_NAMESPACE)")
+		}
+	}
 	ctl, err := gatewayapi.New(gatewayapi.Options{
 		Config: restCfg, Logger: log, ControllerName: k.controllerName, ModelHeaders: k.modelHeaders, Addresses: k.addresses,
+		LeaderElection: le, LeaseNamespace: leaseNS,
 		Check: func(generated []byte) error {
 			configs.mu.Lock()
 			base := configs.base

@@ -52,6 +52,12 @@ type Options struct {
 	// Addresses are written to every igw Gateway's status.addresses: the
 	// IPs or host names clients reach the data plane at (its Service's).
 	Addresses []string
+	// LeaderElection, when set, makes only the replica holding the Lease
+	// (in LeaseNamespace) write statuses; every replica reconciles and
+	// applies the configuration, so a follower's data plane serves the
+	// same routes and its pools' state is warm when it takes over.
+	LeaderElection *kube.LeaderElection
+	LeaseNamespace string
 	// Check parses a generated configuration without applying it; Apply
 	// parses and swaps it in. Both get the whole configuration.
 	Check, Apply func(generated []byte) error
@@ -63,6 +69,14 @@ type Controller struct {
 	rec     *reconciler
 	synced  atomic.Bool
 	applied atomic.Bool
+	leader  atomic.Bool
+}
+
+func positive(d time.Duration) *time.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return &d
 }
 
 // NewScheme is kube.NewScheme plus Gateway API's kinds.
@@ -102,18 +116,30 @@ func New(o Options) (*Controller, error) {
 		return nil, err
 	}
 	skipNameValidation := true // several controllers may live in one test process
-	mgr, err := ctrl.NewManager(o.Config, manager.Options{
+	mo := manager.Options{
 		Scheme:                 scheme,
 		Logger:                 logr.FromSlogHandler(o.Logger.Handler()),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             controllerconfig.Controller{SkipNameValidation: &skipNameValidation},
-	})
+	}
+	if le := o.LeaderElection; le != nil {
+		if le.LeaseName == "" || o.LeaseNamespace == "" {
+			return nil, errors.New("gatewayapi: leader election needs a lease name and namespace")
+		}
+		mo.LeaderElection, mo.LeaderElectionID, mo.LeaderElectionNamespace = true, le.LeaseName, o.LeaseNamespace
+		mo.LeaderElectionReleaseOnCancel = true
+		mo.LeaseDuration, mo.RenewDeadline, mo.RetryPeriod = positive(le.LeaseDuration), positive(le.RenewDeadline), positive(le.RetryPeriod)
+	}
+	mgr, err := ctrl.NewManager(o.Config, mo)
 	if err != nil {
 		return nil, fmt.Errorf("gatewayapi: %w", err)
 	}
 	c := &Controller{mgr: mgr}
-	r := &reconciler{reader: mgr.GetClient(), writer: mgr.GetClient(), o: o, log: o.Logger, applied: &c.applied}
+	r := &reconciler{reader: mgr.GetClient(), writer: mgr.GetClient(), o: o, log: o.Logger, applied: &c.applied, leader: &c.leader}
+	if o.LeaderElection == nil {
+		c.leader.Store(true)
+	}
 	c.rec = r
 	key := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: "all"}}}
@@ -175,11 +201,22 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.synced.Store(true)
 		}
 	}()
+	go func() {
+		select {
+		case <-c.mgr.Elected():
+			c.leader.Store(true)
+		case <-ctx.Done():
+		}
+	}()
 	if err := c.mgr.Start(ctx); err != nil {
 		return fmt.Errorf("gatewayapi: %w", err)
 	}
 	return nil
 }
+
+// Leader reports whether this replica writes statuses (always, without
+// leader election).
+func (c *Controller) Leader() bool { return c.leader.Load() }
 
 // Ready reports whether the caches synced and a configuration from them
 // was applied: before that the data plane routes nothing.
@@ -199,7 +236,12 @@ type reconciler struct {
 	mu          sync.Mutex // one reconcile at a time (the controller runs one worker; tests may call directly)
 	lastApplied []byte
 	applied     *atomic.Bool
+	leader      *atomic.Bool
 }
+
+// followerRecheck is how often a follower reconciles unprompted, so that
+// it writes statuses soon after it is elected.
+const followerRecheck = 2 * time.Second
 
 var _ reconcile.Reconciler = (*reconciler)(nil)
 
@@ -216,6 +258,9 @@ func (r *reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconc
 	var errs []error
 	if applyErr != nil {
 		r.log.Error("generated configuration rejected; the data plane keeps the previous one", "err", applyErr)
+	}
+	if !r.leader.Load() {
+		return reconcile.Result{RequeueAfter: followerRecheck}, nil // the leader writes statuses
 	}
 	errs = append(errs, r.writeStatuses(ctx, s, plan, rejected, applyErr)...)
 	if err := errors.Join(errs...); err != nil {

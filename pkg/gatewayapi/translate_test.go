@@ -277,7 +277,7 @@ func TestReconcilerApply_DataPlaneRefusalLeavesOnlyThatRouteOut(t *testing.T) {
 		}
 		applied = b
 		return nil
-	}}, applied: new(atomic.Bool), log: slog.New(slog.DiscardHandler)}
+	}}, applied: new(atomic.Bool), leader: new(atomic.Bool), log: slog.New(slog.DiscardHandler)}
 	p := Translate(s)
 	rejected, err := r.apply(p)
 	if err != nil {
