@@ -369,6 +369,7 @@ func startAPIServer(t *testing.T) *tools {
 	}
 	env := &envtest.Environment{
 		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join("testdata", "crds"),
+			filepath.Join(root, "config", "crd", "llm-d"), filepath.Join(root, "config", "crd", "aigateway"),
 			filepath.Join(strings.TrimSpace(string(gwDir)), "config", "crd", "standard")},
 		ErrorIfCRDPathMissing: true,
 	}
@@ -664,8 +665,20 @@ func (tl *tools) checkDocument(t *testing.T, rel string) {
 			for _, args := range helmInstalls(b.body) {
 				installs++
 				args[0] = "template" // helm install RELEASE CHART … → helm template RELEASE CHART …
+				if len(args) >= 3 && args[2] == "config/charts/igw-gateway" {
+					args[2] = filepath.Join(tl.root, "config", "charts", "igw-gateway")
+					out, err := tl.helm(append(args, "--namespace", "default")...)
+					if err != nil {
+						t.Errorf("%s: helm %v: %v\n%s", where, args, err, out)
+						continue
+					}
+					if out, err := tl.dryRunApply(out, "--namespace", "default"); err != nil {
+						t.Errorf("%s: helm %v renders what the API server refuses: %v\n%s", where, args, err, out)
+					}
+					continue
+				}
 				if len(args) < 3 || args[2] != "config/charts/inferencepool" {
-					t.Errorf("%s: helm install of %v, want the chart config/charts/inferencepool", where, args)
+					t.Errorf("%s: helm install of %v, want the chart config/charts/inferencepool or igw-gateway", where, args)
 					continue
 				}
 				args[2] = tl.chart
