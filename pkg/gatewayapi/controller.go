@@ -79,17 +79,9 @@ func positive(d time.Duration) *time.Duration {
 	return &d
 }
 
-// NewScheme is kube.NewScheme plus Gateway API's kinds.
-func NewScheme() (*runtime.Scheme, error) {
-	s, err := kube.NewScheme()
-	if err != nil {
-		return nil, err
-	}
-	if err := gwv1.Install(s); err != nil {
-		return nil, fmt.Errorf("gatewayapi: scheme: %w", err)
-	}
-	return s, nil
-}
+// NewScheme is the scheme of igw's clients (kube.NewScheme, which has
+// Gateway API's kinds too).
+func NewScheme() (*runtime.Scheme, error) { return kube.NewScheme() }
 
 // New builds the controller; nothing talks to the API server until Run,
 // except the discovery of which optional kinds it serves.
@@ -619,67 +611,30 @@ func (r *reconciler) writePoolStatuses(ctx context.Context, s *Snapshot, p *Plan
 	}
 	var errs []error
 	for i := range s.Pools {
-		pool := &s.Pools[i]
+		pool := s.Pools[i].DeepCopy()
 		poolKey := types.NamespacedName{Namespace: pool.Namespace, Name: pool.Name}
-		next := pool.DeepCopy()
-		next.Status.Parents = nil
-		for _, ps := range pool.Status.Parents {
-			if string(ps.ControllerName) != r.o.ControllerName {
-				next.Status.Parents = append(next.Status.Parents, ps)
-			}
-		}
 		var gws []types.NamespacedName
 		for k := range want {
 			if k.pool == poolKey {
 				gws = append(gws, k.gateway)
 			}
 		}
-		slices.SortFunc(gws, func(a, b types.NamespacedName) int {
-			if a.String() < b.String() {
-				return -1
+		changed := kube.SetPoolParents(pool, r.o.ControllerName, gws, func(g types.NamespacedName) []metav1.Condition {
+			accepted := want[parentKey{poolKey, g}]
+			msg := "igw routes to this pool"
+			if !accepted {
+				msg = "no route to this pool through this Gateway is accepted"
 			}
-			if a.String() > b.String() {
-				return 1
-			}
-			return 0
+			return kube.PoolConditions(accepted, pool.Generation, msg, "igw schedules the pool itself")
 		})
-		for _, g := range gws {
-			group := v1.Group(gatewayGroup)
-			ref := v1.ParentReference{Group: &group, Kind: kindGateway, Name: v1.ObjectName(g.Name), Namespace: v1.Namespace(g.Namespace)}
-			ps := v1.ParentStatus{ParentRef: ref, ControllerName: v1.ControllerName(r.o.ControllerName)}
-			for _, o := range pool.Status.Parents {
-				if string(o.ControllerName) == r.o.ControllerName && equality.Semantic.DeepEqual(o.ParentRef, ref) {
-					ps.Conditions = slices.Clone(o.Conditions)
-				}
-			}
-			ps.Conditions = append(ps.Conditions[:0:0], ps.Conditions...)
-			setConditions(&ps.Conditions, PoolConditions(want[parentKey{poolKey, g}], pool.Generation)...)
-			next.Status.Parents = append(next.Status.Parents, ps)
-		}
-		if equality.Semantic.DeepEqual(pool.Status, next.Status) {
+		if !changed {
 			continue
 		}
-		if err := r.writer.Status().Update(ctx, next); err != nil && !isGone(err) {
+		if err := r.writer.Status().Update(ctx, pool); err != nil && !isGone(err) {
 			errs = append(errs, fmt.Errorf("InferencePool %s: %w", poolKey, err))
 		}
 	}
 	return errs
-}
-
-// PoolConditions are the conditions igw reports for a pool under one
-// parent: Accepted (or HTTPRouteNotAccepted when no route to it through
-// that parent is accepted) and ResolvedRefs. The embedded picker schedules
-// the pool, so there is no extension reference left to resolve.
-func PoolConditions(accepted bool, generation int64) []metav1.Condition {
-	reason := string(v1.InferencePoolReasonAccepted)
-	msg := "igw routes to this pool"
-	if !accepted {
-		reason, msg = string(v1.InferencePoolReasonHTTPRouteNotAccepted), "no route to this pool through this parent is accepted"
-	}
-	return []metav1.Condition{
-		condition(string(v1.InferencePoolConditionAccepted), accepted, reason, msg, generation),
-		condition(string(v1.InferencePoolConditionResolvedRefs), true, string(v1.InferencePoolReasonResolvedRefs), "igw schedules the pool itself", generation),
-	}
 }
 
 func isGone(err error) bool {

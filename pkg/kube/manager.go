@@ -31,6 +31,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1 "github.com/igw-dev/igw/api/v1"
 	"github.com/igw-dev/igw/api/v1alpha2"
@@ -57,10 +58,11 @@ func RESTConfig(path string) (*rest.Config, error) {
 }
 
 // NewScheme is the scheme igw's clients use: the built-in kinds plus
-// InferencePool, InferenceObjective and InferenceModelRewrite.
+// InferencePool, InferenceObjective, InferenceModelRewrite and Gateway
+// API's kinds.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1.AddToScheme, v1alpha2.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1.AddToScheme, v1alpha2.AddToScheme, gwv1.Install} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("kube: scheme: %w", err)
 		}
@@ -112,6 +114,11 @@ type PoolSource struct {
 	TargetPorts []int32
 	// Store receives the state; its key is "<namespace>/<name>".
 	Store *datastore.Store
+	// NoPoolStatus leaves the InferencePool's status alone. Otherwise the
+	// leader writes a status.parents entry (controllerName
+	// PickerControllerName) for every Gateway whose HTTPRoutes send to the
+	// pool, when the API server serves HTTPRoute.
+	NoPoolStatus bool
 }
 
 // Discovery runs the reconcilers of one process against the API server.
@@ -235,6 +242,21 @@ func (d *Discovery) addPool(namespace string, p *PoolSource) error {
 		b = b.Watches(&v1.InferencePool{}, fixedKey(key), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == p.Name
 		})))
+		routes, err := d.serves(gwv1.SchemeGroupVersion.WithKind("HTTPRoute"))
+		if err != nil {
+			return err
+		}
+		if routes && !p.NoPoolStatus {
+			// The leader alone writes the pool's status.parents.
+			sr := &poolStatusReconciler{reader: d.mgr.GetClient(), writer: d.mgr.GetClient(), pool: key, log: d.log}
+			if err := ctrl.NewControllerManagedBy(d.mgr).Named("igw-pool-status").
+				Watches(&v1.InferencePool{}, fixedKey(key), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+					return o.GetName() == p.Name
+				}))).
+				Watches(&gwv1.HTTPRoute{}, fixedKey(key)).Complete(sr); err != nil {
+				return fmt.Errorf("kube: pool status controller: %w", err)
+			}
+		}
 	}
 	if err := b.Complete(er); err != nil {
 		return fmt.Errorf("kube: endpoints controller: %w", err)

@@ -241,6 +241,8 @@ func chartCases() []chartCase {
 			for key, verbs := range map[string][]string{
 				"/pods": read, "/configmaps": read,
 				"inference.networking.k8s.io/inferencepools":           read,
+				"inference.networking.k8s.io/inferencepools/status":    {"get", "update", "patch"},
+				"gateway.networking.k8s.io/httproutes":                 read,
 				"inference.networking.x-k8s.io/inferenceobjectives":    read,
 				"inference.networking.x-k8s.io/inferencemodelrewrites": read,
 				"llm-d.ai/inferenceobjectives":                         read,
