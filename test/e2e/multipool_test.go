@@ -114,4 +114,3 @@ func TestKubeEPP_OnePickerServesTwoPools(t *testing.T) {
 		t.Errorf("priorities by pool:\n%s", grepLines(page, queued))
 	}
 }
-
