@@ -26,8 +26,11 @@ const (
 	kindAIServiceBackend = "AIServiceBackend"
 )
 
-// AIGatewayRouteGVK is the served version of AIGatewayRoute.
-var AIGatewayRouteGVK = schema.GroupVersionKind{Group: AIGatewayGroup, Version: "v1alpha1", Kind: KindAIGatewayRoute}
+// AIGatewayRouteGVK is the served version of AIGatewayRoute (a function,
+// not a variable, so no caller can change another's).
+func AIGatewayRouteGVK() schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: AIGatewayGroup, Version: "v1alpha1", Kind: KindAIGatewayRoute}
+}
 
 // AIGatewayRoute is the part of Envoy AI Gateway's route igw reads.
 type AIGatewayRoute struct {

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -156,14 +157,14 @@ func New(o Options) (*Controller, error) {
 			b = b.Watches(obj, key)
 		}
 	}
-	served, err := serves(mgr, AIGatewayRouteGVK)
+	served, err := serves(mgr, AIGatewayRouteGVK())
 	if err != nil {
 		return nil, err
 	}
 	if served {
 		r.aiRoutes = true
 		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(AIGatewayRouteGVK)
+		u.SetGroupVersionKind(AIGatewayRouteGVK())
 		b = b.Watches(u, key)
 	}
 	if err := b.Complete(r); err != nil {
@@ -290,7 +291,7 @@ func (r *reconciler) snapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	if r.aiRoutes {
 		ul := &unstructured.UnstructuredList{}
-		ul.SetGroupVersionKind(AIGatewayRouteGVK.GroupVersion().WithKind(KindAIGatewayRoute + "List"))
+		ul.SetGroupVersionKind(AIGatewayRouteGVK().GroupVersion().WithKind(KindAIGatewayRoute + "List"))
 		if err := r.reader.List(ctx, ul); err != nil {
 			return nil, fmt.Errorf("gatewayapi: listing AIGatewayRoutes: %w", err)
 		}
@@ -554,7 +555,7 @@ func (r *reconciler) writeAIRouteStatus(ctx context.Context, a *AIGatewayRoute, 
 		return fmt.Errorf("AIGatewayRoute %s/%s: %w", a.Namespace, a.Name, err)
 	}
 	u := &unstructured.Unstructured{Object: obj}
-	u.SetGroupVersionKind(AIGatewayRouteGVK)
+	u.SetGroupVersionKind(AIGatewayRouteGVK())
 	if err := r.writer.Status().Update(ctx, u); err != nil && !isGone(err) {
 		return fmt.Errorf("AIGatewayRoute %s/%s: %w", a.Namespace, a.Name, err)
 	}
@@ -637,10 +638,5 @@ func (r *reconciler) writePoolStatuses(ctx context.Context, s *Snapshot, p *Plan
 	return errs
 }
 
-func isGone(err error) bool {
-	var se interface{ Status() metav1.Status }
-	if errors.As(err, &se) {
-		return se.Status().Code == 404
-	}
-	return false
-}
+// isGone: an object deleted since it was listed needs no status.
+func isGone(err error) bool { return apierrors.IsNotFound(err) }

@@ -242,7 +242,7 @@ func (d *Discovery) addPool(namespace string, p *PoolSource) error {
 		b = b.Watches(&v1.InferencePool{}, fixedKey(key), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == p.Name
 		})))
-		routes, err := d.serves(gwv1.SchemeGroupVersion.WithKind("HTTPRoute"))
+		routes, err := d.serves(schema.GroupVersionKind{Group: gwv1.GroupName, Version: "v1", Kind: "HTTPRoute"})
 		if err != nil {
 			return err
 		}

@@ -341,7 +341,7 @@ func TestGatewayAPI_AIGatewayRouteRoutesModelsToPoolsAndAService(t *testing.T) {
 	// A backend of Envoy AI Gateway's default kind (an external provider)
 	// is refused with a message that names the forms igw takes.
 	var u unstructured.Unstructured
-	u.SetGroupVersionKind(gatewayapi.AIGatewayRouteGVK)
+	u.SetGroupVersionKind(gatewayapi.AIGatewayRouteGVK())
 	u.SetName("openai-route")
 	if err := unstructured.SetNestedField(u.Object, map[string]any{
 		"parentRefs": []any{map[string]any{"name": "ai-gateway"}},
