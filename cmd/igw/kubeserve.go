@@ -101,7 +101,10 @@ func runKubeServe(ctx context.Context, log *slog.Logger, path string, drain time
 	if err := checkKubeBase(cfg); err != nil {
 		return err
 	}
-	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions})
+	// ctl is set before the gateway starts serving, so /readyz sees it.
+	var ctl *gatewayapi.Controller
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log, AccessLog: obs.accessLogger(), ExplainDecisions: obs.explainDecisions,
+		Ready: func() bool { return ctl != nil && ctl.Ready() }})
 	if err != nil {
 		return err
 	}
@@ -121,7 +124,7 @@ func runKubeServe(ctx context.Context, log *slog.Logger, path string, drain time
 			return errors.New("--ha-enable-leader-election needs --ha-lease-namespace (or POD_NAMESPACE)")
 		}
 	}
-	ctl, err := gatewayapi.New(gatewayapi.Options{
+	ctl, err = gatewayapi.New(gatewayapi.Options{
 		Config: restCfg, Logger: log, ControllerName: k.controllerName, ModelHeaders: k.modelHeaders, Addresses: k.addresses,
 		LeaderElection: le, LeaseNamespace: leaseNS,
 		Check: func(generated []byte) error {

@@ -313,7 +313,7 @@ func (r *reconciler) snapshot(ctx context.Context) (*Snapshot, error) {
 // with the data plane's message.
 func (r *reconciler) apply(p *Plan) (map[string]error, error) {
 	whole := join(p.Base, p.Rules)
-	if bytes.Equal(whole, r.lastApplied) {
+	if r.applied.Load() && bytes.Equal(whole, r.lastApplied) {
 		return nil, nil
 	}
 	err := r.o.Check(whole)
@@ -336,7 +336,7 @@ func (r *reconciler) apply(p *Plan) (map[string]error, error) {
 }
 
 func (r *reconciler) commit(generated []byte) error {
-	if bytes.Equal(generated, r.lastApplied) {
+	if r.applied.Load() && bytes.Equal(generated, r.lastApplied) {
 		return nil
 	}
 	if err := r.o.Apply(generated); err != nil {

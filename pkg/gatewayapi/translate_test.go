@@ -294,6 +294,11 @@ func TestReconcilerApply_DataPlaneRefusalLeavesOnlyThatRouteOut(t *testing.T) {
 	if p.Routes[1].Route.Name != "newer" || ok || reason != string(gwv1.RouteReasonUnsupportedValue) || !strings.Contains(msg, "refused") {
 		t.Errorf("newer route state = %v %s %s", ok, reason, msg)
 	}
+	// An empty cluster is applied too (the data plane is then ready).
+	empty := &reconciler{o: r.o, applied: new(atomic.Bool), leader: new(atomic.Bool), log: slog.New(slog.DiscardHandler)}
+	if _, err := empty.apply(&Plan{}); err != nil || !empty.applied.Load() {
+		t.Errorf("empty plan: %v, applied %v", err, empty.applied.Load())
+	}
 	// The same plan again applies nothing (no reload per status write).
 	applied = nil
 	if _, err := r.apply(Translate(s)); err != nil || applied != nil {

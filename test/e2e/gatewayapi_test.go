@@ -59,8 +59,9 @@ var kubeServeLine = regexp.MustCompile(`msg="igw gateway serving" address=(\S+) 
 // gatewayTest is one namespace with igw serving Gateway API in it.
 type gatewayTest struct {
 	*kubeTest
-	admin string // an administrator's kubeconfig, for kubectl
-	api   string // the data plane's host:port
+	admin    string // an administrator's kubeconfig, for kubectl
+	api      string // the data plane's host:port
+	adminURL string // its admin listener's base URL
 }
 
 func newGatewayTest(t *testing.T, listenIP string, extra ...string) *gatewayTest {
@@ -96,7 +97,8 @@ func newGatewayTest(t *testing.T, listenIP string, extra ...string) *gatewayTest
 	args := append([]string{"serve", "--kubernetes", "--kubeconfig", g.kubeconfig, "--address", net.JoinHostPort(listenIP, "0"),
 		"--admin-address", "127.0.0.1:0", "--gateway-address", listenIP, "--log-level", "debug"}, extra...)
 	p := startProc(t, "igw serve --kubernetes", args...)
-	g.api = p.waitOutput(t, kubeServeLine, 1, 60*time.Second)[0][1]
+	m := p.waitOutput(t, kubeServeLine, 1, 60*time.Second)[0]
+	g.api, g.adminURL = m[1], "http://"+m[2]
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("igw serve --kubernetes output:\n%s", tail(p.output(), 60))
@@ -177,6 +179,9 @@ func TestGatewayAPI_SeedManifestsRouteThroughIGW(t *testing.T) {
 	if addr != "127.0.18.10" {
 		t.Fatalf("status.addresses[0].value = %q, want 127.0.18.10", addr)
 	}
+
+	// Ready once the cluster's routes are applied.
+	waitReady(t, strings.TrimPrefix(g.adminURL, "http://"))
 
 	// Requests for the model reach the pool's pods, never the canary.
 	eventually(t, 30*time.Second, func() error {
