@@ -15,9 +15,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sschema "k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -121,6 +123,19 @@ func (g *gatewayTest) kubectl(args ...string) string {
 		g.t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// deleteRoutes deletes the test's routes of kind gvk by name.
+func (g *gatewayTest) deleteRoutes(gvk k8sschema.GroupVersionKind, names ...string) {
+	for _, name := range names {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(gvk)
+		u.SetNamespace(g.ns)
+		u.SetName(name)
+		if err := g.env.Client.Delete(context.Background(), u); err != nil && !apierrors.IsNotFound(err) {
+			g.t.Errorf("deleting %s %s: %v", gvk.Kind, name, err)
+		}
+	}
 }
 
 // servingPod creates a Ready pod at ip with labels.
@@ -315,6 +330,9 @@ func TestGatewayAPI_AIGatewayRouteRoutesModelsToPoolsAndAService(t *testing.T) {
 	if _, err := g.env.Apply(ctx, manifest, g.ns); err != nil {
 		t.Fatalf("the AIGatewayRoute manifests do not apply: %v", err)
 	}
+	// igw serves the Gateways of its class on one port, so routes of
+	// different Gateways compete for a request; this test's go with it.
+	t.Cleanup(func() { g.deleteRoutes(gatewayapi.AIGatewayRouteGVK(), "inference-routes", "openai-route") })
 	g.servingPod("llama-0", llamaIP, map[string]string{"app": "vllm-llama3-8b-instruct"})
 	g.servingPod("mistral-0", mistralIP, map[string]string{"app": "mistral"})
 	g.servingPod("testupstream-0", upstreamIP, map[string]string{"app": "envoy-ai-gateway-basic-testupstream"})
@@ -378,6 +396,7 @@ func TestGatewayAPI_LLMDGroupAndInferenceModelHeader(t *testing.T) {
 	if _, err := g.env.Apply(withTimeout(t, time.Minute), manifest, g.ns); err != nil {
 		t.Fatalf("the llm-d.ai manifests do not apply: %v", err)
 	}
+	t.Cleanup(func() { g.deleteRoutes(k8sschema.GroupVersionKind{Group: gwv1.GroupName, Version: "v1", Kind: "HTTPRoute"}, "food-review") })
 	g.servingPod("vllm-0", ip, map[string]string{"app": "vllm-llama3-8b-instruct"})
 	eventually(t, 30*time.Second, func() error {
 		r := g.chat("127.0.18.30", "food-review")
@@ -389,6 +408,49 @@ func TestGatewayAPI_LLMDGroupAndInferenceModelHeader(t *testing.T) {
 	eventually(t, 10*time.Second, func() error {
 		if out := g.kubectl("get", "httproute", "food-review", "-o", "yaml"); !strings.Contains(out, "reason: Accepted") {
 			return fmt.Errorf("route status:\n%s", out)
+		}
+		return nil
+	})
+}
+
+// Two replicas with leader election: both reconcile and serve the same
+// routes (the follower is warm, not waiting to be elected), one holds the
+// Lease, and the statuses are written (by it).
+func TestGatewayAPI_LeaderElectionFollowerServesWarm(t *testing.T) {
+	const ip = "127.0.18.51"
+	simsAt(t, seedModel, 8000, ip)
+	g := newGatewayTest(t, "127.0.18.50", "--ha-enable-leader-election", "--ha-lease-name", "igw-gateway-ha", "--ha-lease-namespace", "default")
+	second := startProc(t, "igw serve --kubernetes (second)", "serve", "--kubernetes", "--kubeconfig", g.kubeconfig,
+		"--address", "127.0.18.52:0", "--admin-address", "127.0.0.1:0", "--gateway-address", "127.0.18.52",
+		"--ha-enable-leader-election", "--ha-lease-name", "igw-gateway-ha", "--ha-lease-namespace", "default", "--log-level", "debug")
+	m := second.waitOutput(t, kubeServeLine, 1, 60*time.Second)[0]
+	manifest, err := os.ReadFile("testdata/gateway-api-seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.env.Apply(withTimeout(t, time.Minute), manifest, g.ns); err != nil {
+		t.Fatal(err)
+	}
+	g.servingPod("vllm-0", ip, map[string]string{"app": "vllm-llama3-8b-instruct"})
+	for _, api := range []string{g.api, m[1]} {
+		eventually(t, 30*time.Second, func() error {
+			r := post(withTimeout(t, 30*time.Second), newClient(), chatURL(api), chat{Model: seedModel, User: "hi", MaxTokens: 2}.body(), nil)
+			if r.Status != 200 || r.Served() != ip+":8000" {
+				return fmt.Errorf("replica %s: %s served by %q", api, r, r.Served())
+			}
+			return nil
+		})
+	}
+	eventually(t, 30*time.Second, func() error {
+		if holder := g.kubectl("get", "lease", "igw-gateway-ha", "-n", "default", "-o", "jsonpath={.spec.holderIdentity}"); holder == "" {
+			return errors.New("no Lease holder")
+		}
+		var gw gwv1.Gateway
+		if err := g.env.Client.Get(withTimeout(t, 10*time.Second), client.ObjectKey{Namespace: g.ns, Name: "inference-gateway"}, &gw); err != nil {
+			return err
+		}
+		if s := conditionStatus(gw.Status.Conditions, "Programmed"); s != "True/Programmed" {
+			return fmt.Errorf("Gateway Programmed = %s", s)
 		}
 		return nil
 	})
