@@ -90,9 +90,13 @@ unit: envtest-assets $(REDIS_SERVER) $(HAPROXY) $(PROMETHEUS) $(PROMTOOL) $(CHRO
 	  IGW_PROMETHEUS=$(PROMETHEUS) IGW_PROMTOOL=$(PROMTOOL) IGW_JAEGER=$(JAEGER) IGW_CHROMIUM=$(CHROMIUM) \
 	  IGW_REQUIRE_TOOLS=1 $(GO) test $(TEST_FLAGS) $(GO_PACKAGES)
 
-## generate: deepcopy code (api/*/zz_generated.deepcopy.go) and CRDs (config/crd/bases) from the kubebuilder markers
+## generate: deepcopy code (api/*/zz_generated.deepcopy.go) and CRDs (config/crd/bases) from the kubebuilder markers,
+## and the llm-d.ai copies of the objective and rewrite CRDs (config/crd/llm-d: the same schema under llm-d.ai)
 generate: $(CONTROLLER_GEN)
 	$(CONTROLLER_GEN) object paths=./api/... crd:crdVersions=v1 output:crd:artifacts:config=config/crd/bases
+	for k in inferenceobjectives inferencemodelrewrites; do \
+	  sed 's/inference\.networking\.x-k8s\.io/llm-d.ai/g' config/crd/bases/inference.networking.x-k8s.io_$$k.yaml > config/crd/llm-d/llm-d.ai_$$k.yaml; \
+	done
 
 ## verify-generate: fail when `make generate` would change a checked-in file
 verify-generate: $(CONTROLLER_GEN)

@@ -15,6 +15,14 @@ const GroupName = "inference.networking.x-k8s.io"
 // ("inference.networking.x-k8s.io/v1alpha2").
 var GroupVersion = schema.GroupVersion{Group: GroupName, Version: "v1alpha2"}
 
+// LLMDGroupVersion is where the reference picker's project (llm-d) serves
+// the same kinds with the same schema (REFERENCE.md §8): igw accepts
+// manifests of either group. The Go types are this package's; objects of
+// that group are read as unstructured and converted (one Go type cannot be
+// registered under two groups in a scheme without making typed clients
+// ambiguous). Its CRDs are config/crd/llm-d.
+var LLMDGroupVersion = schema.GroupVersion{Group: "llm-d.ai", Version: "v1alpha2"}
+
 // SchemeBuilder collects the functions that register this package's types;
 // it is the one package-level registry, following the apimachinery idiom so
 // that clients can compose schemes without an init() side effect.

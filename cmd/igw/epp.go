@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -133,7 +136,7 @@ leader reports ready on the gRPC health port. RBAC: config/rbac/epp.yaml.`,
 	e.observe.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&e.configFile, "config-file", "", "standalone configuration file, as for igw serve; in Kubernetes mode a file holding only an EndpointPickerConfig")
-	fl.StringVar(&e.poolName, "pool-name", "", "InferencePool to serve (standalone: may be left out when the file has one pool)")
+	fl.StringVar(&e.poolName, "pool-name", "", "InferencePool to serve (standalone: may be left out when the file has one pool); Kubernetes: several, comma-separated, each with its own state, the ext_proc stream naming its pool in gRPC metadata "+extproc.PoolMetadataKey)
 	fl.StringVar(&e.poolNamespace, "pool-namespace", config.DefaultNamespace, "namespace of the InferencePool (Kubernetes: the only namespace watched)")
 	fl.IntVar(&f.metricsPort, "metrics-port", 9090, "Prometheus /metrics port")
 	fl.DurationVar(&e.maxAge, "metrics-staleness-threshold", datastore.DefaultMaxAge, "how old a model server's scraped metrics may be for it to be scheduled")
@@ -178,6 +181,12 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 		return err
 	}
 	defer stopTracing()
+	if names := poolNames(e.poolName); len(names) > 1 {
+		if standalone || e.endpointSelector != "" {
+			return errors.New("--pool-name with several pools: Kubernetes mode only, without --endpoint-selector")
+		}
+		return runMultiPoolEPP(ctx, log, f, e, cfg, mode, names, tracer)
+	}
 	rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: e.poolName, PoolNamespace: e.poolNamespace,
 		Logger: log, MetricsMaxAge: e.maxAge, ExternalDiscovery: !standalone,
 		AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions, PeerLoad: e.observe.peerLoad(), Tracer: tracer})
@@ -213,7 +222,7 @@ func runEPP(ctx context.Context, f *extprocFlags, e *eppFlags) error {
 	if standalone {
 		log.Info("igw endpoint picker starting", "pool", rt.Pool(), "config", e.configFile)
 	} else {
-		disc, err := e.discovery(log, rt)
+		disc, err := e.discovery(log, rt, e.poolName, "")
 		if err != nil {
 			return err
 		}
@@ -257,8 +266,10 @@ func useLoggerForKubernetes(log *slog.Logger) {
 	klog.SetLogger(l)
 }
 
-// discovery builds the Kubernetes reconcilers that feed rt's datastore.
-func (e *eppFlags) discovery(log *slog.Logger, rt *engine.Engine) (*kube.Discovery, error) {
+// discovery builds the Kubernetes reconcilers that feed rt's datastore
+// with pool's state; leaseSuffix keeps the Leases of several pools of one
+// process apart.
+func (e *eppFlags) discovery(log *slog.Logger, rt *engine.Engine, pool, leaseSuffix string) (*kube.Discovery, error) {
 	var selector map[string]string
 	if e.endpointSelector != "" {
 		set, err := labels.ConvertSelectorToLabelsMap(e.endpointSelector)
@@ -274,12 +285,14 @@ func (e *eppFlags) discovery(log *slog.Logger, rt *engine.Engine) (*kube.Discove
 	useLoggerForKubernetes(log)
 	o := kube.Options{
 		Config: restCfg, Namespace: e.poolNamespace, Logger: log,
-		Pool: &kube.PoolSource{Name: e.poolName, Selector: selector, TargetPorts: e.endpointTargetPorts, Store: rt.Store()},
+		Pool: &kube.PoolSource{Name: pool, Selector: selector, TargetPorts: e.endpointTargetPorts, Store: rt.Store()},
 	}
 	if e.leaderElection {
 		name := e.leaseName
 		if name == "" {
-			name = "igw-epp-" + e.poolName
+			name = "igw-epp-" + pool
+		} else {
+			name += leaseSuffix
 		}
 		o.LeaderElection = &kube.LeaderElection{LeaseName: name, LeaseDuration: e.leaseDuration, RenewDeadline: e.renewDeadline, RetryPeriod: e.retryPeriod}
 	}
@@ -340,4 +353,94 @@ func serveExtProc(ctx context.Context, log *slog.Logger, f *extprocFlags, p extp
 		}
 	}
 	return first
+}
+
+// poolNames splits --pool-name's comma-separated list.
+func poolNames(flag string) []string {
+	var out []string
+	for _, n := range strings.Split(flag, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// runMultiPoolEPP serves several InferencePools of one namespace from one
+// process: one engine (datastore, scheduler, flow control, metrics), one
+// set of reconcilers and one picker per pool, so the pools' state stays
+// apart; one ext_proc port routes each stream to its pool by the gRPC
+// metadata extproc.PoolMetadataKey. Readiness needs every pool ready.
+func runMultiPoolEPP(ctx context.Context, log *slog.Logger, f *extprocFlags, e *eppFlags, cfg *config.Config, mode extproc.BodyMode, names []string, tracer trace.Tracer) error {
+	pickers := map[string]*extproc.Picker{}
+	var engines []*engine.Engine
+	var discs []*kube.Discovery
+	var gatherers prometheus.Gatherers
+	loops := []func(context.Context) error{}
+	defer func() {
+		for _, rt := range engines {
+			rt.Close()
+		}
+	}()
+	for _, name := range names {
+		rt, err := engine.New(cfg, engine.Options{Pool: true, PoolName: name, PoolNamespace: e.poolNamespace,
+			Logger: log.With("pool", name), MetricsMaxAge: e.maxAge, ExternalDiscovery: true,
+			AccessLog: e.observe.accessLogger(), ExplainDecisions: e.observe.explainDecisions, PeerLoad: e.observe.peerLoad(), Tracer: tracer})
+		if err != nil {
+			return err
+		}
+		engines = append(engines, rt)
+		picker, err := extproc.NewPicker(extproc.PickerOptions{Director: rt.Director(), Pool: rt.Pool(), Logger: log,
+			MaxBodyBytes: f.maxBody, DefaultBodyMode: mode})
+		if err != nil {
+			return err
+		}
+		if _, dup := pickers[rt.Pool()]; dup {
+			return fmt.Errorf("--pool-name: %s twice", name)
+		}
+		pickers[rt.Pool()] = picker
+		disc, err := e.discovery(log.With("pool", name), rt, name, "-"+name)
+		if err != nil {
+			return err
+		}
+		discs = append(discs, disc)
+		gatherers = append(gatherers, rt.Metrics().Registry)
+		loops = append(loops, rt.Run, disc.Run)
+	}
+	router, err := extproc.NewPoolRouter(pickers)
+	if err != nil {
+		return err
+	}
+	if e.configFile != "" {
+		watcher := &config.Watcher{
+			Path: e.configFile, Schema: configSchema(), Initial: cfg, Logger: log,
+			OnReload: func(c *config.Config) {
+				if err := e.checkKubernetes(c); err != nil {
+					log.Error("configuration rejected; keeping the running one", "err", err)
+					return
+				}
+				for _, rt := range engines {
+					if err := rt.Reload(c); err != nil {
+						log.Error("configuration rejected; keeping the running one", "pool", rt.Pool(), "err", err)
+					}
+				}
+			},
+		}
+		loops = append(loops, watcher.Run)
+	}
+	ready := func() bool {
+		for i, d := range discs {
+			if !d.Synced() || !d.Leader() || !engines[i].Ready() {
+				return false
+			}
+		}
+		return true
+	}
+	// Each engine has its own registry (its pool's series); process-wide
+	// series (Go, process) are in all of them and served once.
+	metrics := promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	log.Info("igw endpoint picker starting in Kubernetes mode", "pools", names, "namespace", e.poolNamespace, "leader-election", e.leaderElection)
+	// No live dashboard here yet: it shows one engine's pool (the
+	// single-pool picker and igw serve serve it).
+	return serveExtProc(ctx, log, f, router, ready, metrics, nil, loops...)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/igw-dev/igw/pkg/config"
 	"github.com/igw-dev/igw/pkg/gateway"
+	"github.com/igw-dev/igw/pkg/gatewayapi"
 	"github.com/igw-dev/igw/pkg/peerload"
 	"github.com/igw-dev/igw/pkg/telemetry"
 )
@@ -20,28 +22,46 @@ func newServeCommand() *cobra.Command {
 	var configFile, logLevel string
 	var drain time.Duration
 	var obs observeFlags
+	var k kubeGatewayFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the standalone inference gateway",
 		Long: `serve runs igw's standalone gateway from one YAML file: OpenAI-compatible
 listeners, routes by model, InferencePools of static model servers scheduled by
 the embedded endpoint picker, objectives and model rewrites. The file is
-reloaded on SIGHUP and when it changes; a bad edit keeps the running config.`,
-		Example: `  igw serve --config examples/standalone.yaml`,
-		Args:    cobra.NoArgs,
+reloaded on SIGHUP and when it changes; a bad edit keeps the running config.
+
+With --kubernetes igw is a Kubernetes Gateway API implementation: it serves
+the Gateways of the GatewayClasses whose controllerName is
+` + gatewayapi.DefaultControllerName + ` (--gateway-controller-name), their
+HTTPRoutes and AIGatewayRoutes, with backends that are InferencePools
+(scheduled by the embedded picker over the pools' ready pods) or Services
+(their EndpointSlices' ready endpoints); it writes the Gateway API statuses
+and the pools' status.parents. --config, if given, then holds only igw's own
+kinds (Gateway listener settings, EndpointPickerConfig, guards, quotas); the
+pools and routes come from the cluster. RBAC: config/rbac/gateway.yaml.`,
+		Example: `  igw serve --config examples/standalone.yaml
+  igw serve --kubernetes --gateway-address 10.96.0.20`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
 			if err != nil {
 				return err
 			}
+			if k.enabled {
+				return runKubeServe(cmd.Context(), log, configFile, drain, obs, &k)
+			}
+			if configFile == "" {
+				return errors.New("--config is required (or --kubernetes)")
+			}
 			return runServe(cmd.Context(), log, configFile, drain, obs)
 		},
 	}
-	cmd.Flags().StringVar(&configFile, "config", "", "standalone configuration file (required)")
+	cmd.Flags().StringVar(&configFile, "config", "", "standalone configuration file (required without --kubernetes)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().DurationVar(&drain, "drain-timeout", 30*time.Second, "how long shutdown waits for requests in flight")
 	obs.register(cmd)
-	_ = cmd.MarkFlagRequired("config")
+	k.register(cmd)
 	return cmd
 }
 

@@ -35,7 +35,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
-	"github.com/igw-dev/igw/pkg/kube"
+	"github.com/igw-dev/igw/pkg/gatewayapi"
 )
 
 // AssetsEnv is the environment variable naming the directory with
@@ -90,14 +90,22 @@ func Require(t testing.TB, env *Env) *Env {
 }
 
 // Start runs kube-apiserver and etcd from KUBEBUILDER_ASSETS and installs
-// the CRDs of config/crd/bases.
+// the CRDs of config/crd/bases, config/crd/llm-d and config/crd/aigateway
+// and Gateway API's standard CRDs (from the
+// sigs.k8s.io/gateway-api module igw builds with, so the CRDs and the Go
+// types are one version).
 func Start() (*Env, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
+	gatewayCRDs, err := GatewayAPICRDs()
+	if err != nil {
+		return nil, err
+	}
 	te := &envtest.Environment{
-		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "config", "crd", "aigateway"),
+			filepath.Join(root, "config", "crd", "llm-d"), gatewayCRDs},
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: 2 * time.Minute, // two busy cores under -race
 		ControlPlaneStopTimeout:  30 * time.Second,
@@ -106,7 +114,7 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s=%s: %w", AssetsEnv, os.Getenv(AssetsEnv), err)
 	}
-	scheme, err := kube.NewScheme()
+	scheme, err := gatewayapi.NewScheme()
 	if err == nil {
 		err = apiextensionsv1.AddToScheme(scheme) // WithoutCRDs manages CRDs
 	}
@@ -185,6 +193,20 @@ func ServiceAccountUser(namespace, name string) (string, []string) {
 	return "system:serviceaccount:" + namespace + ":" + name, []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
 }
 
+// GatewayAPICRDs is the directory of Gateway API's standard-channel CRDs in
+// the module cache: the module's zip carries them beside its Go types.
+func GatewayAPICRDs() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m sigs.k8s.io/gateway-api: %w", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		return "", errors.New("sigs.k8s.io/gateway-api is not in the module cache: run go mod download")
+	}
+	return filepath.Join(dir, "config", "crd", "standard"), nil
+}
+
 // ModuleRoot is the directory of the main module's go.mod.
 func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
@@ -199,8 +221,8 @@ func ModuleRoot() (string, error) {
 }
 
 // Apply creates every object of a multi-document YAML manifest in
-// namespace (as `kubectl create -n namespace -f` would: objects that name
-// no namespace get it, and "namespace: default" in the text, such as a
+// namespace (as `kubectl create -n namespace -f` would: namespaced objects
+// get it, cluster-scoped ones that already exist are left as they are, and "namespace: default" in the text, such as a
 // RoleBinding subject's, is replaced), and returns the objects as created.
 func (e *Env) Apply(ctx context.Context, manifest []byte, namespace string) ([]*unstructured.Unstructured, error) {
 	text := strings.ReplaceAll(string(manifest), "namespace: default", "namespace: "+namespace)
@@ -214,8 +236,14 @@ func (e *Env) Apply(ctx context.Context, manifest []byte, namespace string) ([]*
 			continue
 		}
 		u := &unstructured.Unstructured{Object: obj}
-		u.SetNamespace(namespace)
+		namespaced, err := e.Client.IsObjectNamespaced(u)
+		if err != nil || namespaced {
+			u.SetNamespace(namespace) // cluster-scoped kinds (GatewayClass, ClusterRole) keep none
+		}
 		if err := e.Client.Create(ctx, u); err != nil {
+			if !namespaced && apierrors.IsAlreadyExists(err) {
+				continue // shared by the package's tests: the first one made it
+			}
 			return out, fmt.Errorf("document %d (%s %s): %w", i+1, u.GetKind(), u.GetName(), err)
 		}
 		out = append(out, u)

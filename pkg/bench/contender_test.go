@@ -30,7 +30,7 @@ func routed(t *testing.T, cfg *config.Config, model, path string) bool {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	return director.SelectRoute(e.Director().Policy().Routes, model, path, nil) != nil
+	return director.SelectRoute(e.Director().Policy().Routes, model, "", path, nil) != nil
 }
 
 func TestStandaloneConfig_BuiltinsLoadAndSchedule(t *testing.T) {

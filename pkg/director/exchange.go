@@ -233,6 +233,15 @@ func (x *Exchange) Readmit(ctx context.Context, status int) ([]string, *Reply) {
 // Served is the address of the current attempt ("" before any).
 func (x *Exchange) Served() string { return x.served }
 
+// UpstreamPath is the path to send to the backend: the request's, as its
+// route rewrites it.
+func (x *Exchange) UpstreamPath() string {
+	if x.Route == nil {
+		return x.in.Path
+	}
+	return x.Route.UpstreamPath(x.in.Path)
+}
+
 // errNotServed finishes an attempt on an endpoint the request did not stay
 // on (the data plane moved to a fallback).
 var errNotServed = errors.New("director: the request was served from another endpoint")

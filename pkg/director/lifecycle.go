@@ -23,8 +23,9 @@ type Inbound struct {
 	// ID identifies the request in logs; empty: the x-request-id header,
 	// else a counter.
 	ID string
-	// Method and Path (without query) of the HTTP request.
-	Method, Path string
+	// Method and Path (without query) of the HTTP request, and its Host
+	// (for routes with hostnames; empty matches only routes without).
+	Method, Path, Host string
 	// Header is the request's headers. The Director edits it in place
 	// (routing headers and credentials removed, fairness id and objective
 	// set from the identity); a plane that forwards requests itself sends
@@ -149,12 +150,18 @@ func (d *Director) Begin(ctx context.Context, in *Inbound) (*Exchange, *Reply) {
 			attribute.Int("igw.request_bytes", len(in.Body)), attribute.Bool("igw.stream", parsed.Stream))
 	}
 	if kind != 0 && len(pol.Routes) > 0 {
-		if x.Route = SelectRoute(pol.Routes, parsed.Model, in.Path, in.Header); x.Route == nil {
+		if x.Route = SelectRoute(pol.Routes, parsed.Model, in.Host, in.Path, in.Header); x.Route == nil {
 			e := openai.ModelNotFound(parsed.Model)
 			// Not labelled with the model: a client could otherwise create
 			// a metric series per made-up model name, without bound.
 			x.Model = ""
 			return nil, x.refuse(e, "", nil)
+		}
+	}
+	if x.Route != nil && x.Route.RequestHeaders != nil {
+		x.Route.RequestHeaders.apply(in.Header)
+		for _, h := range routingHeaders {
+			in.Header.Del(h)
 		}
 	}
 	if x.Route != nil && x.Route.Guard != nil {

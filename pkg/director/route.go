@@ -2,6 +2,7 @@ package director
 
 import (
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -30,6 +31,94 @@ type Route struct {
 	// Backends and the sum of their weights.
 	Backends []Backend
 	Total    int64
+	// Hostnames, when set, are the only request hosts (the Host header
+	// without its port) the route serves: exact names or "*.suffix"
+	// wildcards, as in Gateway API.
+	Hostnames []string
+	// RequestHeaders edits the request's headers once the route is
+	// chosen (Gateway API's RequestHeaderModifier); nil: none.
+	RequestHeaders *HeaderModifier
+	// PathRewrite replaces the path sent to the backend (Gateway API's
+	// URLRewrite); nil: the request's path.
+	PathRewrite *PathRewrite
+}
+
+// HeaderModifier sets, adds and removes request headers. Set replaces a
+// header's values, Add appends one, Remove deletes the header; the
+// gateway's routing headers stay the gateway's own whatever they say.
+type HeaderModifier struct {
+	Set, Add []HeaderMatch
+	Remove   []string
+}
+
+// PathRewrite rewrites the path sent to the backend: the whole path
+// (Full), or, with Prefix set, the part that the route's PathPrefix match
+// matched is replaced by Prefix.
+type PathRewrite struct {
+	Full   string
+	Prefix *string
+}
+
+// apply edits h.
+func (m *HeaderModifier) apply(h http.Header) {
+	for _, kv := range m.Set {
+		h.Set(kv.Name, kv.Value)
+	}
+	for _, kv := range m.Add {
+		h.Add(kv.Name, kv.Value)
+	}
+	for _, name := range m.Remove {
+		h.Del(name)
+	}
+}
+
+// UpstreamPath is the path a request for path is sent to the backend with.
+func (r *Route) UpstreamPath(path string) string {
+	pr := r.PathRewrite
+	if pr == nil {
+		return path
+	}
+	if pr.Prefix == nil {
+		return pr.Full
+	}
+	for _, m := range r.Matches {
+		if m.Path == "" || m.PathExact {
+			continue
+		}
+		prefix := strings.TrimSuffix(m.Path, "/")
+		if path == prefix || strings.HasPrefix(path, prefix+"/") {
+			rest := strings.TrimPrefix(path, prefix)
+			out := strings.TrimSuffix(*pr.Prefix, "/") + rest
+			if out == "" {
+				return "/"
+			}
+			return out
+		}
+	}
+	return path
+}
+
+// servesHost reports whether the route takes requests for host (the Host
+// header, possibly with a port).
+func (r *Route) servesHost(host string) bool {
+	if len(r.Hostnames) == 0 {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(host)
+	for _, pattern := range r.Hostnames {
+		pattern = strings.ToLower(pattern)
+		if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+			if strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+				return true
+			}
+		} else if pattern == host {
+			return true
+		}
+	}
+	return false
 }
 
 // RouteMatch is one way a request matches a route: every part set must
@@ -181,13 +270,13 @@ func specificityOf(m *RouteMatch) specificity {
 }
 
 // SelectRoute returns the route serving a request with this body model,
-// path and headers. When several match, the most specific match wins: an
+// host, path and headers; routes with hostnames take only their hosts. When several match, the most specific match wins: an
 // exact model beats a model prefix (a longer prefix a shorter one), which
 // beats no model condition; then more header conditions; then an exact path
 // beats a path prefix, a longer prefix a shorter one; then the earlier
 // route. It returns nil when no route matches, which the Director answers
 // with 404 rather than guessing a backend.
-func SelectRoute(routes []*Route, model, path string, header http.Header) *Route {
+func SelectRoute(routes []*Route, model, host, path string, header http.Header) *Route {
 	var (
 		best     *Route
 		bestSpec specificity
@@ -198,6 +287,9 @@ func SelectRoute(routes []*Route, model, path string, header http.Header) *Route
 		}
 	}
 	for _, r := range routes {
+		if !r.servesHost(host) {
+			continue
+		}
 		if len(r.Matches) == 0 {
 			consider(r, specificity{})
 			continue

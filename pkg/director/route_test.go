@@ -69,7 +69,7 @@ func TestSelectRoute_MostSpecificMatchWins(t *testing.T) {
 		{"b", "/", nil, "second-match"},
 	}
 	for _, tc := range tests {
-		if r := SelectRoute(routes, tc.model, tc.path, tc.header); r == nil || r.Name != tc.want {
+		if r := SelectRoute(routes, tc.model, "", tc.path, tc.header); r == nil || r.Name != tc.want {
 			t.Errorf("SelectRoute(%q, %q, %v) = %v; want %s", tc.model, tc.path, tc.header, r, tc.want)
 		}
 	}
@@ -80,13 +80,72 @@ func TestSelectRoute_EarlierRouteBreaksTies(t *testing.T) {
 		return NewRoute(name, []RouteMatch{{Model: "m", Headers: []HeaderMatch{{Name: header, Value: "1"}}}}, nil, 0, 0, []Backend{{Pool: "p", Weight: 1}})
 	}
 	routes := []*Route{route("first", "a"), route("second", "b")}
-	if r := SelectRoute(routes, "m", "/", http.Header{"A": {"1"}, "B": {"1"}}); r == nil || r.Name != "first" {
+	if r := SelectRoute(routes, "m", "", "/", http.Header{"A": {"1"}, "B": {"1"}}); r == nil || r.Name != "first" {
 		t.Errorf("tie went to %v", r)
 	}
-	if r := SelectRoute(routes, "m", "/", http.Header{"B": {"1"}}); r == nil || r.Name != "second" {
+	if r := SelectRoute(routes, "m", "", "/", http.Header{"B": {"1"}}); r == nil || r.Name != "second" {
 		t.Errorf("got %v", r)
 	}
-	if r := SelectRoute(routes, "m", "/", nil); r != nil {
+	if r := SelectRoute(routes, "m", "", "/", nil); r != nil {
 		t.Errorf("no route should match without headers, got %s", r.Name)
+	}
+}
+
+func TestSelectRoute_HostnamesRestrictRoutes(t *testing.T) {
+	api := &Route{Name: "api", Hostnames: []string{"api.example.com"}, Backends: []Backend{{Pool: "p", Weight: 1}}, Total: 1}
+	wild := &Route{Name: "wild", Hostnames: []string{"*.example.com"}, Backends: []Backend{{Pool: "p", Weight: 1}}, Total: 1}
+	for _, tc := range []struct {
+		routes []*Route
+		host   string
+		want   string
+	}{
+		{[]*Route{api}, "api.example.com", "api"},
+		{[]*Route{api}, "API.example.com:8080", "api"},
+		{[]*Route{api}, "other.example.com", ""},
+		{[]*Route{api}, "", ""},
+		{[]*Route{wild}, "a.b.example.com", "wild"},
+		{[]*Route{wild}, "example.com", ""},
+	} {
+		r := SelectRoute(tc.routes, "m", tc.host, "/v1/chat/completions", nil)
+		got := ""
+		if r != nil {
+			got = r.Name
+		}
+		if got != tc.want {
+			t.Errorf("host %q: route %q, want %q", tc.host, got, tc.want)
+		}
+	}
+}
+
+func TestRoute_UpstreamPathRewrites(t *testing.T) {
+	prefix := "/openai/v1"
+	r := &Route{Matches: []RouteMatch{{Path: "/v1"}}, PathRewrite: &PathRewrite{Prefix: &prefix}}
+	if got := r.UpstreamPath("/v1/chat/completions"); got != "/openai/v1/chat/completions" {
+		t.Errorf("prefix rewrite = %q", got)
+	}
+	root := "/"
+	r.PathRewrite.Prefix = &root
+	if got := r.UpstreamPath("/v1"); got != "/" {
+		t.Errorf("prefix rewrite of the whole prefix to / = %q", got)
+	}
+	r.PathRewrite = &PathRewrite{Full: "/v1/completions"}
+	if got := r.UpstreamPath("/v1/chat/completions"); got != "/v1/completions" {
+		t.Errorf("full rewrite = %q", got)
+	}
+	r.PathRewrite = nil
+	if got := r.UpstreamPath("/v1/x"); got != "/v1/x" {
+		t.Errorf("no rewrite = %q", got)
+	}
+}
+
+func TestHeaderModifier_CannotSetRoutingHeaders(t *testing.T) {
+	h := http.Header{"X-Old": {"1"}, "X-Keep": {"k"}}
+	m := &HeaderModifier{Set: []HeaderMatch{{Name: "X-Tenant", Value: "a"}}, Add: []HeaderMatch{{Name: "X-Keep", Value: "k2"}}, Remove: []string{"x-old"}}
+	m.apply(h)
+	if h.Get("X-Tenant") != "a" || len(h.Values("X-Keep")) != 2 || h.Get("X-Old") != "" {
+		t.Errorf("edited headers = %v", h)
+	}
+	if !IsRoutingHeader("x-gateway-destination-endpoint") || IsRoutingHeader("x-tenant") {
+		t.Error("IsRoutingHeader")
 	}
 }

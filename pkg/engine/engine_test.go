@@ -23,12 +23,12 @@ func TestEngine_RoutesOfTheStandaloneExample(t *testing.T) {
 	defer e.Close()
 	routes := e.Director().Policy().Routes
 	for model, want := range map[string]string{"llama-3.1-8b": "default/llama", "qwen2.5-7b": "default/qwen", "qwen2.5-7b-sql": "default/qwen"} {
-		r := director.SelectRoute(routes, model, "/v1/chat/completions", nil)
+		r := director.SelectRoute(routes, model, "", "/v1/chat/completions", nil)
 		if r == nil || r.Backends[0].Pool != want {
 			t.Errorf("SelectRoute(%q) = %v, want the route to pool %s", model, r, want)
 		}
 	}
-	if r := director.SelectRoute(routes, "gpt-4", "/v1/chat/completions", nil); r != nil {
+	if r := director.SelectRoute(routes, "gpt-4", "", "/v1/chat/completions", nil); r != nil {
 		t.Errorf("an unknown model was routed to %s", r.Name)
 	}
 }
@@ -56,7 +56,7 @@ func TestEngine_OnePoolKeepsItsRoutesOnly(t *testing.T) {
 			}
 		}
 	}
-	if director.SelectRoute(e.Director().Policy().Routes, "llama-3.1-8b", "/v1/chat/completions", nil) != nil {
+	if director.SelectRoute(e.Director().Policy().Routes, "llama-3.1-8b", "", "/v1/chat/completions", nil) != nil {
 		t.Error("the qwen picker takes llama requests")
 	}
 	if _, err := engine.New(cfg, engine.Options{Pool: true, PoolName: "nope"}); err == nil || !strings.Contains(err.Error(), "default/llama") {

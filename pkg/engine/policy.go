@@ -140,6 +140,24 @@ func (e *Engine) compilePolicy(cfg *config.Config, prev *director.Policy) (*dire
 		}
 		route := director.NewRoute(name, routeMatches(r.Spec.Matches), g, timeout, retries, backends)
 		route.Attempt = attemptPolicy(r.Spec.Attempt)
+		route.Hostnames = r.Spec.Hostnames
+		if m := r.Spec.RequestHeaders; m != nil {
+			hm := &director.HeaderModifier{Remove: m.Remove}
+			for _, kv := range m.Set {
+				hm.Set = append(hm.Set, director.HeaderMatch{Name: kv.Name, Value: kv.Value})
+			}
+			for _, kv := range m.Add {
+				hm.Add = append(hm.Add, director.HeaderMatch{Name: kv.Name, Value: kv.Value})
+			}
+			route.RequestHeaders = hm
+		}
+		if pr := r.Spec.PathRewrite; pr != nil {
+			if pr.ReplacePrefixMatch != nil {
+				route.PathRewrite = &director.PathRewrite{Prefix: pr.ReplacePrefixMatch}
+			} else if pr.ReplaceFullPath != nil {
+				route.PathRewrite = &director.PathRewrite{Full: *pr.ReplaceFullPath}
+			}
+		}
 		if route.Total <= 0 {
 			return nil, fmt.Errorf("route %s: every backend has weight 0", name)
 		}

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/igw-dev/igw/pkg/config"
+	"github.com/igw-dev/igw/pkg/director"
 	"github.com/igw-dev/igw/pkg/discovery/static"
 	"github.com/igw-dev/igw/pkg/policy/guard"
 )
@@ -114,6 +115,48 @@ type RouteSpec struct {
 	// and rules every request of this route must pass before anything
 	// else is done with it.
 	Guard string `json:"guard,omitempty"`
+
+	// Hostnames, when set, restrict the route to requests whose Host is
+	// one of them: exact names or "*.example.com" wildcards (Gateway
+	// API's hostnames). Unset: any host.
+	Hostnames []string `json:"hostnames,omitempty"`
+
+	// RequestHeaders edits the request's headers once the route is
+	// chosen, before the guard and the backend see them (Gateway API's
+	// RequestHeaderModifier filter).
+	RequestHeaders *RouteHeaderModifier `json:"requestHeaders,omitempty"`
+
+	// PathRewrite changes the path sent to the backends (Gateway API's
+	// URLRewrite filter); the route is still chosen by the request's path.
+	PathRewrite *RoutePathRewrite `json:"pathRewrite,omitempty"`
+}
+
+// RouteHeaderModifier sets, adds and removes request headers. The
+// gateway's routing headers (x-gateway-destination-endpoint and the like)
+// cannot be set this way: they are the gateway's own.
+type RouteHeaderModifier struct {
+	// Set replaces each named header's values with this one.
+	Set []HeaderValue `json:"set,omitempty"`
+	// Add appends a value to each named header.
+	Add []HeaderValue `json:"add,omitempty"`
+	// Remove deletes these headers.
+	Remove []string `json:"remove,omitempty"`
+}
+
+// HeaderValue is one header name and value.
+type HeaderValue struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// RoutePathRewrite rewrites the path sent to the backends: exactly one of
+// its fields.
+type RoutePathRewrite struct {
+	// ReplaceFullPath sends every request of the route with this path.
+	ReplaceFullPath *string `json:"replaceFullPath,omitempty"`
+	// ReplacePrefixMatch replaces the part of the path that the route's
+	// path prefix matched; every match of the route needs a PathPrefix.
+	ReplacePrefixMatch *string `json:"replacePrefixMatch,omitempty"`
 }
 
 // RouteAttempt bounds one attempt of a request on one endpoint. A timed-out
@@ -276,6 +319,39 @@ func validateRoute(r *Route, f *config.Fields) {
 	if d := s.Attempt.FirstByteTimeout; d != nil && d.Duration <= 0 {
 		f.Errorf("spec.attempt.firstByteTimeout", "must be positive, not %s", d.Duration)
 	}
+	for i, h := range s.Hostnames {
+		validateHostname(f, fmt.Sprintf("spec.hostnames[%d]", i), h)
+	}
+	if m := s.RequestHeaders; m != nil {
+		for i, kv := range m.Set {
+			validateEditedHeader(f, fmt.Sprintf("spec.requestHeaders.set[%d].name", i), kv.Name)
+		}
+		for i, kv := range m.Add {
+			validateEditedHeader(f, fmt.Sprintf("spec.requestHeaders.add[%d].name", i), kv.Name)
+		}
+		for i, name := range m.Remove {
+			validateEditedHeader(f, fmt.Sprintf("spec.requestHeaders.remove[%d]", i), name)
+		}
+	}
+	if pr := s.PathRewrite; pr != nil {
+		switch {
+		case (pr.ReplaceFullPath == nil) == (pr.ReplacePrefixMatch == nil):
+			f.Errorf("spec.pathRewrite", "set exactly one of replaceFullPath and replacePrefixMatch")
+		case pr.ReplaceFullPath != nil && !strings.HasPrefix(*pr.ReplaceFullPath, "/"):
+			f.Errorf("spec.pathRewrite.replaceFullPath", "must start with \"/\", not %q", *pr.ReplaceFullPath)
+		case pr.ReplacePrefixMatch != nil && !strings.HasPrefix(*pr.ReplacePrefixMatch, "/"):
+			f.Errorf("spec.pathRewrite.replacePrefixMatch", "must start with \"/\", not %q", *pr.ReplacePrefixMatch)
+		case pr.ReplacePrefixMatch != nil:
+			for i, m := range s.Matches {
+				if m.Path == nil || m.Path.Type == PathMatchExact {
+					f.Errorf(fmt.Sprintf("spec.matches[%d].path", i), "replacePrefixMatch needs every match to have a PathPrefix path")
+				}
+			}
+			if len(s.Matches) == 0 {
+				f.Errorf("spec.pathRewrite.replacePrefixMatch", "needs matches with a PathPrefix path")
+			}
+		}
+	}
 	if s.Retries == nil {
 		n := int32(DefaultRouteRetries)
 		s.Retries = &n
@@ -351,6 +427,28 @@ func validateBackendURL(f *config.Fields, field, raw string) {
 	}
 }
 
+// validateHostname accepts a lowercase DNS name, optionally "*." first.
+func validateHostname(f *config.Fields, field, h string) {
+	name := strings.TrimPrefix(h, "*.")
+	if name == "" || strings.Contains(name, "*") || strings.ToLower(name) != name || strings.Contains(name, ":") {
+		f.Errorf(field, "must be a lowercase host name, optionally starting with \"*.\", not %q", h)
+		return
+	}
+	f.DNSSubdomain(field, name)
+}
+
+// validateEditedHeader accepts a header name a route may edit: not one of
+// the gateway's routing headers, which clients and routes never choose.
+func validateEditedHeader(f *config.Fields, field, name string) {
+	if !isHTTPToken(name) {
+		f.Errorf(field, "must be an HTTP header name, not %q", name)
+		return
+	}
+	if director.IsRoutingHeader(name) {
+		f.Errorf(field, "%s is the gateway's own routing header; a route cannot set or remove it", name)
+	}
+}
+
 // isHTTPToken reports whether s is a valid HTTP field name (RFC 9110
 // token).
 func isHTTPToken(s string) bool {
@@ -391,11 +489,13 @@ func checkRoutes(cfg *config.Config, r *config.Report) {
 		}
 		keys := make([]string, 0, len(rt.Spec.Matches))
 		fields := make([]string, 0, len(rt.Spec.Matches))
+		hosts := slices.Sorted(slices.Values(rt.Spec.Hostnames))
+		hostKey := "\x00hosts=" + strings.Join(hosts, ",")
 		if len(rt.Spec.Matches) == 0 {
-			keys, fields = append(keys, matchKey(RouteMatch{})), append(fields, "spec.matches")
+			keys, fields = append(keys, matchKey(RouteMatch{})+hostKey), append(fields, "spec.matches")
 		}
 		for i, m := range rt.Spec.Matches {
-			keys, fields = append(keys, matchKey(m)), append(fields, fmt.Sprintf("spec.matches[%d]", i))
+			keys, fields = append(keys, matchKey(m)+hostKey), append(fields, fmt.Sprintf("spec.matches[%d]", i))
 		}
 		for i, k := range keys {
 			if prev, dup := seenMatch[k]; dup {

@@ -158,3 +158,41 @@ func TestParse_AcceptsLLMDEndpointPickerConfig(t *testing.T) {
 		t.Errorf("without an EndpointPickerConfig: %v, %+v", err, cfg.Raw("EndpointPickerConfig"))
 	}
 }
+
+func TestRouteKind_HostnamesAndFiltersValidated(t *testing.T) {
+	base := `apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: p}
+spec: {selector: {matchLabels: {app: p}}, targetPorts: [{number: 8000}]}
+---
+apiVersion: igw.dev/v1alpha1
+kind: ModelServer
+metadata: {name: m, labels: {app: p}}
+spec: {address: 127.0.0.1}
+---
+apiVersion: igw.dev/v1alpha1
+kind: Route
+metadata: {name: r}
+spec:
+  backends: [{pool: p}]
+`
+	good := base + `  hostnames: [api.example.com, "*.example.org"]
+  matches: [{path: {value: /v1}}]
+  requestHeaders: {set: [{name: x-tenant, value: a}], remove: [x-debug]}
+  pathRewrite: {replacePrefixMatch: /openai/v1}
+`
+	if _, err := engine.Schema().Parse("r.yaml", []byte(good)); err != nil {
+		t.Fatalf("valid route refused: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"spec.hostnames[0]":                    base + "  hostnames: [API.example.com]\n",
+		"x-gateway-destination-endpoint":       base + "  requestHeaders: {set: [{name: x-gateway-destination-endpoint, value: 1.2.3.4:80}]}\n",
+		"replacePrefixMatch needs every match": base + "  pathRewrite: {replacePrefixMatch: /x}\n  matches: [{model: {value: m}}]\n",
+		"exactly one":                          base + "  pathRewrite: {}\n",
+	} {
+		_, err := engine.Schema().Parse("r.yaml", []byte(bad))
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: error %v", name, err)
+		}
+	}
+}

@@ -76,7 +76,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.release()
-	in := &director.Inbound{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: b.buf}
+	in := &director.Inbound{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, Body: b.buf}
 	x, reply := s.director.Begin(r.Context(), in)
 	if reply != nil {
 		writeReply(w, reply)
@@ -210,7 +210,7 @@ func (s *Server) send(ctx context.Context, in *http.Request, x *director.Exchang
 	}
 	out := &http.Request{
 		Method:        in.Method,
-		URL:           &url.URL{Scheme: scheme, Host: host, Path: basePath + in.URL.Path, RawQuery: in.URL.RawQuery},
+		URL:           &url.URL{Scheme: scheme, Host: host, Path: basePath + x.UpstreamPath(), RawQuery: in.URL.RawQuery},
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,

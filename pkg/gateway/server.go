@@ -47,21 +47,26 @@ type Options struct {
 	// PeerLoad shares in-flight counts with other igw replicas (when New
 	// builds the engine; engine.Options.PeerLoad).
 	PeerLoad *peerload.Options
+	// Ready, when set, must also hold for /readyz to answer ready (igw
+	// serve --kubernetes: the cluster's routes applied), with no grace
+	// period: a replica that routes nothing must not receive traffic.
+	Ready func() bool
 }
 
 // Server is the standalone data plane: the HTTP listeners in front of an
 // engine. It maps HTTP to the Director and back — bytes, headers and the
 // forwarding of requests to model servers — and nothing else.
 type Server struct {
-	log       *slog.Logger
-	engine    *engine.Engine
-	director  *director.Director
-	metrics   *telemetry.Metrics
-	transport http.RoundTripper
-	pickers   *pickerConns // to the remote pickers of pools with an endpointPickerRef
-	bodies    bodyPools
-	budget    bodyBudget               // buffer bytes held by request bodies in flight
-	pace      atomic.Pointer[bodyPace] // how fast request bodies must arrive
+	extraReady func() bool // Options.Ready
+	log        *slog.Logger
+	engine     *engine.Engine
+	director   *director.Director
+	metrics    *telemetry.Metrics
+	transport  http.RoundTripper
+	pickers    *pickerConns // to the remote pickers of pools with an endpointPickerRef
+	bodies     bodyPools
+	budget     bodyBudget               // buffer bytes held by request bodies in flight
+	pace       atomic.Pointer[bodyPace] // how fast request bodies must arrive
 	// relayBufs recycles relay buffers: allocating (and zeroing) 32 KiB
 	// per request was most of the bytes the request path allocated, and
 	// the GC cycles it caused showed up as tail latency.
@@ -96,7 +101,8 @@ func NewWithEngine(e *engine.Engine, o Options) *Server {
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
-	s := &Server{log: o.Logger, engine: e, director: e.Director(), metrics: e.Metrics(), transport: o.Transport, pickers: newPickerConns()}
+	s := &Server{log: o.Logger, engine: e, director: e.Director(), metrics: e.Metrics(), transport: o.Transport, pickers: newPickerConns(),
+		extraReady: o.Ready}
 	s.budget.observe = s.metrics.BodyBytesHeld
 	s.applyFront(e.Config())
 	return s
@@ -284,6 +290,10 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
 	if s.shutdownNow.Load() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if s.extraReady != nil && !s.extraReady() {
+		http.Error(w, "routes not applied yet", http.StatusServiceUnavailable)
 		return
 	}
 	if !s.ready.Load() {

@@ -580,3 +580,148 @@ func TestWithoutCRDs_EndpointSelectorStillRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The llm-d.ai group (REFERENCE.md §8) feeds the store exactly like the
+// seeds' group: an objective and a rewrite applied as llm-d manifests.
+func TestObjectivesAndRewrites_LLMDGroup(t *testing.T) {
+	env := kubetest.Require(t, testEnv)
+	ns := env.Namespace(t)
+	store := datastore.NewStore(nil)
+	key := ns + "/llama"
+	startDiscovery(t, kube.Options{
+		Config: rbacConfig(t, env, ns, "epp.yaml", "igw-epp"), Namespace: ns,
+		Pool: &kube.PoolSource{Name: "llama", Store: store},
+	})
+	manifest := `apiVersion: llm-d.ai/v1alpha2
+kind: InferenceObjective
+metadata:
+  name: batch
+spec:
+  priority: -3
+  poolRef:
+    name: llama
+---
+apiVersion: llm-d.ai/v1alpha2
+kind: InferenceModelRewrite
+metadata:
+  name: canary
+spec:
+  poolRef:
+    name: llama
+  rules:
+  - matches:
+    - model: {type: Exact, value: food-review}
+    targets:
+    - modelRewrite: food-review-2
+`
+	if _, err := env.Apply(ctxFor(t, 30*time.Second), []byte(manifest), ns); err != nil {
+		t.Fatalf("the llm-d.ai manifests do not apply: %v", err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if got := store.Priority(key, "batch"); got != -3 {
+			return fmt.Errorf("priority of the llm-d.ai objective = %d", got)
+		}
+		if got, _ := store.Rewrite(key, "food-review", 0.5); got != "food-review-2" {
+			return fmt.Errorf("llm-d.ai rewrite of food-review = %q", got)
+		}
+		return nil
+	})
+}
+
+// igw epp, when only the picker, writes its pool's status.parents: one entry
+// per Gateway whose HTTPRoutes send to the pool, under its own
+// controllerName, leaving other controllers' entries alone.
+func TestPoolStatus_PickerWritesParentsOfRoutesToThePool(t *testing.T) {
+	env := kubetest.Require(t, testEnv)
+	ns := env.Namespace(t)
+	ctx := ctxFor(t, time.Minute)
+	c := env.Client
+	pool := &v1.InferencePool{ObjectMeta: metav1.ObjectMeta{Name: "llama", Namespace: ns},
+		Spec: v1.InferencePoolSpec{Selector: v1.LabelSelector{MatchLabels: map[string]string{"app": "llama"}}, TargetPorts: []v1.Port{{Number: 8000}},
+			EndpointPickerRef: &v1.EndpointPickerRef{Name: "llama-epp", Port: &v1.Port{Number: 9002}}}}
+	if err := c.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	// Another controller's entry, which must survive.
+	group := v1.Group("gateway.networking.k8s.io")
+	pool.Status.Parents = []v1.ParentStatus{{ParentRef: v1.ParentReference{Group: &group, Kind: "Gateway", Name: "envoy-gw", Namespace: v1.Namespace(ns)},
+		ControllerName: "example.com/envoy", Conditions: []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted", Message: "ok", LastTransitionTime: metav1.Now()}}}}
+	if err := c.Status().Update(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	startDiscovery(t, kube.Options{
+		Config: rbacConfig(t, env, ns, "epp.yaml", "igw-epp"), Namespace: ns,
+		Pool: &kube.PoolSource{Name: "llama", Store: datastore.NewStore(nil)},
+	})
+	manifest := `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: llama
+spec:
+  parentRefs:
+  - name: envoy-gw
+  rules:
+  - backendRefs:
+    - group: inference.networking.k8s.io
+      kind: InferencePool
+      name: llama
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: unrelated
+spec:
+  parentRefs:
+  - name: other-gw
+  rules:
+  - backendRefs:
+    - name: some-service
+      port: 80
+`
+	objs, err := env.Apply(ctx, []byte(manifest), ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := func() (*v1.ParentStatus, int, error) {
+		var got v1.InferencePool
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "llama"}, &got); err != nil {
+			return nil, 0, err
+		}
+		var p *v1.ParentStatus
+		for i := range got.Status.Parents {
+			if got.Status.Parents[i].ControllerName == kube.PickerControllerName {
+				p = &got.Status.Parents[i]
+			}
+		}
+		return p, len(got.Status.Parents), nil
+	}
+	eventually(t, 10*time.Second, func() error {
+		p, n, err := mine()
+		if err != nil {
+			return err
+		}
+		if p == nil || n != 2 || p.ParentRef.Name != "envoy-gw" || len(p.Conditions) != 2 {
+			return fmt.Errorf("parents: igw's %+v, %d in all; want igw's for envoy-gw beside the other controller's", p, n)
+		}
+		for _, cond := range p.Conditions {
+			if cond.Status != metav1.ConditionTrue || (cond.Reason != "Accepted" && cond.Reason != "ResolvedRefs") {
+				return fmt.Errorf("condition %+v", cond)
+			}
+		}
+		return nil
+	})
+	// The route goes: igw's entry goes, the other controller's stays.
+	if err := c.Delete(ctx, objs[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		p, n, err := mine()
+		if err != nil {
+			return err
+		}
+		if p != nil || n != 1 {
+			return fmt.Errorf("after the route went: igw's entry %+v, %d in all", p, n)
+		}
+		return nil
+	})
+}

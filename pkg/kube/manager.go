@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -30,6 +31,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	v1 "github.com/igw-dev/igw/api/v1"
 	"github.com/igw-dev/igw/api/v1alpha2"
@@ -56,10 +58,11 @@ func RESTConfig(path string) (*rest.Config, error) {
 }
 
 // NewScheme is the scheme igw's clients use: the built-in kinds plus
-// InferencePool, InferenceObjective and InferenceModelRewrite.
+// InferencePool, InferenceObjective, InferenceModelRewrite and Gateway
+// API's kinds.
 func NewScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1.AddToScheme, v1alpha2.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1.AddToScheme, v1alpha2.AddToScheme, gwv1.Install} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("kube: scheme: %w", err)
 		}
@@ -111,6 +114,11 @@ type PoolSource struct {
 	TargetPorts []int32
 	// Store receives the state; its key is "<namespace>/<name>".
 	Store *datastore.Store
+	// NoPoolStatus leaves the InferencePool's status alone. Otherwise the
+	// leader writes a status.parents entry (controllerName
+	// PickerControllerName) for every Gateway whose HTTPRoutes send to the
+	// pool, when the API server serves HTTPRoute.
+	NoPoolStatus bool
 }
 
 // Discovery runs the reconcilers of one process against the API server.
@@ -234,34 +242,97 @@ func (d *Discovery) addPool(namespace string, p *PoolSource) error {
 		b = b.Watches(&v1.InferencePool{}, fixedKey(key), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == p.Name
 		})))
+		routes, err := d.serves(schema.GroupVersionKind{Group: gwv1.GroupName, Version: "v1", Kind: "HTTPRoute"})
+		if err != nil {
+			return err
+		}
+		if routes && !p.NoPoolStatus {
+			// The leader alone writes the pool's status.parents.
+			sr := &poolStatusReconciler{reader: d.mgr.GetClient(), writer: d.mgr.GetClient(), pool: key, log: d.log}
+			if err := ctrl.NewControllerManagedBy(d.mgr).Named("igw-pool-status").
+				Watches(&v1.InferencePool{}, fixedKey(key), builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+					return o.GetName() == p.Name
+				}))).
+				Watches(&gwv1.HTTPRoute{}, fixedKey(key)).Complete(sr); err != nil {
+				return fmt.Errorf("kube: pool status controller: %w", err)
+			}
+		}
 	}
 	if err := b.Complete(er); err != nil {
 		return fmt.Errorf("kube: endpoints controller: %w", err)
 	}
 	nsKey := types.NamespacedName{Namespace: namespace}
-	objectives, err := d.serves(v1alpha2.GroupVersion.WithKind("InferenceObjective"))
-	if err != nil {
-		return err
-	}
-	if objectives {
-		r := &objectiveReconciler{reader: d.mgr.GetClient(), store: p.Store, log: d.log, namespace: namespace}
-		if err := ctrl.NewControllerManagedBy(d.mgr).Named("igw-objectives").WithOptions(controllerOptions()).
-			Watches(&v1alpha2.InferenceObjective{}, fixedKey(nsKey)).Complete(r); err != nil {
-			return fmt.Errorf("kube: objectives controller: %w", err)
+	for _, kind := range []string{"InferenceObjective", "InferenceModelRewrite"} {
+		groups, err := d.ServedGroups(kind)
+		if err != nil {
+			return err
 		}
-	}
-	rewrites, err := d.serves(v1alpha2.GroupVersion.WithKind("InferenceModelRewrite"))
-	if err != nil {
-		return err
-	}
-	if rewrites {
-		r := &rewriteReconciler{reader: d.mgr.GetClient(), store: p.Store, log: d.log, namespace: namespace}
-		if err := ctrl.NewControllerManagedBy(d.mgr).Named("igw-rewrites").WithOptions(controllerOptions()).
-			Watches(&v1alpha2.InferenceModelRewrite{}, fixedKey(nsKey)).Complete(r); err != nil {
-			return fmt.Errorf("kube: rewrites controller: %w", err)
+		if !groups.Any() {
+			continue
+		}
+		var r reconcile.Reconciler = &objectiveReconciler{reader: d.mgr.GetClient(), groups: groups, store: p.Store, log: d.log, namespace: namespace}
+		name := "igw-objectives"
+		if kind == "InferenceModelRewrite" {
+			r, name = &rewriteReconciler{reader: d.mgr.GetClient(), groups: groups, store: p.Store, log: d.log, namespace: namespace}, "igw-rewrites"
+		}
+		b := ctrl.NewControllerManagedBy(d.mgr).Named(name).WithOptions(controllerOptions())
+		for _, obj := range GroupObjects(kind, groups) {
+			b = b.Watches(obj, fixedKey(nsKey))
+		}
+		if err := b.Complete(r); err != nil {
+			return fmt.Errorf("kube: %s controller: %w", kind, err)
 		}
 	}
 	return nil
+}
+
+// ServedGroups reports which groups serve kind (InferenceObjective or
+// InferenceModelRewrite).
+func (d *Discovery) ServedGroups(kind string) (Groups, error) {
+	return ServedGroups(d.mgr.GetRESTMapper(), d.log, kind)
+}
+
+// ServedGroups asks the API server (through mapper) which of the two groups
+// serve kind; a group without its CRD is logged and left out.
+func ServedGroups(mapper meta.RESTMapper, log *slog.Logger, kind string) (Groups, error) {
+	var g Groups
+	for _, gv := range []struct {
+		gvk  schema.GroupVersionKind
+		flag *bool
+	}{{v1alpha2.GroupVersion.WithKind(kind), &g.Seeds}, {v1alpha2.LLMDGroupVersion.WithKind(kind), &g.LLMD}} {
+		_, err := mapper.RESTMapping(gv.gvk.GroupKind(), gv.gvk.Version)
+		switch {
+		case err == nil:
+			*gv.flag = true
+		case meta.IsNoMatchError(err):
+			log.Debug("the API server does not serve this kind; not watching it", "kind", gv.gvk.String())
+		default:
+			return g, fmt.Errorf("kube: asking the API server for %s: %w", gv.gvk, err)
+		}
+	}
+	if !g.Any() {
+		log.Warn("the API server serves this kind in neither group; not watching it", "kind", kind)
+	}
+	return g, nil
+}
+
+// GroupObjects are the objects to watch for kind in the served groups:
+// typed for the seeds' group, unstructured for llm-d.ai.
+func GroupObjects(kind string, g Groups) []client.Object {
+	var out []client.Object
+	if g.Seeds {
+		if kind == "InferenceObjective" {
+			out = append(out, &v1alpha2.InferenceObjective{})
+		} else {
+			out = append(out, &v1alpha2.InferenceModelRewrite{})
+		}
+	}
+	if g.LLMD {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(v1alpha2.LLMDGroupVersion.WithKind(kind))
+		out = append(out, u)
+	}
+	return out
 }
 
 // serves reports whether the API server has the kind's CRD. Objectives and

@@ -32,7 +32,7 @@ func InferencePoolKind() config.Kind {
 // priority for a pool.
 func InferenceObjectiveKind() config.Kind {
 	return config.Kind{
-		Kind: KindInferenceObjective, APIVersions: []string{v1alpha2.GroupVersion.String()}, Named: true,
+		Kind: KindInferenceObjective, APIVersions: []string{v1alpha2.GroupVersion.String(), v1alpha2.LLMDGroupVersion.String()}, Named: true,
 		New: func() config.Object { return new(v1alpha2.InferenceObjective) },
 		Validate: func(o config.Object, f *config.Fields) {
 			obj := o.(*v1alpha2.InferenceObjective)
@@ -53,7 +53,7 @@ func InferenceObjectiveKind() config.Kind {
 // weighted model-name rewrites for a pool.
 func InferenceModelRewriteKind() config.Kind {
 	return config.Kind{
-		Kind: KindInferenceModelRewrite, APIVersions: []string{v1alpha2.GroupVersion.String()}, Named: true,
+		Kind: KindInferenceModelRewrite, APIVersions: []string{v1alpha2.GroupVersion.String(), v1alpha2.LLMDGroupVersion.String()}, Named: true,
 		New:      func() config.Object { return new(v1alpha2.InferenceModelRewrite) },
 		Validate: func(o config.Object, f *config.Fields) { validateRewrite(o.(*v1alpha2.InferenceModelRewrite), f) },
 		Check: func(cfg *config.Config, r *config.Report) {

@@ -225,3 +225,41 @@ spec: {poolRef: {name: llama}, priority: -1}
 		t.Errorf("priority %d", got)
 	}
 }
+
+// The llm-d.ai group is the seeds' schema under another name (REFERENCE.md
+// §8): both load alike; a version of neither is refused with the right form
+// named.
+func TestParse_LLMDGroupAndAWrongGroupNamed(t *testing.T) {
+	obj := `apiVersion: llm-d.ai/v1alpha2
+kind: InferenceObjective
+metadata: {name: o}
+spec: {priority: -1, poolRef: {name: llama}}
+`
+	rw := `apiVersion: llm-d.ai/v1alpha2
+kind: InferenceModelRewrite
+metadata: {name: rw}
+spec:
+  poolRef: {name: llama}
+  rules: [{targets: [{modelRewrite: a}]}]
+`
+	epc := `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins: [{type: queue-scorer}]
+schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}]}]
+`
+	cfg, err := schema.Parse("k.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, obj, rw, epc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os := static.Objectives(cfg); len(os) != 1 || os[0].Spec.EffectivePriority() != -1 {
+		t.Errorf("objectives = %+v", os)
+	}
+	if rws := static.Rewrites(cfg); len(rws) != 1 {
+		t.Errorf("rewrites = %+v", rws)
+	}
+	wrong := strings.Replace(obj, "llm-d.ai/v1alpha2", "inference.networking.k8s.io/v1alpha1", 1)
+	_, err = schema.Parse("k.yaml", configtest.File(configtest.ServerDoc, configtest.PoolDoc, wrong))
+	if err == nil || !strings.Contains(err.Error(), "inference.networking.x-k8s.io/v1alpha2 or llm-d.ai/v1alpha2") || !strings.Contains(err.Error(), `"inference.networking.k8s.io/v1alpha1"`) {
+		t.Errorf("InferenceObjective as inference.networking.k8s.io/v1alpha1: %v, want an error naming the right forms", err)
+	}
+}

@@ -62,7 +62,7 @@ type chartCase struct {
 // from what it renders (live_test.go).
 func TestChart_RendersLintsAndDryRunsOnAPIServer(t *testing.T) {
 	tl := startAPIServer(t)
-	for _, ns := range []string{"inference", "models"} {
+	for _, ns := range []string{"inference", "models", "gateways"} {
 		tl.mustKubectl(t, "", "create", "namespace", ns)
 	}
 
@@ -145,6 +145,8 @@ func TestChart_RendersLintsAndDryRunsOnAPIServer(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("igw-gateway chart", func(t *testing.T) { tl.checkGatewayChart(t) })
 
 	for _, doc := range []string{filepath.Join("docs", "kubernetes.md"), filepath.Join("config", "charts", "inferencepool", "README.md")} {
 		t.Run(doc, func(t *testing.T) { tl.checkDocument(t, doc) })
@@ -240,8 +242,12 @@ func chartCases() []chartCase {
 			for key, verbs := range map[string][]string{
 				"/pods": read, "/configmaps": read,
 				"inference.networking.k8s.io/inferencepools":           read,
+				"inference.networking.k8s.io/inferencepools/status":    {"get", "update", "patch"},
+				"gateway.networking.k8s.io/httproutes":                 read,
 				"inference.networking.x-k8s.io/inferenceobjectives":    read,
 				"inference.networking.x-k8s.io/inferencemodelrewrites": read,
+				"llm-d.ai/inferenceobjectives":                         read,
+				"llm-d.ai/inferencemodelrewrites":                      read,
 				"coordination.k8s.io/leases":                           {"get", "list", "watch", "create", "update", "patch"},
 				"/events":                                              {"create", "patch"},
 				"events.k8s.io/events":                                 {"create", "patch"},
@@ -383,8 +389,18 @@ func startAPIServer(t *testing.T) *tools {
 		kubectl: binary(t, "KUBECTL", filepath.Join(root, "bin", "kubectl")),
 		igw:     binary(t, "IGW", filepath.Join(root, "bin", "igw")),
 	}
+	// Gateway API's standard CRDs come with the sigs.k8s.io/gateway-api
+	// module igw builds with (the gateway chart's GatewayClass needs them).
+	list := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api")
+	list.Dir = root
+	gwDir, err := list.Output()
+	if err != nil || strings.TrimSpace(string(gwDir)) == "" {
+		t.Fatalf("go list -m sigs.k8s.io/gateway-api in %s: %v", root, err)
+	}
 	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join("testdata", "crds")},
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join("testdata", "crds"),
+			filepath.Join(root, "config", "crd", "llm-d"), filepath.Join(root, "config", "crd", "aigateway"),
+			filepath.Join(strings.TrimSpace(string(gwDir)), "config", "crd", "standard")},
 		ErrorIfCRDPathMissing: true,
 	}
 	if _, err := env.Start(); err != nil {
@@ -679,8 +695,20 @@ func (tl *tools) checkDocument(t *testing.T, rel string) {
 			for _, args := range helmInstalls(b.body) {
 				installs++
 				args[0] = "template" // helm install RELEASE CHART … → helm template RELEASE CHART …
+				if len(args) >= 3 && args[2] == "config/charts/igw-gateway" {
+					args[2] = filepath.Join(tl.root, "config", "charts", "igw-gateway")
+					out, err := tl.helm(append(args, "--namespace", "default")...)
+					if err != nil {
+						t.Errorf("%s: helm %v: %v\n%s", where, args, err, out)
+						continue
+					}
+					if out, err := tl.dryRunApply(out, "--namespace", "default"); err != nil {
+						t.Errorf("%s: helm %v renders what the API server refuses: %v\n%s", where, args, err, out)
+					}
+					continue
+				}
 				if len(args) < 3 || args[2] != "config/charts/inferencepool" {
-					t.Errorf("%s: helm install of %v, want the chart config/charts/inferencepool", where, args)
+					t.Errorf("%s: helm install of %v, want the chart config/charts/inferencepool or igw-gateway", where, args)
 					continue
 				}
 				args[2] = tl.chart
@@ -733,4 +761,67 @@ func helmInstalls(sh string) [][]string {
 		}
 	}
 	return cmds
+}
+
+// checkGatewayChart lints and renders config/charts/igw-gateway (one
+// replica, and several with leader election), dry-runs what it renders on
+// the API server (with Gateway API's CRDs), and checks its schema refuses
+// bad values.
+func (tl *tools) checkGatewayChart(t *testing.T) {
+	chart := filepath.Join(tl.root, "config", "charts", "igw-gateway")
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"ClusterRole/igw-gateway-gateways", "ClusterRoleBinding/igw-gateway-gateways", "Deployment/igw-gateway",
+			"GatewayClass/igw", "Service/igw-gateway", "ServiceAccount/igw-gateway"}},
+		{[]string{"--set", "replicas=2", "--set-json", `modelHeaders=["X-Gateway-Model-Name","x-gateway-inference-model"]`},
+			[]string{"ClusterRole/igw-gateway-gateways", "ClusterRoleBinding/igw-gateway-gateways", "Deployment/igw-gateway",
+				"GatewayClass/igw", "Role/igw-gateway-leader-election", "RoleBinding/igw-gateway-leader-election", "Service/igw-gateway", "ServiceAccount/igw-gateway"}},
+	} {
+		if out, err := tl.helm(append([]string{"lint", "--strict", chart, "--namespace", "gateways"}, tc.args...)...); err != nil {
+			t.Fatalf("helm lint %v: %v\n%s", tc.args, err, out)
+		}
+		out, err := tl.helm(append([]string{"template", "igw-gateway", chart, "--namespace", "gateways"}, tc.args...)...)
+		if err != nil {
+			t.Fatalf("helm template %v: %v\n%s", tc.args, err, out)
+		}
+		var objs []*unstructured.Unstructured
+		dec := yamlutil.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+		for {
+			var u unstructured.Unstructured
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("helm template %v rendered invalid YAML: %v", tc.args, err)
+			}
+			if len(u.Object) > 0 {
+				objs = append(objs, &u)
+			}
+		}
+		if got := kindNames(objs); !slices.Equal(got, slices.Sorted(slices.Values(tc.want))) {
+			t.Fatalf("%v: rendered %v, want %v", tc.args, got, tc.want)
+		}
+		r := rendered{text: out, objs: objs}
+		if cargs, _ := container(t, r.get(t, "Deployment", "igw-gateway"))["args"].([]any); len(cargs) < 2 || cargs[0] != "serve" || cargs[1] != "--kubernetes" {
+			t.Errorf("the container runs %v, want igw serve --kubernetes", cargs)
+		}
+		depText := out[strings.Index(out, "kind: Deployment"):]
+		for _, want := range []string{"- --kubernetes", "- --gateway-address\n        - igw-gateway.gateways.svc.cluster.local", "- --model-header"} {
+			if !strings.Contains(depText, want) {
+				t.Errorf("%v: the Deployment lacks %q", tc.args, want)
+			}
+		}
+		if len(tc.args) > 0 && (!strings.Contains(depText, "--ha-enable-leader-election") || !strings.Contains(depText, "x-gateway-inference-model")) {
+			t.Errorf("%v: no leader election or second model header:\n%s", tc.args, depText)
+		}
+		if out, err := tl.dryRunApply(out, "--namespace", "gateways"); err != nil {
+			t.Fatalf("%v: kubectl apply --server-side --dry-run=server: %v\n%s", tc.args, err, out)
+		}
+	}
+	for _, bad := range [][]string{{"--set", "replicas=0"}, {"--set", "service.type=Ingress"}, {"--set", "gatewayClass.controllerName=no-slash"}, {"--set", "replica=2"}} {
+		if out, err := tl.helm(append([]string{"template", "x", chart, "--namespace", "gateways"}, bad...)...); err == nil || !strings.Contains(out, "schema") {
+			t.Errorf("helm template %v: %v, want a schema error:\n%s", bad, err, out)
+		}
+	}
 }
