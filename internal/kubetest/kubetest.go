@@ -90,7 +90,8 @@ func Require(t testing.TB, env *Env) *Env {
 }
 
 // Start runs kube-apiserver and etcd from KUBEBUILDER_ASSETS and installs
-// the CRDs of config/crd/bases, config/crd/llm-d and config/crd/aigateway
+// the CRDs of config/crd/bases, config/crd/llm-d, config/crd/aigateway and
+// config/crd/compat
 // and Gateway API's standard CRDs (from the
 // sigs.k8s.io/gateway-api module igw builds with, so the CRDs and the Go
 // types are one version).
@@ -105,7 +106,7 @@ func Start() (*Env, error) {
 	}
 	te := &envtest.Environment{
 		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases"), filepath.Join(root, "config", "crd", "aigateway"),
-			filepath.Join(root, "config", "crd", "llm-d"), gatewayCRDs},
+			filepath.Join(root, "config", "crd", "llm-d"), filepath.Join(root, "config", "crd", "compat"), gatewayCRDs},
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: 2 * time.Minute, // two busy cores under -race
 		ControlPlaneStopTimeout:  30 * time.Second,

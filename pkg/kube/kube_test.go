@@ -628,6 +628,32 @@ spec:
 	})
 }
 
+// An InferenceObjective written as inference.networking.k8s.io/v1alpha1 (as
+// some walk-throughs do) is refused by the API server with a message that
+// names the forms igw reads (config/crd/compat), not with "no matches for
+// kind"; the same object under the right group applies.
+func TestObjectives_WrongGroupIsRefusedNamingTheRightForm(t *testing.T) {
+	env := kubetest.Require(t, testEnv)
+	ns := env.Namespace(t)
+	manifest := `apiVersion: inference.networking.k8s.io/v1alpha1
+kind: InferenceObjective
+metadata:
+  name: chat
+spec:
+  priority: 10
+  poolRef:
+    name: llama
+`
+	_, err := env.Apply(ctxFor(t, 30*time.Second), []byte(manifest), ns)
+	if err == nil || !strings.Contains(err.Error(), "inference.networking.x-k8s.io/v1alpha2") || !strings.Contains(err.Error(), "llm-d.ai/v1alpha2") {
+		t.Fatalf("the wrong group: %v, want a refusal naming inference.networking.x-k8s.io/v1alpha2 and llm-d.ai/v1alpha2", err)
+	}
+	right := strings.Replace(manifest, "inference.networking.k8s.io/v1alpha1", "inference.networking.x-k8s.io/v1alpha2", 1)
+	if _, err := env.Apply(ctxFor(t, 30*time.Second), []byte(right), ns); err != nil {
+		t.Fatalf("the same objective under the right group: %v", err)
+	}
+}
+
 // igw epp, when only the picker, writes its pool's status.parents: one entry
 // per Gateway whose HTTPRoutes send to the pool, under its own
 // controllerName, leaving other controllers' entries alone.
