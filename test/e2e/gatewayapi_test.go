@@ -396,7 +396,9 @@ func TestGatewayAPI_LLMDGroupAndInferenceModelHeader(t *testing.T) {
 	if _, err := g.env.Apply(withTimeout(t, time.Minute), manifest, g.ns); err != nil {
 		t.Fatalf("the llm-d.ai manifests do not apply: %v", err)
 	}
-	t.Cleanup(func() { g.deleteRoutes(k8sschema.GroupVersionKind{Group: gwv1.GroupName, Version: "v1", Kind: "HTTPRoute"}, "food-review") })
+	t.Cleanup(func() {
+		g.deleteRoutes(k8sschema.GroupVersionKind{Group: gwv1.GroupName, Version: "v1", Kind: "HTTPRoute"}, "food-review")
+	})
 	g.servingPod("vllm-0", ip, map[string]string{"app": "vllm-llama3-8b-instruct"})
 	eventually(t, 30*time.Second, func() error {
 		r := g.chat("127.0.18.30", "food-review")
