@@ -113,13 +113,15 @@ type Director struct {
 	explain    bool
 	tracer     trace.Tracer // nil: tracing off
 	decisions  func(pool string, ex *scheduling.Explanation)
-	every      uint64 // one decision in every is explained for decisions
-	decided    atomic.Uint64
-	log        *slog.Logger
-	now        func() time.Time
-	started    time.Time
-	requestIDs atomic.Uint64
-	prompts    bufpool.Pool // prompt buffers, see Begin
+	// decisionsWanted gates the sampling (Options.DecisionsWanted).
+	decisionsWanted func() bool
+	every           uint64 // one decision in every is explained for decisions
+	decided         atomic.Uint64
+	log             *slog.Logger
+	now             func() time.Time
+	started         time.Time
+	requestIDs      atomic.Uint64
+	prompts         bufpool.Pool // prompt buffers, see Begin
 
 	knownMu sync.Mutex
 	known   map[string]bool // endpoint addresses the scheduler may hold state for
@@ -239,6 +241,10 @@ type Options struct {
 	// and answered to the client afterwards.
 	Decisions      func(pool string, ex *scheduling.Explanation)
 	DecisionsEvery int
+	// DecisionsWanted, when set, says whether anyone looks at the sampled
+	// decisions now (the dashboard was read recently): while nobody does,
+	// no decision is explained for them. nil: always.
+	DecisionsWanted func() bool
 }
 
 // New builds a Director.
@@ -271,7 +277,7 @@ func New(o Options) (*Director, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, tracer: o.Tracer, decisions: o.Decisions, every: uint64(max(1, o.DecisionsEvery)), log: o.Logger, now: time.Now, started: time.Now(),
+	d := &Director{store: o.Store, maxAge: o.MaxAge, obs: o.Observer, explain: o.ExplainDecisions, tracer: o.Tracer, decisions: o.Decisions, decisionsWanted: o.DecisionsWanted, every: uint64(max(1, o.DecisionsEvery)), log: o.Logger, now: time.Now, started: time.Now(),
 		flowCfg: o.FlowControl, flowObserver: o.FlowObserver, flows: map[string]*flowcontrol.Controller{},
 		known: map[string]bool{}, pools: map[string]*poolState{}}
 	d.scheduler.Store(o.Scheduler)
@@ -458,7 +464,7 @@ func (d *Director) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		TTFTObjective: slo.TTFT,
 		TPOTObjective: slo.TPOT,
 	}
-	sampled := d.decisions != nil && d.decided.Add(1)%d.every == 0
+	sampled := d.decisions != nil && d.decided.Add(1)%d.every == 0 && (d.decisionsWanted == nil || d.decisionsWanted())
 	if req.Explain || traced != nil || sampled {
 		// A traced request's scheduling span carries the best
 		// candidates' scores; only a request that asked gets them back.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -722,5 +723,38 @@ func TestDirector_ReservedSlotsForUrgentRequests(t *testing.T) {
 		if ok, _ := f.dir.headroom(testPool, f.dir.poolState(testPool), r); !ok {
 			t.Errorf("%+v: no headroom on the reserved slot", r)
 		}
+	}
+}
+
+// One decision in DecisionsEvery is explained for the dashboard, and none
+// while DecisionsWanted says nobody looks.
+func TestDirector_SamplesDecisionsOnlyWhileWanted(t *testing.T) {
+	f := newFixture(t, "10.0.0.1:8000", "10.0.0.2:8000")
+	var wanted atomic.Bool
+	got := 0
+	f.dir.decisions = func(pool string, ex *scheduling.Explanation) {
+		if pool != testPool || ex == nil || len(ex.Profiles) == 0 {
+			t.Errorf("decision of %q: %+v", pool, ex)
+		}
+		got++
+	}
+	f.dir.every, f.dir.decisionsWanted = 2, wanted.Load
+	decide := func(n int) {
+		for range n {
+			dec, err := f.dir.Decide(context.Background(), chat(t, "llama", "hi"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dec.Start(context.Background(), dec.Endpoints[0]).Finish(context.Background(), scheduling.Response{StatusCode: http.StatusOK})
+		}
+	}
+	decide(8)
+	if got != 0 {
+		t.Fatalf("%d decisions sampled while nobody looked", got)
+	}
+	wanted.Store(true)
+	decide(8)
+	if got != 4 {
+		t.Errorf("%d of 8 decisions sampled at one in 2, want 4", got)
 	}
 }

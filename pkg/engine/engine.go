@@ -189,7 +189,7 @@ func New(cfg *config.Config, o Options) (*Engine, error) {
 	d, err := director.New(director.Options{Store: e.store, Scheduler: sched, Saturation: sat, MaxAge: e.maxAge,
 		Observer: e.metrics, FlowControl: flow, FlowObserver: e.metrics.Flow, Policy: pol, Logger: e.log,
 		ExplainDecisions: o.ExplainDecisions, Tracer: o.Tracer,
-		Decisions: e.metrics.RecordDecision, DecisionsEvery: telemetry.DecisionSampleEvery})
+		Decisions: e.metrics.RecordDecision, DecisionsEvery: telemetry.DecisionSampleEvery, DecisionsWanted: e.metrics.DashboardRead})
 	if err != nil {
 		closeAdmission(pol.Admission)
 		return nil, fmt.Errorf("engine: %w", err)

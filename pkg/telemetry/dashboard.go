@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -45,6 +46,10 @@ const (
 	// for the dashboard: one in this many, so the scores shown cost the
 	// scheduler an explanation on a small share of requests.
 	DecisionSampleEvery = 16
+	// dashboardReadWindow is how long after the dashboard's data was last
+	// served decisions keep being sampled for it: the page polls every
+	// second, a script may poll less often.
+	dashboardReadWindow = time.Minute
 )
 
 // dashboard is what the live dashboard shows that the Prometheus metrics
@@ -57,6 +62,9 @@ type dashboard struct {
 	endpoints  map[string]*endpointTally // by pool + "\x00" + address
 	objectives map[string]*latencyRing
 	decisions  []DashboardDecision // ring, oldest first
+	// read is when the dashboard's data was last served (unix
+	// nanoseconds): decisions are sampled only while someone reads it.
+	read atomic.Int64
 }
 
 type endpointTally struct {
@@ -111,6 +119,14 @@ func (d *dashboard) done(c *director.Completion) {
 	r.next = (r.next + 1) % dashboardSamples
 	r.n = min(r.n+1, dashboardSamples)
 	r.count++
+}
+
+// DashboardRead reports whether the dashboard's data was served within the
+// last minute: the Director samples decisions for it only then
+// (director.Options.DecisionsWanted), so a gateway nobody watches does not
+// explain any.
+func (m *Metrics) DashboardRead() bool {
+	return time.Now().UnixNano()-m.dash.read.Load() < int64(dashboardReadWindow)
 }
 
 // RecordDecision keeps a sampled scheduling decision with its candidates'
@@ -328,6 +344,7 @@ func (m *Metrics) DashboardHandler(store *datastore.Store) http.Handler {
 		_, _ = w.Write(dashboardPage)
 	})
 	mux.HandleFunc("GET "+DashboardJSONPath, func(w http.ResponseWriter, _ *http.Request) {
+		m.dash.read.Store(time.Now().UnixNano())
 		body, err := json.Marshal(m.Dashboard(store))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -99,3 +99,23 @@ func TestDashboardHandler_PageIsSelfContained(t *testing.T) {
 		t.Errorf("DELETE: %d", w.Code)
 	}
 }
+
+// Decisions are sampled for the dashboard only while its data is read: a
+// gateway nobody watches explains none.
+func TestDashboardRead_OnlyAfterTheDataIsServed(t *testing.T) {
+	m := NewMetrics()
+	if m.DashboardRead() {
+		t.Fatal("dashboard read before anyone asked")
+	}
+	h := m.DashboardHandler(datastore.NewStore(nil))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, DashboardPath, nil))
+	if m.DashboardRead() {
+		t.Error("the page alone (no data polled yet) counts as read")
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, DashboardJSONPath, nil))
+	if rec.Code != http.StatusOK || !m.DashboardRead() {
+		t.Errorf("data served (%d): not read", rec.Code)
+	}
+}
