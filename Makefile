@@ -24,6 +24,17 @@ JAEGER := $(BIN)/jaeger
 ENVTEST_ASSETS := $(BIN)/envtest
 # SUDO is empty for root (CI, containers) and sudo otherwise, for apt-get.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# apt_install is the shell step that installs Debian package $(1) unless the
+# program $(2) (its absolute path) is there or on PATH: apt-get install,
+# and once more after apt-get update when the package lists are stale.
+apt_install = if [ ! -x $(2) ] && ! command -v $(notdir $(2)) >/dev/null 2>&1; then \
+	echo "installing $(1) (Debian package)"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$(SUDO) apt-get install -y --no-install-recommends $(1) \
+	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(1); }; \
+	fi
+
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GO_PACKAGES := ./...
@@ -123,10 +134,7 @@ $(KUBE_APISERVER): hack/tools/kube/go.mod hack/tools/kube/go.sum
 # etcd comes from Debian's etcd-server package unless one is on PATH.
 $(ETCD):
 	@mkdir -p $(BIN)
-	@if ! command -v etcd >/dev/null 2>&1; then \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  $(SUDO) apt-get install -y etcd-server || { $(SUDO) apt-get update && $(SUDO) apt-get install -y etcd-server; }; \
-	fi
+	@$(call apt_install,etcd-server,/usr/bin/etcd)
 	ln -sf "$$(command -v etcd)" $(ETCD)
 
 ## envtest-assets: bin/envtest with kube-apiserver, etcd (and kubectl when installed), for KUBEBUILDER_ASSETS
@@ -143,12 +151,7 @@ envtest-assets: $(KUBE_APISERVER) $(ETCD)
 
 $(REDIS_SERVER):
 	@mkdir -p $(BIN)
-	@if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then \
-		echo "installing redis-server (Debian package)"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		$(SUDO) apt-get install -y --no-install-recommends redis-server \
-		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends redis-server; }; \
-	fi
+	@$(call apt_install,redis-server,/usr/bin/redis-server)
 	@path=$$(command -v redis-server || echo /usr/bin/redis-server); \
 	ln -sf "$$path" $(REDIS_SERVER) && $(REDIS_SERVER) --version
 
@@ -161,12 +164,7 @@ redis-server: $(REDIS_SERVER)
 ## Installed with apt-get when missing and linked into bin/.
 $(PROMETHEUS):
 	@mkdir -p $(BIN)
-	@if [ ! -x /usr/bin/prometheus ] || [ ! -x /usr/bin/promtool ]; then \
-		echo "installing prometheus (Debian package)"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		$(SUDO) apt-get install -y --no-install-recommends prometheus \
-		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }; \
-	fi
+	@$(call apt_install,prometheus,/usr/bin/promtool)
 	ln -sf /usr/bin/prometheus $(PROMETHEUS) && $(PROMETHEUS) --version | head -1
 
 $(PROMTOOL): $(PROMETHEUS)
@@ -180,12 +178,7 @@ prometheus: $(PROMETHEUS) $(PROMTOOL)
 ## missing and linked into bin/.
 $(CHROMIUM):
 	@mkdir -p $(BIN)
-	@if [ ! -x /usr/bin/chromium ]; then \
-		echo "installing chromium (Debian package)"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		$(SUDO) apt-get install -y --no-install-recommends chromium \
-		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }; \
-	fi
+	@$(call apt_install,chromium,/usr/bin/chromium)
 	ln -sf /usr/bin/chromium $(CHROMIUM) && $(CHROMIUM) --version
 
 chromium: $(CHROMIUM)
@@ -206,12 +199,7 @@ jaeger: $(JAEGER)
 ## (and its test); installed with apt-get when missing and linked into bin/
 $(HAPROXY):
 	@mkdir -p $(BIN)
-	@if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then \
-		echo "installing haproxy (Debian package)"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		$(SUDO) apt-get install -y --no-install-recommends haproxy \
-		  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends haproxy; }; \
-	fi
+	@$(call apt_install,haproxy,/usr/sbin/haproxy)
 	@path=$$(command -v haproxy || echo /usr/sbin/haproxy); \
 	ln -sf "$$path" $(HAPROXY) && $(HAPROXY) -v | head -1
 
