@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/igw-dev/igw/pkg/tokenizer"
 )
 
 // CompareOptions configure a comparison (Compare).
@@ -80,6 +82,26 @@ func (o CompareOptions) kvEvents() bool {
 		}
 	}
 	return false
+}
+
+// withTokenizerVocabulary returns a copy of w whose prompts are made of
+// words that are one token each in the tokenizer at dir: a fleet that
+// tokenizes with it then sees prompts of the lengths w states.
+func withTokenizerVocabulary(w *Workload, dir string) (*Workload, error) {
+	tk, err := tokenizer.Load(dir, tokenizer.Options{})
+	if err != nil {
+		return nil, err
+	}
+	words, err := tk.OneTokenWords(8)
+	if err != nil {
+		return nil, err
+	}
+	if len(words) < minVocabulary {
+		return nil, fmt.Errorf("tokenizer %s has %d one-token words, want at least %d to build prompts from", dir, len(words), minVocabulary)
+	}
+	cp := *w
+	cp.Vocabulary = words
+	return &cp, nil
 }
 
 func (o CompareOptions) tokenizer() string {
@@ -254,6 +276,14 @@ func Compare(ctx context.Context, o CompareOptions) (*Comparison, error) {
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
+	}
+	if o.kvEvents() {
+		w, err := withTokenizerVocabulary(o.Workload, o.tokenizer())
+		if err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		o.Workload = w
+		fmt.Fprintf(o.Log, "prompts are made of the %d words that are one token each in %s, so they are as long in its tokens as the workload says\n", len(w.Vocabulary), o.tokenizer())
 	}
 	logs := filepath.Join(o.OutDir, "logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {

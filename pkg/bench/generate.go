@@ -47,8 +47,15 @@ var words = [...]string{
 	"light", "like", "line", "list", "loan", "live", "long", "look", "lost", "loud",
 }
 
+// minVocabulary is the fewest words a Workload.Vocabulary may have: with
+// fewer, a 100-word question repeats others' too often to be unique.
+const minVocabulary = 32
+
 // textGen writes word texts from a seeded generator.
-type textGen struct{ rng *rand.Rand }
+type textGen struct {
+	rng   *rand.Rand
+	vocab []string // nil: words
+}
 
 func newRand(seed int64, stream uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(uint64(seed), stream))
@@ -63,7 +70,11 @@ func (g textGen) text(n int) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(words[g.rng.IntN(len(words))])
+		if g.vocab != nil {
+			b.WriteString(g.vocab[g.rng.IntN(len(g.vocab))])
+		} else {
+			b.WriteString(words[g.rng.IntN(len(words))])
+		}
 	}
 	return b.String()
 }
@@ -186,7 +197,7 @@ func newSharedPrefixSource(w *Workload, mix *mixer) *sharedPrefixSource {
 	c := *w.SharedPrefix
 	s := &sharedPrefixSource{cfg: c, api: w.API, mix: mix,
 		ordRNG: newRand(w.Seed, streamOrder), mixRNG: newRand(w.Seed, streamMix)}
-	g := textGen{newRand(w.Seed, streamText)}
+	g := textGen{newRand(w.Seed, streamText), w.Vocabulary}
 	s.systems = make([]string, c.NumGroups)
 	s.questions = make([][]string, c.NumGroups)
 	for i := range c.NumGroups {
@@ -241,7 +252,7 @@ type shareGPTSource struct {
 
 func newShareGPTSource(w *Workload, mix *mixer) *shareGPTSource {
 	return &shareGPTSource{cfg: *w.ShareGPT, api: w.API, mix: mix,
-		text: textGen{newRand(w.Seed, streamText)}, lenRNG: newRand(w.Seed, streamOrder), mixRNG: newRand(w.Seed, streamMix)}
+		text: textGen{newRand(w.Seed, streamText), w.Vocabulary}, lenRNG: newRand(w.Seed, streamOrder), mixRNG: newRand(w.Seed, streamMix)}
 }
 
 // logNormal draws a length with the given mean and log-space sigma,
@@ -280,9 +291,10 @@ type session struct {
 
 // multiTurnSource interleaves growing chat sessions.
 type multiTurnSource struct {
-	cfg  MultiTurn
-	seed int64
-	mix  *mixer
+	cfg   MultiTurn
+	seed  int64
+	mix   *mixer
+	vocab []string // Workload.Vocabulary
 
 	mu      sync.Mutex
 	ready   []*session // sessions whose next turn can go, oldest first
@@ -292,7 +304,7 @@ type multiTurnSource struct {
 }
 
 func newMultiTurnSource(w *Workload, mix *mixer) *multiTurnSource {
-	s := &multiTurnSource{cfg: *w.MultiTurn, seed: w.Seed, mix: mix, pending: map[*Request]*session{}}
+	s := &multiTurnSource{cfg: *w.MultiTurn, seed: w.Seed, mix: mix, vocab: w.Vocabulary, pending: map[*Request]*session{}}
 	for range s.cfg.NumSessions {
 		s.ready = append(s.ready, s.open())
 	}
@@ -307,7 +319,7 @@ func (s *multiTurnSource) open() *session {
 	s.nextID++
 	s.live++
 	rng := newRand(s.seed, streamSessions+uint64(id))
-	ss := &session{id: id, text: textGen{rng}}
+	ss := &session{id: id, text: textGen{rng, s.vocab}}
 	var probe Request
 	s.mix.apply(rng, &probe)
 	ss.model, ss.obj, ss.fai = probe.Model, probe.Objective, probe.FairnessID

@@ -68,6 +68,14 @@ type Workload struct {
 	// sends none. Reports then show how many requests met theirs.
 	SLOMix []SLOClass `json:"slo_mix,omitempty"`
 
+	// Vocabulary, when set, replaces the built-in words prompts are made
+	// of. Lengths are in tokens, and the built-in words are one token each
+	// only under pkg/openai's estimate: a comparison whose fleet tokenizes
+	// with a model's tokenizer sets the words that are one token in it
+	// (tokenizer.OneTokenWords), so its prompts are as long as stated. Not
+	// read from files.
+	Vocabulary []string `json:"-"`
+
 	// Stages is the load ladder. It may be left out when the command line
 	// gives the load instead.
 	Stages []Stage `json:"stages,omitempty"`
@@ -232,6 +240,9 @@ func (w *Workload) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if w.Model == "" {
 		bad("model: must not be empty")
+	}
+	if w.Vocabulary != nil && len(w.Vocabulary) < minVocabulary {
+		bad("vocabulary: %d words, want at least %d so that prompts differ", len(w.Vocabulary), minVocabulary)
 	}
 	if w.API != "" && w.API != APIChat && w.API != APICompletions {
 		bad("api: must be %q or %q, got %q", APIChat, APICompletions, w.API)

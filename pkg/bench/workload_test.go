@@ -50,7 +50,7 @@ func TestVocabulary_EveryWordIsOneToken(t *testing.T) {
 			t.Errorf("word %q is not one token alone and after a space", w)
 		}
 	}
-	g := textGen{newRand(1, 1)}
+	g := textGen{newRand(1, 1), nil}
 	for _, n := range []int{1, 2, 17, 2000} {
 		if got := openai.CountTokens(g.text(n)); got != n {
 			t.Errorf("text(%d) has %d tokens", n, got)

@@ -384,3 +384,41 @@ func cutAtSpace(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// OneTokenWords returns, sorted, the words of one to maxLen lowercase
+// ASCII letters that the model tokenizes as exactly one token both alone
+// and after a space. A text of such words separated by single spaces is
+// then exactly one token per word, which is how igw bench keeps a
+// workload's lengths (stated in tokens) exact under a model's tokenizer:
+// a tokenizer with a small vocabulary splits ordinary words into several
+// tokens, and the same workload would otherwise be several times longer
+// for a fleet that tokenizes with it than for one that does not.
+func (t *Tokenizer) OneTokenWords(maxLen int) (words []string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			words, err = nil, fmt.Errorf("tokenizer %s: vocabulary: %v", t.dir, r)
+		}
+	}()
+	seen := map[string]bool{}
+	for piece := range t.tk.GetVocab(false) {
+		// Byte-level BPE marks a leading space with Ġ, SentencePiece with ▁.
+		w := strings.TrimPrefix(strings.TrimPrefix(piece, "Ġ"), "▁")
+		if w == "" || len(w) > maxLen || seen[w] || strings.TrimLeft(w, "abcdefghijklmnopqrstuvwxyz") != "" {
+			continue
+		}
+		seen[w] = true
+		alone, err := t.Encode(w, false)
+		if err != nil {
+			return nil, err
+		}
+		spaced, err := t.Encode(" "+w, false)
+		if err != nil {
+			return nil, err
+		}
+		if len(alone.IDs) == 1 && len(spaced.IDs) == 1 {
+			words = append(words, w)
+		}
+	}
+	slices.Sort(words)
+	return words, nil
+}

@@ -206,3 +206,31 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	})
 }
+
+// The words are one token each in the test tokenizer, so a text of n of
+// them is exactly n tokens, alone and after a chat template's newline.
+func TestOneTokenWords_TextOfNWordsIsNTokens(t *testing.T) {
+	tk := load(t, tokenizer.Options{})
+	words, err := tk.OneTokenWords(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(words) < 100 {
+		t.Fatalf("%d one-token words, want at least 100 from the test tokenizer", len(words))
+	}
+	if !slices.IsSorted(words) {
+		t.Fatal("words not sorted")
+	}
+	text := strings.Join(words, " ")
+	toks, err := tk.Encode(text, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(toks.IDs) != len(words) {
+		t.Fatalf("%d words gave %d tokens", len(words), len(toks.IDs))
+	}
+	// "begin" is two tokens in the test tokenizer: not a one-token word.
+	if slices.Contains(words, "begin") {
+		t.Fatal(`"begin" (two tokens) listed`)
+	}
+}
