@@ -578,7 +578,10 @@ func startGateways(ctx context.Context, o CompareOptions, c Contender, fleet *Si
 	var script strings.Builder
 	fmt.Fprintf(&script, "%s --port %d --bind 127.0.0.1 --save '' --appendonly no >%s 2>&1 &\n", shellQuote(redis), redisPort,
 		shellQuote(filepath.Join(logs, c.Name+".redis.log")))
-	haCfg := "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n" +
+	// http-no-delay: without it haproxy coalesces a stream's small chunks
+	// (one token each) for up to a few hundred milliseconds, which the
+	// replicas' TTFT and inter-token latency would wrongly include.
+	haCfg := "global\n  maxconn 4096\ndefaults\n  mode http\n  option http-no-delay\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n" +
 		"frontend igw\n  bind " + front + "\n  default_backend gateways\nbackend gateways\n  balance roundrobin\n"
 	var admins []string
 	for g := range c.Gateways {
