@@ -85,6 +85,54 @@ type Endpoint struct {
 	finished     atomic.Int64 // igw's requests that completed since the last scrape
 	ceiling      atomic.Int64 // requests it held when it last refused one, 0: none
 	refused      atomic.Int64 // when, unix nanoseconds
+	// plugins is what scheduling plugins keep on the endpoint (see
+	// PluginState), copied on write.
+	plugins atomic.Pointer[[]pluginState]
+}
+
+type pluginState struct{ owner, value any }
+
+// PluginState is what owner (a scheduling plugin instance, a pointer) stored on this
+// endpoint with SetPluginState, or nil. It exists for the scheduling hot
+// path: a scorer that keeps per-endpoint state (a learned latency model,
+// its slot in an index) reads it here with one atomic load and a scan of
+// a few entries, where a map keyed by endpoint costs a hash lookup per
+// candidate per decision. Keyed by the instance, so two instances of one
+// plugin never share state; dropped with the endpoint object, so an
+// endpoint replaced under the same address starts with none.
+func (e *Endpoint) PluginState(owner any) any {
+	if list := e.plugins.Load(); list != nil {
+		for i := range *list {
+			if (*list)[i].owner == owner {
+				return (*list)[i].value
+			}
+		}
+	}
+	return nil
+}
+
+// SetPluginState stores value for owner on this endpoint (nil removes
+// it). Writes are rare (once per endpoint and plugin), so each copies the
+// list and readers never lock.
+func (e *Endpoint) SetPluginState(owner, value any) {
+	for {
+		old := e.plugins.Load()
+		var next []pluginState
+		if old != nil {
+			next = make([]pluginState, 0, len(*old)+1)
+			for _, st := range *old {
+				if st.owner != owner {
+					next = append(next, st)
+				}
+			}
+		}
+		if value != nil {
+			next = append(next, pluginState{owner, value})
+		}
+		if e.plugins.CompareAndSwap(old, &next) {
+			return
+		}
+	}
 }
 
 // RefusalMemory is how long a refusal's ceiling holds (see

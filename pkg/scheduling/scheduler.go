@@ -81,10 +81,14 @@ type Scheduler struct {
 // not allocate per endpoint.
 type cycleScratch struct {
 	snapshot []Candidate
-	work     []Candidate
-	total    []float64
-	tmp      []float64
-	picked   []int
+	work     []Candidate // the snapshot as a profile's filters left it
+	// scored is what the last profile scored: snapshot when it has no
+	// filters (scorers and pickers do not change candidates, so the
+	// copy filters need is skipped), else work.
+	scored []Candidate
+	total  []float64
+	tmp    []float64
+	picked []int
 }
 
 // NewScheduler builds a runnable scheduler from a configuration and a
@@ -307,13 +311,14 @@ func (s *Scheduler) Schedule(ctx context.Context, req *Request, candidates []*da
 			}
 			start := len(eps)
 			for _, i := range picked {
-				eps = append(eps, sc.work[i].Endpoint)
+				eps = append(eps, sc.scored[i].Endpoint)
 			}
 			pr.Endpoints = eps[start:len(eps):len(eps)]
 			res.Profiles = append(res.Profiles, pr)
 		}
 	}
-	clear(sc.work[:cap(sc.work)])
+	clear(sc.work)
+	sc.scored = nil
 	if len(res.Profiles) == 0 {
 		return nil, newError(ReasonNoProfile, "", s.handler.TypedName().String(), "profile handler ran no profile")
 	}
@@ -333,16 +338,20 @@ func (s *Scheduler) Schedule(ctx context.Context, req *Request, candidates []*da
 }
 
 // runProfile filters, scores and picks for one profile. The returned
-// indices point into sc.work and stay valid until the next runProfile.
+// indices point into sc.scored and stay valid until the next runProfile.
 func (s *Scheduler) runProfile(ctx context.Context, req *Request, p *Profile, sc *cycleScratch) ([]int, error) {
-	work := append(sc.work[:0], sc.snapshot...)
-	sc.work = work
+	work := sc.snapshot
+	if len(p.filters) > 0 {
+		work = append(sc.work[:0], sc.snapshot...)
+		sc.work = work
+	}
 	for _, f := range p.filters {
 		work = f.Filter(ctx, req, work)
 		if len(work) == 0 {
 			return nil, newError(ReasonFilteredOut, p.name, f.TypedName().String(), "filter left no candidate")
 		}
 	}
+	sc.scored = work
 	n := len(work)
 	total := grow(sc.total, n)
 	sc.total = total

@@ -94,7 +94,7 @@ type Scorer struct {
 	params   Parameters
 	stateKey scheduling.StateKey
 
-	mu     sync.RWMutex
+	mu     sync.RWMutex // guards models
 	models map[*datastore.Endpoint]*model
 	prior  atomic.Pointer[weights]
 	learns atomic.Uint64
@@ -130,25 +130,36 @@ func (s *Scorer) TypedName() scheduling.TypedName {
 // features are what a prediction is made from, taken when the request is
 // scored or sent.
 func features(m *datastore.Metrics, inFlight int64, limit int, promptBytes, cachedBytes int) (ttft, tpot vec) {
-	load := m.RunningRequests + m.EstimatedQueue(inFlight) // at the server, as best known
-	var ahead, batch int
+	ahead, batch, kv := load(m, inFlight, limit)
+	return vec{1, uncachedKiB(promptBytes, cachedBytes), ahead, batch}, vec{1, batch + 1, kv}
+}
+
+// load is the queue ahead of a new request, the batch it would join and
+// the KV-cache use, at the server as best known.
+func load(m *datastore.Metrics, inFlight int64, limit int) (ahead, batch, kv float64) {
+	at := m.RunningRequests + m.EstimatedQueue(inFlight)
 	if limit > 0 {
-		ahead, batch = max(0, load+1-limit), min(load, limit)
+		ahead, batch = float64(max(0, at+1-limit)), float64(min(at, limit))
 	} else {
-		ahead, batch = m.EstimatedQueue(inFlight), m.RunningRequests
+		ahead, batch = float64(m.EstimatedQueue(inFlight)), float64(m.RunningRequests)
 	}
-	kv := m.KVCacheUsage
+	kv = m.KVCacheUsage
 	if !(kv > 0) {
 		kv = 0
 	}
-	uncached := float64(max(0, promptBytes-cachedBytes)) / 1024
-	return vec{1, uncached, float64(ahead), float64(batch)}, vec{1, float64(batch + 1), min(kv, 1)}
+	return ahead, batch, min(kv, 1)
+}
+
+func uncachedKiB(promptBytes, cachedBytes int) float64 {
+	return float64(max(0, promptBytes-cachedBytes)) * (1.0 / 1024)
 }
 
 // weightsFor returns the weights to predict ep with: its own once it has
-// learned enough, else the prior. The caller holds s.mu for reading.
+// learned enough, else the prior. The model is read from the endpoint
+// itself (PluginState), not from s.models: no lock and no map lookup per
+// candidate on the scheduling path.
 func (s *Scorer) weightsFor(ep *datastore.Endpoint, prior *weights) *weights {
-	if m := s.models[ep]; m != nil {
+	if m, _ := ep.PluginState(s).(*model); m != nil {
 		if w := m.cur.Load(); w.n >= s.params.MinObservations {
 			return w
 		}
@@ -166,27 +177,28 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	prior := s.prior.Load()
 	tpotSLO := req.TPOTObjective.Seconds()
 	best := math.Inf(1)
-	s.mu.RLock()
 	for i := range cands {
 		c := &cands[i]
 		cb := 0
 		if cached != nil {
 			cb = cached.CachedBytesAt(cands, i)
 		}
+		// The features and dot products of features, inline and in
+		// scalars: 32-byte vectors passed by value cost more than the
+		// arithmetic on this path.
 		w := s.weightsFor(c.Endpoint, prior)
-		x, z := features(c.Metrics, c.InFlight, c.Endpoint.ConcurrencyLimit(), len(req.Prompt), cb)
-		ttft := max(0, dot(&w.ttft, &x))
+		ahead, batch, kv := load(c.Metrics, c.InFlight, c.Endpoint.ConcurrencyLimit())
+		ttft := max(0, w.ttft[0]+w.ttft[1]*uncachedKiB(len(req.Prompt), cb)+w.ttft[2]*ahead+w.ttft[3]*batch)
 		// The prediction waits in scores until best is known; a
 		// candidate over the TPOT objective is stored negated (−ttft−1,
 		// never 0) so the second pass can halve its score without a
 		// per-candidate buffer.
 		scores[i] = ttft
-		if tpotSLO > 0 && dot(&w.tpot, &z) > tpotSLO {
+		if tpotSLO > 0 && w.tpot[0]+w.tpot[1]*(batch+1)+w.tpot[2]*kv > tpotSLO {
 			scores[i] = -ttft - 1
 		}
 		best = min(best, ttft)
 	}
-	s.mu.RUnlock()
 	for i, v := range scores {
 		half := v < 0
 		if half {
@@ -211,10 +223,7 @@ func (s *Scorer) PredictLatency(req *scheduling.Request, ep *datastore.Endpoint)
 		cb = cached.CachedBytes(ep)
 	}
 	x, z := features(m, ep.InFlight(), ep.ConcurrencyLimit(), len(req.Prompt), cb)
-	prior := s.prior.Load()
-	s.mu.RLock()
-	w := s.weightsFor(ep, prior)
-	s.mu.RUnlock()
+	w := s.weightsFor(ep, s.prior.Load())
 	if w.n < s.params.MinObservations {
 		return scheduling.Prediction{}, false
 	}
@@ -228,10 +237,7 @@ func (s *Scorer) PredictLatency(req *scheduling.Request, ep *datastore.Endpoint)
 // minObservations responses, or while a weight is not positive (a model
 // that has not seen queueing yet cannot price it).
 func (s *Scorer) Costs(ep *datastore.Endpoint) (perKiB, perAhead float64, ok bool) {
-	prior := s.prior.Load()
-	s.mu.RLock()
-	w := s.weightsFor(ep, prior)
-	s.mu.RUnlock()
+	w := s.weightsFor(ep, s.prior.Load())
 	if w.n < s.params.MinObservations || !(w.ttft[1] > 0) || !(w.ttft[2] > 0) {
 		return 0, 0, false
 	}
@@ -285,29 +291,30 @@ func (s *Scorer) ResponseComplete(_ context.Context, req *scheduling.Request, re
 	}
 }
 
-// model returns ep's model, making it on ep's first response. Models are
-// keyed by the endpoint itself (a pointer hashes faster than its address
-// on the scoring path); the datastore keeps an endpoint's object while
-// its address, engine and labels stay, and one replaced under the same
-// address starts over: its old model is dropped here.
+// model returns ep's model, making it on ep's first response. A model
+// lives on its endpoint (PluginState), where scoring reads it, and in
+// s.models, which the prior, ForgetEndpoint and Observations walk. The
+// datastore keeps an endpoint's object while its address, engine and
+// labels stay, and one replaced under the same address starts over: its
+// old model is dropped here.
 func (s *Scorer) model(ep *datastore.Endpoint) *model {
-	s.mu.RLock()
-	m := s.models[ep]
-	s.mu.RUnlock()
-	if m != nil {
+	if m, _ := ep.PluginState(s).(*model); m != nil {
 		return m
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if m = s.models[ep]; m == nil {
+	m := s.models[ep]
+	if m == nil {
 		for old := range s.models {
 			if old.Address == ep.Address {
 				delete(s.models, old)
+				old.SetPluginState(s, nil)
 			}
 		}
 		m = newModel(s.prior.Load())
 		s.models[ep] = m
 	}
+	ep.SetPluginState(s, m)
 	return m
 }
 
@@ -368,6 +375,7 @@ func (s *Scorer) ForgetEndpoint(address string) {
 	for ep := range s.models {
 		if ep.Address == address {
 			delete(s.models, ep)
+			ep.SetPluginState(s, nil)
 		}
 	}
 	s.mu.Unlock()

@@ -3,6 +3,7 @@ package maxscore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -49,6 +50,47 @@ func TestMaxScorePicker_BreaksTiesAtRandom(t *testing.T) {
 	for _, i := range []int{0, 2, 3} {
 		if seen[i] < 800 {
 			t.Fatalf("tie not broken uniformly: %v", seen)
+		}
+	}
+}
+
+// The fallbacks too: with more tied candidates than places, every one is
+// kept equally often, in any position, and the one-pass and per-place
+// paths agree on distinct scores.
+func TestMaxScorePicker_TiesAmongFallbacksAreUniform(t *testing.T) {
+	scores := []float64{0.2, 1, 1, 1, 1, 0.5}
+	p := New(Type)
+	kept, first := map[int]int{}, map[int]int{}
+	for range 4000 {
+		got := p.Pick(context.Background(), nil, cands(len(scores)), scores, 3, nil)
+		if len(got) != 3 {
+			t.Fatalf("picked %v", got)
+		}
+		for _, i := range got {
+			if scores[i] != 1 {
+				t.Fatalf("picked %v: a lower score while four tie at the top", got)
+			}
+			kept[i]++
+		}
+		first[got[0]]++
+	}
+	for i := 1; i <= 4; i++ {
+		// Each is kept 3/4 of the time (3,000) and first 1/4 (1,000).
+		if kept[i] < 2800 || kept[i] > 3200 || first[i] < 850 || first[i] > 1150 {
+			t.Fatalf("not uniform: kept %v, first %v", kept, first)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		scores := make([]float64, 1+r.IntN(40))
+		for i := range scores {
+			scores[i] = r.Float64()
+		}
+		n := 1 + r.IntN(12)
+		got := p.Pick(context.Background(), nil, cands(len(scores)), scores, n, nil)
+		want := pickByPasses(scores, min(n, len(scores)), nil)
+		if !slices.Equal(got, want) {
+			t.Fatalf("scores %v n %d: picked %v, want %v", scores, n, got, want)
 		}
 	}
 }

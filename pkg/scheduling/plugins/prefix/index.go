@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"sync"
 
+	"github.com/igw-dev/igw/pkg/datastore"
 	"github.com/igw-dev/igw/pkg/scheduling"
 )
 
@@ -87,6 +88,7 @@ type Index struct {
 	slots     []endpointLRU
 	slotOf    map[string]int32
 	freeSlots []int32
+	slotGen   uint64 // slots given out, for slotRef's kept absences
 }
 
 // NewIndex returns an empty index that keeps at most capacityPerEndpoint
@@ -288,7 +290,40 @@ func (ix *Index) slotFor(address string) int32 {
 	}
 	ix.slots[s] = endpointLRU{address: address, head: none, tail: none}
 	ix.slotOf[address] = s
+	ix.slotGen++
 	return s
+}
+
+// slotRef is an endpoint's slot, kept on the endpoint (PluginState) so
+// scoring finds it without hashing the address. slot none records that
+// the address had no slot while ix.slotGen was gen: most candidates of a
+// large pool hold nothing, and they are looked up on every decision.
+type slotRef struct {
+	slot int32
+	gen  uint64
+}
+
+// slotOfEndpoint is ep's slot, read from the endpoint when it has been
+// seen before, else from slotOf. A kept slot is trusted only while the
+// slot still belongs to ep's address (Forget clears a freed slot's
+// address, and slots are reused); a kept absence only while no slot has
+// been given out since. The caller holds ix.mu.
+func (ix *Index) slotOfEndpoint(ep *datastore.Endpoint) (int32, bool) {
+	if r, _ := ep.PluginState(ix).(*slotRef); r != nil {
+		if r.slot == none {
+			if r.gen == ix.slotGen {
+				return none, false
+			}
+		} else if int(r.slot) < len(ix.slots) && ix.slots[r.slot].address == ep.Address {
+			return r.slot, true
+		}
+	}
+	s, ok := ix.slotOf[ep.Address]
+	if !ok {
+		s = none
+	}
+	ep.SetPluginState(ix, &slotRef{slot: s, gen: ix.slotGen})
+	return s, ok
 }
 
 func (ix *Index) pushFront(s int32, e int32) {
@@ -542,7 +577,7 @@ func (ix *Index) score(hashes []uint64, cands []scheduling.Candidate, scores []f
 	// take part in the search.
 	cand := sc.cand[:0]
 	for i := range cands {
-		s, ok := ix.slotOf[cands[i].Endpoint.Address]
+		s, ok := ix.slotOfEndpoint(cands[i].Endpoint)
 		if !ok {
 			s = none
 		} else {

@@ -229,11 +229,11 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 	s.index.score(hashes, cands, scores, sc)
 	s.scratch.Put(sc)
 	s.publishCached(req, hashes, cands, scores)
-	over := s.overBound(cands, scores, len(hashes))
+	bound := s.overBound(cands, scores, len(hashes))
 	held, dropped := false, false
 	for i := range cands {
 		switch {
-		case scores[i] > 0 && over(i):
+		case scores[i] > 0 && bound.over(i):
 			scores[i] = -1 // a holder over the bound: no spill target either
 			dropped = true
 		case scores[i] > 0:
@@ -241,7 +241,7 @@ func (s *Scorer) Score(_ context.Context, req *scheduling.Request, cands []sched
 		}
 	}
 	if !held {
-		s.spill(hashes, cands, scores, over)
+		s.spill(hashes, cands, scores, bound.over)
 	}
 	if dropped {
 		for i, v := range scores {
@@ -289,27 +289,40 @@ func (s *Scorer) publishCached(req *scheduling.Request, hashes []uint64, cands [
 // — no cost model, nothing learned yet, or a candidate that holds nothing
 // (a spill target) — it is over when its estimated waiting queue exceeds
 // the shortest by more than maxQueueImbalance (never, when negative).
-func (s *Scorer) overBound(cands []scheduling.Candidate, matched []float64, n int) func(i int) bool {
-	limit := s.params.MaxQueueImbalance
-	cm := s.costs.Load()
-	if cm == nil {
-		return OverQueueBound(cands, limit)
+func (s *Scorer) overBound(cands []scheduling.Candidate, matched []float64, n int) loadBound {
+	b := loadBound{cands: cands, matched: matched, n: n, limit: s.params.MaxQueueImbalance,
+		shortest: shortestQueue(cands), blockKiB: float64(s.params.BlockSize) / 1024}
+	if cm := s.costs.Load(); cm != nil {
+		b.costs = cm.CostModel
 	}
-	shortest := shortestQueue(cands)
-	blockKiB := float64(s.params.BlockSize) / 1024
-	return func(i int) bool {
-		extra := cands[i].Metrics.EstimatedQueue(cands[i].InFlight) - shortest
-		if extra <= 0 {
-			return false
-		}
-		if matched[i] > 0 {
-			if perKiB, perAhead, ok := cm.Costs(cands[i].Endpoint); ok {
-				saved := matched[i] * float64(n) * blockKiB * perKiB
-				return float64(extra)*perAhead > saved
-			}
-		}
-		return limit >= 0 && extra > limit
+	return b
+}
+
+// loadBound is overBound's verdict for one scoring cycle: a value with a
+// method rather than a closure, so a decision allocates nothing for it.
+type loadBound struct {
+	cands    []scheduling.Candidate
+	matched  []float64
+	n        int
+	limit    int
+	shortest int
+	blockKiB float64
+	costs    scheduling.CostModel // nil: the fixed bound only
+}
+
+// over reports whether candidate i is over the bound; see overBound.
+func (b *loadBound) over(i int) bool {
+	extra := b.cands[i].Metrics.EstimatedQueue(b.cands[i].InFlight) - b.shortest
+	if extra <= 0 {
+		return false
 	}
+	if b.costs != nil && b.matched[i] > 0 {
+		if perKiB, perAhead, ok := b.costs.Costs(b.cands[i].Endpoint); ok {
+			saved := b.matched[i] * float64(b.n) * b.blockKiB * perKiB
+			return float64(extra)*perAhead > saved
+		}
+	}
+	return b.limit >= 0 && extra > b.limit
 }
 
 // OverQueueBound reports, for a candidate index, whether the candidate's

@@ -146,6 +146,30 @@ func TestPrefixScorer_ForgetEndpointDropsItsBlocks(t *testing.T) {
 	}
 }
 
+// Scoring keeps each endpoint's index slot on the endpoint; after Forget
+// the slot goes to the next new endpoint, and the forgotten endpoint's
+// object (or a new one under its address) must not read that endpoint's
+// blocks through the slot it kept.
+func TestPrefixScorer_ReusedSlotIsNotReadThroughAForgottenEndpoint(t *testing.T) {
+	s := small(4, 100)
+	a, b := schedtest.Endpoint("a:1", nil, 0), schedtest.Endpoint("b:1", nil, 0)
+	const p = "000011112222"
+	s.PreRequest(context.Background(), req("m", p), nil, a)
+	if got := schedtest.Score(s, req("m", p), a); got[0] != 1 {
+		t.Fatalf("a before Forget: %v, want 1", got)
+	}
+	s.ForgetEndpoint("a:1")
+	s.PreRequest(context.Background(), req("m", p), nil, b) // b takes a's old slot
+	if got := schedtest.Score(s, req("m", p), a, b); !slices.Equal(got, []float64{0, 1}) {
+		t.Fatalf("scores %v, want [0 1]: a was forgotten, b holds the prompt", got)
+	}
+	// An endpoint object replaced under a known address finds its blocks.
+	b2 := schedtest.Endpoint("b:1", nil, 0)
+	if got := schedtest.Score(s, req("m", p), b2); got[0] != 1 {
+		t.Fatalf("new object for b:1 scores %v, want 1", got)
+	}
+}
+
 func TestPrefixScorer_HashesThePromptOncePerRequest(t *testing.T) {
 	s := small(4, 100)
 	a := schedtest.Endpoint("a:1", nil, 0)
