@@ -437,7 +437,7 @@ func startContender(ctx context.Context, o CompareOptions, c Contender, fleet *S
 	defer deadline.Stop()
 	switch c.Kind {
 	case ContenderBuiltin:
-		if c.Gateways > 1 {
+		if c.Gateways > 0 {
 			return startGateways(ctx, o, c, fleet, logs, deadline.C)
 		}
 		ports, err := freePorts(2)

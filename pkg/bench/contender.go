@@ -51,11 +51,12 @@ type Contender struct {
 	// publishes events and tokenizes with that tokenizer, so all
 	// contenders meet the same fleet.
 	KVEvents bool `json:"kv_events,omitempty"`
-	// Gateways, above 1, runs a built-in contender as that many igw serve
-	// replicas, active-active (in-flight counts shared through a
+	// Gateways, when set, runs a built-in contender as that many igw
+	// serve replicas, active-active (in-flight counts shared through a
 	// redis-server), behind haproxy balancing round-robin: what a
 	// deployment with several gateway replicas behind a load balancer
-	// gets.
+	// gets. 1 is the baseline for 2 and 3: the same load balancer hop and
+	// the same Redis, one replica.
 	Gateways int `json:"gateways,omitempty"`
 }
 
@@ -87,7 +88,7 @@ func precisePickerConfig(tokenizer string) string {
 
 // OptionalContenders are built-in contenders a comparison runs only when
 // named with --only: igw with precise prefix routing, and igw's default
-// and precise profiles as two and three active-active replicas behind
+// and precise profiles as one, two and three active-active replicas behind
 // haproxy (issue 15). They need more than the standard run does (KV-cache
 // events and a tokenizer in the fleet; haproxy and redis-server), so the
 // standard comparison leaves them out.
@@ -96,7 +97,7 @@ func OptionalContenders() []Contender {
 		Name: ContenderIGWPrecise, Kind: ContenderBuiltin, KVEvents: true,
 		Description: "igw's default profile with the precise-prefix-cache-scorer (KV-cache events, the model's tokenizer) in place of the prefix-cache-scorer",
 	}}
-	for _, n := range []int{2, 3} {
+	for _, n := range []int{1, 2, 3} {
 		out = append(out, Contender{
 			Name: fmt.Sprintf("%s-x%d", ContenderIGWDefault, n), Kind: ContenderBuiltin, Gateways: n,
 			Description: fmt.Sprintf("igw's default profile (approximate prefix) as %d igw serve replicas behind haproxy round-robin, in-flight shared through redis", n),

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -304,9 +305,14 @@ func TestStandaloneConfig_PreciseContenderSubscribesToEveryReplica(t *testing.T)
 		t.Errorf("scorers %v lack the precise one", types)
 	}
 	// The optional contenders: precise ones read events, -xN ones run N.
+	gateways := map[int]int{}
 	for _, c := range OptionalContenders() {
-		if strings.Contains(c.Name, "precise") != c.KVEvents || (strings.HasSuffix(c.Name, "-x3") != (c.Gateways == 3)) {
+		if strings.Contains(c.Name, "precise") != c.KVEvents || (c.Gateways > 0) != strings.HasSuffix(c.Name, fmt.Sprintf("-x%d", c.Gateways)) {
 			t.Errorf("%+v", c)
 		}
+		gateways[c.Gateways]++
+	}
+	if gateways[1] != 2 || gateways[2] != 2 || gateways[3] != 2 {
+		t.Errorf("replica counts %v, want the default and precise profiles as 1, 2 and 3 replicas", gateways)
 	}
 }
